@@ -1,0 +1,59 @@
+//! Command-line surface: one submodule per command group, each with its own clap `Args`.
+
+pub mod local;
+pub mod policy;
+pub mod serve;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+/// Switchyard: an LLM gateway whose routing rule is a sandboxed WebAssembly policy.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    /// Log line format (stderr). Filter with RUST_LOG, e.g. RUST_LOG=switchyard=debug.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(serve::ServeArgs),
+    /// Check, test and try policy components.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Use the local model directly.
+    #[command(subcommand)]
+    Local(local::LocalCommand),
+}
+
+/// Runs one parsed command; the exit code is the command's verdict.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Local(cmd) => local::run(cmd),
+    }
+}
+
+/// Installs the tracing subscriber: stderr, `RUST_LOG` filter (default `info`), text or JSON.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

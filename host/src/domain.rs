@@ -1,0 +1,132 @@
+//! Domain types shared by the request path: chat messages, policy requests and decisions,
+//! backend status and spend. `http`, `dispatch`, `policy` and `backends` all speak these;
+//! wire formats (OpenAI JSON, provider JSON, WIT bindings) convert to and from them at the edge.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// One chat message (text content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// What a policy sees of a client request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRequest {
+    pub id: String,
+    /// Model alias the client asked for, e.g. `auto`.
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub streaming: bool,
+    pub tenant: String,
+    /// Client metadata: `x-switchyard-*` headers, `metadata`, `user`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Prompt tokens counted by the host.
+    #[serde(default)]
+    pub prompt_tokens: u32,
+}
+
+/// One place to send a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// A policy's routing decision: targets in order (first is primary, the rest fallbacks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub targets: Vec<Target>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A policy's refusal: the client gets `status` with `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub status: u16,
+    pub message: String,
+}
+
+/// What a policy returned: a route or a refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Route(Decision),
+    Reject(Rejection),
+}
+
+/// Local model on this machine, or a cloud provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Local,
+    Cloud,
+}
+
+/// Live status of one backend, as the policy reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub name: String,
+    pub kind: BackendKind,
+    /// Models served; the first is the default.
+    pub models: Vec<String>,
+    pub healthy: bool,
+    #[serde(default)]
+    pub latency_p50_ms: f64,
+    #[serde(default)]
+    pub latency_p95_ms: f64,
+    #[serde(default)]
+    pub error_rate: f64,
+    #[serde(default)]
+    pub in_flight: u32,
+    #[serde(default)]
+    pub queue_depth: u32,
+    #[serde(default)]
+    pub usd_per_mtok_in: f64,
+    #[serde(default)]
+    pub usd_per_mtok_out: f64,
+    pub context_window: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Spend for a scope (tenant), USD.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SpendStatus {
+    pub scope: String,
+    #[serde(default)]
+    pub today_usd: f64,
+    #[serde(default)]
+    pub month_usd: f64,
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
+    #[serde(default)]
+    pub hard_cap_usd: Option<f64>,
+}

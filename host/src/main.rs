@@ -1,0 +1,18 @@
+//! The `switchyard` command line: parses arguments, sets up tracing, runs one command.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = switchyard::cli::Cli::parse();
+    switchyard::cli::init_tracing(cli.log_format);
+    match switchyard::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {err:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

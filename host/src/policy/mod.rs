@@ -1,0 +1,2 @@
+//! Policy runtime: loads policy components, runs them sandboxed, and turns their output
+//! into a [`crate::domain::Verdict`].
