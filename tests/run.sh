@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every Switchyard test on a fresh machine: installs the wasm target, the default
+# model and the policy toolchains, builds the policies, then runs the Rust test suites,
+# the Python/JS policy unit tests and every policy's case file through the real sandbox.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "wasm target"
+rustup target add wasm32-wasip2
+
+step "default model"
+bash host/local/fetch-model.sh
+
+step "policies"
+bash policies/build.sh
+
+step "cargo test"
+cargo test --workspace --all-targets
+
+step "python and js policy unit tests"
+bash policies/python/test.sh
+bash policies/js/test.sh
+
+step "policy case files through the sandbox"
+out="${SWITCHYARD_POLICY_OUT:-target/policies}"
+failed=0
+for cases in policies/*/cases.json policies/python/*/cases.json policies/js/*/cases.json; do
+  name=$(basename "$(dirname "$cases")")
+  echo "--- $name"
+  cargo run -q -p switchyard -- policy test "$out/$name.wasm" "$cases" || failed=$((failed + 1))
+done
+if [ "$failed" -ne 0 ]; then
+  echo "$failed policy case file(s) failed" >&2
+  exit 1
+fi
