@@ -4,3 +4,7 @@
 pub mod cli;
 pub mod domain;
 pub mod policy;
+pub mod backends;
+pub mod config;
+pub mod dispatch;
+pub mod http;

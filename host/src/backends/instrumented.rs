@@ -1,0 +1,383 @@
+//! [`Instrumented`]: wraps a backend, records latency (EWMA and a window for percentiles),
+//! error rate and in-flight, runs its circuit breaker, and renders the [`BackendStatus`]
+//! policies read.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use super::{Backend, BackendError, ChatRequest, ChatResponse, ChatStream};
+use crate::config::BackendConfig;
+use crate::domain::BackendStatus;
+
+/// Samples kept for percentiles.
+const WINDOW: usize = 256;
+/// Weight of the newest sample in the EWMAs.
+const ALPHA: f64 = 0.1;
+/// Consecutive failures that open the breaker.
+pub const BREAKER_FAILURES: u32 = 5;
+/// How long an open breaker refuses requests before letting one probe through.
+pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// Breaker state, as exported in metrics (0 closed, 1 open, 2 half-open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Stats {
+    window: VecDeque<f64>,
+    ewma_ms: Option<f64>,
+    error_rate: f64,
+    consecutive_failures: u32,
+    opened_at: Option<Instant>,
+    probe_in_flight: bool,
+}
+
+/// Static facts about a backend from its config.
+#[derive(Debug, Clone)]
+pub struct BackendFacts {
+    pub context_window: u32,
+    pub usd_per_mtok_in: f64,
+    pub usd_per_mtok_out: f64,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<&BackendConfig> for BackendFacts {
+    fn from(c: &BackendConfig) -> Self {
+        Self {
+            context_window: c.context_window,
+            usd_per_mtok_in: c.usd_per_mtok_in,
+            usd_per_mtok_out: c.usd_per_mtok_out,
+            labels: c.labels.clone(),
+        }
+    }
+}
+
+/// A backend with live statistics and a circuit breaker.
+pub struct Instrumented {
+    inner: Arc<dyn Backend>,
+    facts: BackendFacts,
+    in_flight: Arc<AtomicU32>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl std::fmt::Debug for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("name", &self.inner.name())
+            .finish_non_exhaustive()
+    }
+}
+
+struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn lock(m: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn Backend>, facts: BackendFacts) -> Self {
+        Self {
+            inner,
+            facts,
+            in_flight: Arc::new(AtomicU32::new(0)),
+            stats: Arc::new(Mutex::new(Stats {
+                window: VecDeque::with_capacity(WINDOW),
+                ewma_ms: None,
+                error_rate: 0.0,
+                consecutive_failures: 0,
+                opened_at: None,
+                probe_in_flight: false,
+            })),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.inner.as_ref()
+    }
+
+    pub fn facts(&self) -> &BackendFacts {
+        &self.facts
+    }
+
+    /// Breaker state now.
+    pub fn breaker(&self) -> BreakerState {
+        let s = lock(&self.stats);
+        match s.opened_at {
+            None => BreakerState::Closed,
+            Some(at) if at.elapsed() < BREAKER_COOLDOWN => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a request may go to this backend now; in half-open, admits one probe.
+    fn admit(&self) -> bool {
+        let mut s = lock(&self.stats);
+        match s.opened_at {
+            None => true,
+            Some(at) if at.elapsed() < BREAKER_COOLDOWN => false,
+            Some(_) => {
+                if s.probe_in_flight {
+                    false
+                } else {
+                    s.probe_in_flight = true;
+                    true
+                }
+            }
+        }
+    }
+
+    fn record(stats: &Mutex<Stats>, outcome: Result<Duration, ()>) {
+        let mut s = lock(stats);
+        s.probe_in_flight = false;
+        match outcome {
+            Ok(latency) => {
+                let ms = latency.as_secs_f64() * 1000.0;
+                if s.window.len() == WINDOW {
+                    s.window.pop_front();
+                }
+                s.window.push_back(ms);
+                s.ewma_ms = Some(match s.ewma_ms {
+                    None => ms,
+                    Some(prev) => prev + ALPHA * (ms - prev),
+                });
+                s.error_rate *= 1.0 - ALPHA;
+                s.consecutive_failures = 0;
+                s.opened_at = None;
+            }
+            Err(()) => {
+                s.error_rate += ALPHA * (1.0 - s.error_rate);
+                s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+                // A failed probe re-opens; enough failures in a row open.
+                if s.opened_at.is_some() || s.consecutive_failures >= BREAKER_FAILURES {
+                    s.opened_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Counts only failures that say something about the backend's health.
+    fn outcome<T>(result: &Result<T, BackendError>, start: Instant) -> Option<Result<Duration, ()>> {
+        match result {
+            Ok(_) => Some(Ok(start.elapsed())),
+            Err(e) if e.is_failover() => Some(Err(())),
+            // The upstream answered (4xx): healthy, but no latency sample.
+            Err(_) => None,
+        }
+    }
+
+    /// A whole completion, through the breaker and the statistics.
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, BackendError> {
+        if !self.admit() {
+            return Err(BackendError::Unavailable("circuit breaker open".into()));
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _guard = InFlight(self.in_flight.clone());
+        let start = Instant::now();
+        let result = self.inner.chat(request).await;
+        match Self::outcome(&result, start) {
+            Some(o) => Self::record(&self.stats, o),
+            None => lock(&self.stats).probe_in_flight = false,
+        }
+        result
+    }
+
+    /// A streamed completion. Latency is time to the upstream's response; a stream that
+    /// breaks mid-way counts as a failure. In-flight lasts until the stream is dropped.
+    pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, BackendError> {
+        if !self.admit() {
+            return Err(BackendError::Unavailable("circuit breaker open".into()));
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(self.in_flight.clone());
+        let start = Instant::now();
+        let result = self.inner.chat_stream(request).await;
+        match Self::outcome(&result, start) {
+            Some(o) => Self::record(&self.stats, o),
+            None => lock(&self.stats).probe_in_flight = false,
+        }
+        let stream = result?;
+        let stats = self.stats.clone();
+        Ok(stream
+            .inspect(move |item| {
+                let _hold = &guard;
+                if item.as_ref().is_err_and(BackendError::is_failover) {
+                    Self::record(&stats, Err(()));
+                }
+            })
+            .boxed())
+    }
+
+    /// What the policy reads about this backend now.
+    pub fn status(&self) -> BackendStatus {
+        let (p50, p95, error_rate, open) = {
+            let s = lock(&self.stats);
+            let mut sorted: Vec<f64> = s.window.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let pct = |q: f64| -> f64 {
+                if sorted.is_empty() {
+                    0.0
+                } else {
+                    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+                    sorted[idx.min(sorted.len() - 1)]
+                }
+            };
+            let open = matches!(s.opened_at, Some(at) if at.elapsed() < BREAKER_COOLDOWN);
+            (pct(0.5), pct(0.95), s.error_rate, open)
+        };
+        BackendStatus {
+            name: self.inner.name().to_owned(),
+            kind: self.inner.kind(),
+            models: self.inner.models().to_vec(),
+            healthy: self.inner.ready() && !open,
+            latency_p50_ms: p50,
+            latency_p95_ms: p95,
+            error_rate,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            queue_depth: self.inner.queue_depth(),
+            usd_per_mtok_in: self.facts.usd_per_mtok_in,
+            usd_per_mtok_out: self.facts.usd_per_mtok_out,
+            context_window: self.facts.context_window,
+            labels: self.facts.labels.clone(),
+        }
+    }
+
+    /// Latency EWMA in ms (None before the first success).
+    pub fn latency_ewma_ms(&self) -> Option<f64> {
+        lock(&self.stats).ewma_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::{StreamEvent, Usage};
+    use crate::domain::BackendKind;
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+    use std::sync::atomic::AtomicBool;
+
+    struct Flaky {
+        models: Vec<String>,
+        fail: AtomicBool,
+    }
+
+    impl Backend for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn kind(&self) -> BackendKind {
+            BackendKind::Cloud
+        }
+        fn models(&self) -> &[String] {
+            &self.models
+        }
+        fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
+            let fail = self.fail.load(Ordering::SeqCst);
+            async move {
+                if fail {
+                    Err(BackendError::Status {
+                        status: 500,
+                        message: "boom".into(),
+                        retry_after_s: None,
+                    })
+                } else {
+                    Ok(ChatResponse {
+                        model: request.model,
+                        content: "ok".into(),
+                        finish_reason: "stop".into(),
+                        usage: Usage::default(),
+                    })
+                }
+            }
+            .boxed()
+        }
+        fn chat_stream(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>> {
+            async move {
+                let s: ChatStream =
+                    futures_util::stream::iter(vec![Ok(StreamEvent::Delta("x".into()))]).boxed();
+                Ok(s)
+            }
+            .boxed()
+        }
+    }
+
+    fn req() -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages: vec![],
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop: vec![],
+            seed: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_after_consecutive_failures_and_status_reports_it() {
+        let backend = Arc::new(Flaky {
+            models: vec!["m".into()],
+            fail: AtomicBool::new(true),
+        });
+        let inst = Instrumented::new(
+            backend.clone(),
+            BackendFacts {
+                context_window: 1000,
+                usd_per_mtok_in: 1.0,
+                usd_per_mtok_out: 2.0,
+                labels: BTreeMap::new(),
+            },
+        );
+        for _ in 0..BREAKER_FAILURES {
+            assert!(matches!(inst.chat(req()).await, Err(BackendError::Status { .. })));
+        }
+        assert_eq!(inst.breaker(), BreakerState::Open);
+        let status = inst.status();
+        assert!(!status.healthy);
+        assert!(status.error_rate > 0.3);
+        backend.fail.store(false, Ordering::SeqCst);
+        // Still open: refused without calling the backend.
+        assert!(matches!(inst.chat(req()).await, Err(BackendError::Unavailable(_))));
+        assert_eq!(inst.status().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn stream_holds_in_flight_until_dropped() {
+        let backend = Arc::new(Flaky {
+            models: vec!["m".into()],
+            fail: AtomicBool::new(false),
+        });
+        let inst = Instrumented::new(
+            backend,
+            BackendFacts {
+                context_window: 1000,
+                usd_per_mtok_in: 0.0,
+                usd_per_mtok_out: 0.0,
+                labels: BTreeMap::new(),
+            },
+        );
+        let stream = inst.chat_stream(req()).await.unwrap();
+        assert_eq!(inst.status().in_flight, 1);
+        drop(stream);
+        assert_eq!(inst.status().in_flight, 0);
+        assert!(inst.latency_ewma_ms().is_some());
+    }
+}

@@ -1,0 +1,226 @@
+//! Backends: the object-safe [`Backend`] trait every connector implements, the
+//! provider-neutral request/response/stream types, and construction from config.
+
+pub mod instrumented;
+pub mod openai;
+pub mod sse;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
+
+use crate::config::{BackendConfig, ConnectorKind, Timeouts};
+use crate::domain::{BackendKind, ChatMessage};
+
+/// A provider-neutral chat request, after the policy's rewrites and caps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// Upstream model name.
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Vec<String>,
+    pub seed: Option<u64>,
+}
+
+/// Token usage of one completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// A whole (non-streamed) completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// Model that answered, as the upstream names it.
+    pub model: String,
+    pub content: String,
+    /// OpenAI vocabulary: `stop`, `length`, `content_filter`, `tool_calls`.
+    pub finish_reason: String,
+    pub usage: Usage,
+}
+
+/// One event of a streamed completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// More text.
+    Delta(String),
+    /// Generation ended (OpenAI vocabulary).
+    Finish(String),
+    /// Token usage (usually last).
+    Usage(Usage),
+}
+
+/// A streamed completion; ends after the last event or at the first error.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, BackendError>> + Send>>;
+
+/// Why a backend call failed. Messages never contain API keys.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("upstream returned {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        retry_after_s: Option<u64>,
+    },
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("request refused: {0}")]
+    InvalidRequest(String),
+}
+
+impl BackendError {
+    /// Whether the next target should be tried: connect errors, timeouts, 429, 5xx and an
+    /// unavailable backend. A request the upstream calls invalid is the client's problem.
+    pub fn is_failover(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::Timeout(_) | Self::Unavailable(_) | Self::Protocol(_) => {
+                true
+            }
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::InvalidRequest(_) => false,
+        }
+    }
+
+    /// Maps a reqwest error without its URL (which may carry a Gemini key).
+    pub(crate) fn from_reqwest(err: reqwest::Error, phase: &'static str) -> Self {
+        let err = err.without_url();
+        if err.is_timeout() {
+            Self::Timeout(phase)
+        } else if err.is_connect() {
+            Self::Connect(error_chain(&err))
+        } else {
+            Self::Protocol(error_chain(&err))
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// One backend. Object-safe: the gateway holds `Arc<dyn Backend>`.
+pub trait Backend: Send + Sync + 'static {
+    /// Configured name (unique).
+    fn name(&self) -> &str;
+    /// Local or cloud.
+    fn kind(&self) -> BackendKind;
+    /// Models served; the first is the default.
+    fn models(&self) -> &[String];
+    /// Whether the backend can take requests at all (e.g. the local model loaded).
+    fn ready(&self) -> bool {
+        true
+    }
+    /// Requests waiting inside the backend (local queue).
+    fn queue_depth(&self) -> u32 {
+        0
+    }
+    /// A whole completion.
+    fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>>;
+    /// A streamed completion; resolves once the upstream accepted the request.
+    fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>>;
+}
+
+/// An API key read from the env var the config names. Debug never shows it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: String) -> Self {
+        Self(key)
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Why a backend could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("backend {backend}: env var {env} is not set")]
+    MissingKey { backend: String, env: String },
+    #[error("backend {backend}: HTTP client: {message}")]
+    Client { backend: String, message: String },
+    #[error("backend {backend}: connector kind {kind:?} is not available in this build")]
+    Unsupported {
+        backend: String,
+        kind: ConnectorKind,
+    },
+}
+
+/// The HTTP client every cloud connector uses: rustls, no redirects, TCP_NODELAY,
+/// the backend's connect and total timeouts.
+pub(crate) fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.total)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .build()
+}
+
+/// Reads the API key named by the config, via `env` (so tests need not touch the process env).
+pub fn api_key(cfg: &BackendConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<ApiKey>, BuildError> {
+    match &cfg.api_key_env {
+        None => Ok(None),
+        Some(var) => match env(var) {
+            Some(k) if !k.is_empty() => Ok(Some(ApiKey::new(k))),
+            _ => Err(BuildError::MissingKey {
+                backend: cfg.name.clone(),
+                env: var.clone(),
+            }),
+        },
+    }
+}
+
+/// Builds a cloud connector from config. Local backends are built by the caller (they
+/// need the model engine).
+pub fn build_cloud(
+    cfg: &BackendConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Backend>, BuildError> {
+    let key = match cfg.kind {
+        // OpenAI-compatible servers (vLLM, Ollama) may need no key.
+        ConnectorKind::OpenaiCompatible if cfg.api_key_env.is_none() => None,
+        _ => api_key(cfg, env)?,
+    };
+    match cfg.kind {
+        ConnectorKind::Openai | ConnectorKind::OpenaiCompatible => {
+            let backend = openai::OpenAi::new(cfg, key).map_err(|e| BuildError::Client {
+                backend: cfg.name.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Arc::new(backend))
+        }
+        kind => Err(BuildError::Unsupported {
+            backend: cfg.name.clone(),
+            kind,
+        }),
+    }
+}

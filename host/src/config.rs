@@ -1,0 +1,569 @@
+//! Gateway configuration: TOML → raw serde types (`deny_unknown_fields`) → a validated
+//! [`Config`]. Every default lives in [`defaults`]; secrets are only ever named (env vars).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every default value of the configuration, in one place.
+pub mod defaults {
+    /// Listen address of `switchyard serve`.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// Largest accepted request body.
+    pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    /// Time a client gets to send its request headers.
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+    /// Upstream TCP (and TLS) connect timeout.
+    pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+    /// Upstream time to response headers (and, for streams, the first event).
+    pub const FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
+    /// Upstream whole-request timeout.
+    pub const TOTAL_TIMEOUT_MS: u64 = 600_000;
+    /// Context window assumed for a cloud model the price table does not know.
+    pub const CONTEXT_WINDOW: u32 = 128_000;
+    /// Local backend request queue.
+    pub const LOCAL_QUEUE_CAPACITY: usize = 64;
+    /// Local backend device.
+    pub const LOCAL_DEVICE: &str = "auto";
+    /// Tenant of requests that name none.
+    pub const TENANT: &str = "default";
+    /// Policy artifact of the embedded default configuration.
+    pub const POLICY_PATH: &str = "target/policies/hybrid.wasm";
+    /// Base URLs of the providers.
+    pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+    pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
+    pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
+    /// Env vars holding the providers' API keys.
+    pub const OPENAI_KEY_ENV: &str = "OPENAI_API_KEY";
+    pub const ANTHROPIC_KEY_ENV: &str = "ANTHROPIC_API_KEY";
+    pub const GEMINI_KEY_ENV: &str = "GEMINI_API_KEY";
+
+    /// Known list prices, USD per million tokens (input, output), and context windows.
+    pub fn model_card(model: &str) -> Option<(f64, f64, u32)> {
+        let card = match model {
+            "gpt-4o" => (2.50, 10.00, 128_000),
+            "gpt-4o-mini" => (0.15, 0.60, 128_000),
+            "gpt-4.1" => (2.00, 8.00, 1_047_576),
+            "gpt-4.1-mini" => (0.40, 1.60, 1_047_576),
+            "claude-sonnet-4-5" => (3.00, 15.00, 200_000),
+            "claude-haiku-4-5" => (1.00, 5.00, 200_000),
+            "claude-opus-4-1" => (15.00, 75.00, 200_000),
+            "gemini-2.0-flash" => (0.10, 0.40, 1_000_000),
+            "gemini-2.5-flash" => (0.30, 2.50, 1_000_000),
+            "gemini-2.5-pro" => (1.25, 10.00, 1_000_000),
+            _ => return None,
+        };
+        Some(card)
+    }
+}
+
+/// Why a configuration was refused; messages name the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid config at `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------- raw (serde) types
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    path: Option<PathBuf>,
+    static_targets: Option<Vec<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    fallback_targets: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: String,
+    kind: ConnectorKind,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    context_window: Option<u32>,
+    usd_per_mtok_in: Option<f64>,
+    usd_per_mtok_out: Option<f64>,
+    connect_timeout_ms: Option<u64>,
+    first_byte_timeout_ms: Option<u64>,
+    total_timeout_ms: Option<u64>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    model_path: Option<PathBuf>,
+    device: Option<String>,
+    queue_capacity: Option<usize>,
+    threads: Option<usize>,
+}
+
+// ---------------------------------------------------------------- validated types
+
+/// Wire protocol of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorKind {
+    Openai,
+    OpenaiCompatible,
+    Anthropic,
+    Gemini,
+    Local,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub policy: PolicyConfig,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// How decisions are made.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub source: PolicySource,
+    pub params: BTreeMap<String, String>,
+    /// Targets used when the policy fails (trap, timeout, bad decision).
+    pub fallback_targets: Vec<String>,
+}
+
+/// Where the routing rule comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySource {
+    /// A policy component (`.wasm`) on disk.
+    Wasm(PathBuf),
+    /// A fixed ordered target list (no policy component).
+    Static(Vec<String>),
+}
+
+/// Per-backend upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub total: Duration,
+}
+
+/// One configured backend.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub name: String,
+    pub kind: ConnectorKind,
+    pub base_url: String,
+    /// Name of the env var that holds the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Models served; the first is the default.
+    pub models: Vec<String>,
+    pub context_window: u32,
+    pub usd_per_mtok_in: f64,
+    pub usd_per_mtok_out: f64,
+    pub timeouts: Timeouts,
+    pub labels: BTreeMap<String, String>,
+    pub local: Option<LocalBackendConfig>,
+}
+
+/// Settings only the local backend has.
+#[derive(Debug, Clone)]
+pub struct LocalBackendConfig {
+    pub model_path: PathBuf,
+    pub device: String,
+    pub queue_capacity: usize,
+    pub threads: Option<usize>,
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        validate(raw)
+    }
+
+    /// The configuration `switchyard serve` runs without a file: the local model, the
+    /// hybrid policy, and a cloud connector for each provider whose key env var is set.
+    pub fn embedded_default(
+        model_path: PathBuf,
+        policy_path: PathBuf,
+        env_set: impl Fn(&str) -> bool,
+    ) -> Result<Self, ConfigError> {
+        let mut backends = vec![RawBackend::new("local", ConnectorKind::Local)];
+        backends[0].models = vec!["smollm2-135m-instruct".to_owned()];
+        backends[0].context_window = Some(8192);
+        backends[0].model_path = Some(model_path);
+        let clouds = [
+            ("openai", ConnectorKind::Openai, defaults::OPENAI_KEY_ENV, ["gpt-4o-mini", "gpt-4o"]),
+            (
+                "anthropic",
+                ConnectorKind::Anthropic,
+                defaults::ANTHROPIC_KEY_ENV,
+                ["claude-sonnet-4-5", "claude-haiku-4-5"],
+            ),
+            (
+                "gemini",
+                ConnectorKind::Gemini,
+                defaults::GEMINI_KEY_ENV,
+                ["gemini-2.0-flash", "gemini-2.5-flash"],
+            ),
+        ];
+        for (name, kind, env, models) in clouds {
+            if env_set(env) {
+                let mut b = RawBackend::new(name, kind);
+                b.models = models.iter().map(|m| (*m).to_owned()).collect();
+                b.api_key_env = Some(env.to_owned());
+                backends.push(b);
+            }
+        }
+        let raw = RawConfig {
+            server: RawServer::default(),
+            policy: RawPolicy {
+                path: Some(policy_path),
+                fallback_targets: Some(vec!["local".to_owned()]),
+                ..RawPolicy::default()
+            },
+            backends,
+        };
+        validate(raw)
+    }
+
+    /// The backend with this name.
+    pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+}
+
+impl RawBackend {
+    fn new(name: &str, kind: ConnectorKind) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            base_url: None,
+            api_key_env: None,
+            models: Vec::new(),
+            context_window: None,
+            usd_per_mtok_in: None,
+            usd_per_mtok_out: None,
+            connect_timeout_ms: None,
+            first_byte_timeout_ms: None,
+            total_timeout_ms: None,
+            labels: BTreeMap::new(),
+            model_path: None,
+            device: None,
+            queue_capacity: None,
+            threads: None,
+        }
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let listen_text = raw.server.listen.as_deref().unwrap_or(defaults::LISTEN);
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|e| invalid("server.listen", format!("{listen_text:?}: {e}")))?;
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        return Err(invalid("server.max_body_bytes", "must be positive"));
+    }
+    let server = ServerConfig {
+        listen,
+        max_body_bytes,
+        header_read_timeout: Duration::from_millis(
+            raw.server
+                .header_read_timeout_ms
+                .unwrap_or(defaults::HEADER_READ_TIMEOUT_MS),
+        ),
+    };
+
+    let mut backends = Vec::with_capacity(raw.backends.len());
+    let mut names = BTreeSet::new();
+    for (i, b) in raw.backends.into_iter().enumerate() {
+        let key = format!("backends[{i}]");
+        let backend = validate_backend(&key, b)?;
+        if !names.insert(backend.name.clone()) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("duplicate backend name {:?}", backend.name),
+            ));
+        }
+        backends.push(backend);
+    }
+    if backends.is_empty() {
+        return Err(invalid("backends", "at least one backend is required"));
+    }
+
+    let check_names = |key: &str, list: &[String]| -> Result<(), ConfigError> {
+        for (i, n) in list.iter().enumerate() {
+            if !names.contains(n) {
+                return Err(invalid(format!("{key}[{i}]"), format!("unknown backend {n:?}")));
+            }
+        }
+        Ok(())
+    };
+    let source = match (raw.policy.path, raw.policy.static_targets) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "policy",
+                "set either `path` or `static_targets`, not both",
+            ));
+        }
+        (Some(path), None) => PolicySource::Wasm(path),
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return Err(invalid("policy.static_targets", "must not be empty"));
+            }
+            check_names("policy.static_targets", &list)?;
+            PolicySource::Static(list)
+        }
+        (None, None) => PolicySource::Wasm(PathBuf::from(defaults::POLICY_PATH)),
+    };
+    let fallback_targets = match raw.policy.fallback_targets {
+        Some(list) => {
+            check_names("policy.fallback_targets", &list)?;
+            list
+        }
+        None => backends.first().map(|b| vec![b.name.clone()]).unwrap_or_default(),
+    };
+    Ok(Config {
+        server,
+        policy: PolicyConfig {
+            source,
+            params: raw.policy.params,
+            fallback_targets,
+        },
+        backends,
+    })
+}
+
+fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigError> {
+    if b.name.is_empty()
+        || !b
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(invalid(
+            format!("{key}.name"),
+            "must be non-empty ASCII letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let key = format!("backends.{}", b.name);
+    if b.models.is_empty() {
+        return Err(invalid(format!("{key}.models"), "at least one model is required"));
+    }
+    let base_url = match (b.kind, b.base_url) {
+        (ConnectorKind::Local, Some(_)) => {
+            return Err(invalid(format!("{key}.base_url"), "not used by a local backend"));
+        }
+        (ConnectorKind::Local, None) => String::new(),
+        (ConnectorKind::OpenaiCompatible, None) => {
+            return Err(invalid(
+                format!("{key}.base_url"),
+                "required for kind = \"openai_compatible\"",
+            ));
+        }
+        (_, Some(url)) => url,
+        (ConnectorKind::Openai, None) => defaults::OPENAI_BASE_URL.to_owned(),
+        (ConnectorKind::Anthropic, None) => defaults::ANTHROPIC_BASE_URL.to_owned(),
+        (ConnectorKind::Gemini, None) => defaults::GEMINI_BASE_URL.to_owned(),
+    };
+    if b.kind != ConnectorKind::Local {
+        let ok = base_url.starts_with("http://") || base_url.starts_with("https://");
+        if !ok || reqwest::Url::parse(&base_url).is_err() {
+            return Err(invalid(
+                format!("{key}.base_url"),
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
+        }
+    }
+    let base_url = base_url.trim_end_matches('/').to_owned();
+    let api_key_env = match (b.kind, b.api_key_env) {
+        (ConnectorKind::Local, Some(_)) => {
+            return Err(invalid(format!("{key}.api_key_env"), "not used by a local backend"));
+        }
+        (ConnectorKind::Openai, None) => Some(defaults::OPENAI_KEY_ENV.to_owned()),
+        (ConnectorKind::Anthropic, None) => Some(defaults::ANTHROPIC_KEY_ENV.to_owned()),
+        (ConnectorKind::Gemini, None) => Some(defaults::GEMINI_KEY_ENV.to_owned()),
+        (_, env) => env,
+    };
+    let card = b.models.first().and_then(|m| defaults::model_card(m));
+    let (card_in, card_out, card_ctx) = match (b.kind, card) {
+        (ConnectorKind::Local, _) => (0.0, 0.0, 8192),
+        (_, Some(card)) => card,
+        (_, None) => (0.0, 0.0, defaults::CONTEXT_WINDOW),
+    };
+    let usd_per_mtok_in = b.usd_per_mtok_in.unwrap_or(card_in);
+    let usd_per_mtok_out = b.usd_per_mtok_out.unwrap_or(card_out);
+    for (k, v) in [("usd_per_mtok_in", usd_per_mtok_in), ("usd_per_mtok_out", usd_per_mtok_out)] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(invalid(format!("{key}.{k}"), "must be a non-negative number"));
+        }
+    }
+    let timeouts = Timeouts {
+        connect: Duration::from_millis(b.connect_timeout_ms.unwrap_or(defaults::CONNECT_TIMEOUT_MS)),
+        first_byte: Duration::from_millis(
+            b.first_byte_timeout_ms
+                .unwrap_or(defaults::FIRST_BYTE_TIMEOUT_MS),
+        ),
+        total: Duration::from_millis(b.total_timeout_ms.unwrap_or(defaults::TOTAL_TIMEOUT_MS)),
+    };
+    let local = if b.kind == ConnectorKind::Local {
+        let model_path = b.model_path.ok_or_else(|| {
+            invalid(format!("{key}.model_path"), "required for kind = \"local\"")
+        })?;
+        Some(LocalBackendConfig {
+            model_path,
+            device: b.device.unwrap_or_else(|| defaults::LOCAL_DEVICE.to_owned()),
+            queue_capacity: b
+                .queue_capacity
+                .unwrap_or(defaults::LOCAL_QUEUE_CAPACITY),
+            threads: b.threads,
+        })
+    } else {
+        for (field, set) in [
+            ("model_path", b.model_path.is_some()),
+            ("device", b.device.is_some()),
+            ("queue_capacity", b.queue_capacity.is_some()),
+            ("threads", b.threads.is_some()),
+        ] {
+            if set {
+                return Err(invalid(format!("{key}.{field}"), "only used by a local backend"));
+            }
+        }
+        None
+    };
+    Ok(BackendConfig {
+        name: b.name,
+        kind: b.kind,
+        base_url,
+        api_key_env,
+        models: b.models,
+        context_window: b.context_window.unwrap_or(card_ctx),
+        usd_per_mtok_in,
+        usd_per_mtok_out,
+        timeouts,
+        labels: b.labels,
+        local,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config_and_fills_defaults() {
+        let cfg = Config::parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            [policy]
+            static_targets = ["groq", "openai"]
+            [[backends]]
+            name = "openai"
+            kind = "openai"
+            models = ["gpt-4o"]
+            [[backends]]
+            name = "groq"
+            kind = "openai_compatible"
+            base_url = "http://127.0.0.1:9/v1/"
+            api_key_env = "GROQ_KEY"
+            models = ["llama-3.1-8b"]
+            usd_per_mtok_in = 0.05
+            "#,
+        )
+        .unwrap();
+        let openai = cfg.backend("openai").unwrap();
+        assert_eq!(openai.base_url, defaults::OPENAI_BASE_URL);
+        assert_eq!(openai.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!((openai.usd_per_mtok_in, openai.usd_per_mtok_out), (2.5, 10.0));
+        let groq = cfg.backend("groq").unwrap();
+        assert_eq!(groq.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(groq.usd_per_mtok_in, 0.05);
+        assert_eq!(
+            cfg.policy.source,
+            PolicySource::Static(vec!["groq".into(), "openai".into()])
+        );
+        assert_eq!(cfg.policy.fallback_targets, vec!["openai".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = Config::parse("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+
+        let err = Config::parse(
+            "[policy]\nstatic_targets=[\"nope\"]\n[[backends]]\nname=\"a\"\nkind=\"openai\"\nmodels=[\"m\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("policy.static_targets[0]"), "{err}");
+
+        let err = Config::parse(
+            "[[backends]]\nname=\"c\"\nkind=\"openai_compatible\"\nmodels=[\"m\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("backends.c.base_url"), "{err}");
+    }
+
+    #[test]
+    fn embedded_default_adds_clouds_whose_key_is_set() {
+        let cfg = Config::embedded_default("m.gguf".into(), "p.wasm".into(), |v| {
+            v == "ANTHROPIC_API_KEY"
+        })
+        .unwrap();
+        let names: Vec<_> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["local", "anthropic"]);
+        assert_eq!(cfg.policy.source, PolicySource::Wasm("p.wasm".into()));
+    }
+}

@@ -1,0 +1,581 @@
+//! Dispatch: client request → policy decision → targets in order → response. The one place
+//! where the policy and the backends meet; it also feeds live backend stats to the policy.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+
+use crate::backends::instrumented::Instrumented;
+use crate::backends::{BackendError, ChatRequest, ChatResponse, ChatStream, Usage};
+use crate::domain::{BackendStatus, ChatMessage, Decision, PolicyRequest, SpendStatus, Target, Verdict};
+
+/// A client's chat request after the HTTP layer parsed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRequest {
+    /// Model alias asked for (`auto` or a model a backend serves).
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Vec<String>,
+    pub seed: Option<u64>,
+    pub stream: bool,
+    pub tenant: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a routing rule returned for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteEvaluation {
+    pub verdict: Verdict,
+    /// Set when the rule failed and `verdict` is the configured fallback.
+    pub failure: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// A routing rule: a policy component, or a fixed list. Object-safe.
+pub trait Router: Send + Sync + 'static {
+    /// `name@short_digest`, shown in the `x-switchyard-policy` header.
+    fn label(&self) -> String;
+    fn decide<'a>(
+        &'a self,
+        request: &'a PolicyRequest,
+        host: Arc<GatewayHost>,
+    ) -> BoxFuture<'a, RouteEvaluation>;
+}
+
+/// A fixed ordered target list (config `policy.static_targets`): primary first.
+#[derive(Debug, Clone)]
+pub struct StaticRouter {
+    targets: Vec<String>,
+}
+
+impl StaticRouter {
+    pub fn new(targets: Vec<String>) -> Self {
+        Self { targets }
+    }
+}
+
+impl Router for StaticRouter {
+    fn label(&self) -> String {
+        "static@config".to_owned()
+    }
+    fn decide<'a>(
+        &'a self,
+        _request: &'a PolicyRequest,
+        _host: Arc<GatewayHost>,
+    ) -> BoxFuture<'a, RouteEvaluation> {
+        let verdict = Verdict::Route(Decision {
+            targets: self
+                .targets
+                .iter()
+                .map(|b| Target {
+                    backend: b.clone(),
+                    model: None,
+                })
+                .collect(),
+            reason: "static route".to_owned(),
+            messages: None,
+            max_tokens: None,
+            labels: BTreeMap::new(),
+        });
+        std::future::ready(RouteEvaluation {
+            verdict,
+            failure: None,
+            elapsed: Duration::ZERO,
+        })
+        .boxed()
+    }
+}
+
+/// Counts prompt tokens for the policy.
+pub type TokenCounter = Arc<dyn Fn(&str) -> u32 + Send + Sync>;
+
+/// Estimate used when no tokenizer is at hand: about four bytes per token.
+pub fn estimate_tokens(text: &str) -> u32 {
+    u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// What the host tells a policy: live backend status, spend, token counts.
+pub struct GatewayHost {
+    backends: Vec<Arc<Instrumented>>,
+    tokens: TokenCounter,
+}
+
+impl std::fmt::Debug for GatewayHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayHost")
+            .field("backends", &self.backends.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayHost {
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        self.backends.iter().map(|b| b.status()).collect()
+    }
+    pub fn spend(&self, scope: &str) -> SpendStatus {
+        SpendStatus {
+            scope: scope.to_owned(),
+            ..SpendStatus::default()
+        }
+    }
+    pub fn count_tokens(&self, text: &str) -> u32 {
+        (self.tokens)(text)
+    }
+}
+
+/// One upstream attempt and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub backend: String,
+    pub error: Option<String>,
+}
+
+/// How a request was routed (for headers, logs and metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub request_id: String,
+    pub policy: String,
+    pub reason: String,
+    pub backend: String,
+    pub model: String,
+    pub attempts: Vec<Attempt>,
+    pub policy_failure: Option<String>,
+    pub decision_time: Duration,
+    usd_per_mtok_in: f64,
+    usd_per_mtok_out: f64,
+}
+
+impl Routed {
+    /// USD cost of `usage` at the chosen backend's prices.
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        f64::from(usage.prompt_tokens) * self.usd_per_mtok_in / 1e6
+            + f64::from(usage.completion_tokens) * self.usd_per_mtok_out / 1e6
+    }
+}
+
+/// Why a request was not served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DispatchError {
+    #[error("model {0:?} is not routable; see GET /v1/models")]
+    UnknownModel(String),
+    #[error("request rejected by policy {policy}: {message}")]
+    Rejected {
+        policy: String,
+        status: u16,
+        message: String,
+    },
+    #[error("policy {policy} returned no usable target ({reason})")]
+    NoTargets { policy: String, reason: String },
+    #[error("{backend} refused the request: {message}")]
+    Upstream {
+        backend: String,
+        status: u16,
+        message: String,
+    },
+    #[error("all targets failed: {}", describe(.attempts))]
+    AllFailed {
+        attempts: Vec<Attempt>,
+        /// Every failure was "unavailable" (breaker, queue full, not loaded).
+        unavailable: bool,
+    },
+}
+
+fn describe(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| match &a.error {
+            Some(e) => format!("{}: {e}", a.backend),
+            None => a.backend.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl DispatchError {
+    /// HTTP status for the client.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownModel(_) => 404,
+            Self::Rejected { status, .. } => *status,
+            Self::NoTargets { .. } => 503,
+            Self::Upstream { status, .. } => *status,
+            Self::AllFailed { unavailable, .. } => {
+                if *unavailable {
+                    503
+                } else {
+                    502
+                }
+            }
+        }
+    }
+}
+
+/// Executes requests: asks the router, then tries its targets in order.
+pub struct Dispatcher {
+    backends: BTreeMap<String, Arc<Instrumented>>,
+    router: Arc<dyn Router>,
+    fallback: Vec<String>,
+    host: Arc<GatewayHost>,
+    first_byte: BTreeMap<String, Duration>,
+    next_id: AtomicU64,
+    id_prefix: u64,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
+            .field("policy", &self.router.label())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A backend and its first-byte timeout, as the dispatcher takes them.
+#[derive(Debug)]
+pub struct DispatchBackend {
+    pub backend: Arc<Instrumented>,
+    pub first_byte_timeout: Duration,
+}
+
+impl Dispatcher {
+    /// `fallback`: targets used when the router's decision names nothing usable.
+    pub fn new(
+        backends: Vec<DispatchBackend>,
+        router: Arc<dyn Router>,
+        fallback: Vec<String>,
+        tokens: TokenCounter,
+    ) -> Self {
+        let list: Vec<Arc<Instrumented>> = backends.iter().map(|b| b.backend.clone()).collect();
+        let first_byte = backends
+            .iter()
+            .map(|b| (b.backend.name().to_owned(), b.first_byte_timeout))
+            .collect();
+        let id_prefix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Self {
+            backends: list.iter().map(|b| (b.name().to_owned(), b.clone())).collect(),
+            router,
+            fallback,
+            host: Arc::new(GatewayHost {
+                backends: list,
+                tokens,
+            }),
+            first_byte,
+            next_id: AtomicU64::new(0),
+            id_prefix,
+        }
+    }
+
+    pub fn host(&self) -> &Arc<GatewayHost> {
+        &self.host
+    }
+
+    pub fn policy_label(&self) -> String {
+        self.router.label()
+    }
+
+    /// Backends in name order.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Instrumented>> {
+        self.backends.values()
+    }
+
+    /// Whether `model` names something this gateway routes.
+    pub fn is_routable(&self, model: &str) -> bool {
+        model == "auto"
+            || self
+                .backends
+                .values()
+                .any(|b| b.backend().models().iter().any(|m| m == model))
+    }
+
+    fn new_request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("chatcmpl-{:x}{:06x}", self.id_prefix & 0xffff_ffff_ffff, n)
+    }
+
+    /// Asks the router and validates the plan.
+    async fn plan(
+        &self,
+        request: &ClientRequest,
+    ) -> Result<(Routed, Vec<(Arc<Instrumented>, ChatRequest)>), DispatchError> {
+        if !self.is_routable(&request.model) {
+            return Err(DispatchError::UnknownModel(request.model.clone()));
+        }
+        let prompt: String = request
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let policy_request = PolicyRequest {
+            id: self.new_request_id(),
+            model: request.model.clone(),
+            messages: request.messages.clone(),
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            streaming: request.stream,
+            tenant: request.tenant.clone(),
+            labels: request.labels.clone(),
+            prompt_tokens: self.host.count_tokens(&prompt),
+        };
+        let policy = self.router.label();
+        let eval = self.router.decide(&policy_request, self.host.clone()).await;
+        let decision = match eval.verdict {
+            Verdict::Reject(r) => {
+                let status = if (400..=599).contains(&r.status) {
+                    r.status
+                } else {
+                    403
+                };
+                return Err(DispatchError::Rejected {
+                    policy,
+                    status,
+                    message: r.message,
+                });
+            }
+            Verdict::Route(d) => d,
+        };
+        let mut attempts = Vec::new();
+        let mut plan = Vec::new();
+        let mut targets = decision.targets.clone();
+        if targets.is_empty() {
+            targets = self
+                .fallback
+                .iter()
+                .map(|b| Target {
+                    backend: b.clone(),
+                    model: None,
+                })
+                .collect();
+        }
+        let messages = decision.messages.clone().unwrap_or_else(|| request.messages.clone());
+        let max_tokens = match (request.max_tokens, decision.max_tokens) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for target in targets {
+            let Some(backend) = self.backends.get(&target.backend) else {
+                attempts.push(Attempt {
+                    backend: target.backend.clone(),
+                    error: Some("unknown backend".into()),
+                });
+                continue;
+            };
+            let served = backend.backend().models();
+            let model = target
+                .model
+                .clone()
+                .or_else(|| served.iter().find(|m| **m == request.model).cloned())
+                .or_else(|| served.first().cloned())
+                .unwrap_or_default();
+            plan.push((
+                backend.clone(),
+                ChatRequest {
+                    model,
+                    messages: messages.clone(),
+                    max_tokens,
+                    temperature: request.temperature,
+                    top_p: request.top_p,
+                    stop: request.stop.clone(),
+                    seed: request.seed,
+                },
+            ));
+        }
+        if plan.is_empty() {
+            return Err(DispatchError::NoTargets {
+                policy,
+                reason: decision.reason,
+            });
+        }
+        Ok((
+            Routed {
+                request_id: policy_request.id,
+                policy,
+                reason: decision.reason,
+                backend: String::new(),
+                model: String::new(),
+                attempts,
+                policy_failure: eval.failure,
+                decision_time: eval.elapsed,
+                usd_per_mtok_in: 0.0,
+                usd_per_mtok_out: 0.0,
+            },
+            plan,
+        ))
+    }
+
+    fn chosen(routed: &mut Routed, backend: &Instrumented, model: String) {
+        routed.backend = backend.name().to_owned();
+        routed.model = model;
+        routed.usd_per_mtok_in = backend.facts().usd_per_mtok_in;
+        routed.usd_per_mtok_out = backend.facts().usd_per_mtok_out;
+        routed.attempts.push(Attempt {
+            backend: backend.name().to_owned(),
+            error: None,
+        });
+    }
+
+    fn failed(routed: Routed, last: Option<(String, BackendError)>) -> DispatchError {
+        if let Some((backend, err)) = last
+            && !err.is_failover()
+        {
+            let (status, message) = match err {
+                BackendError::Status {
+                    status: s @ (400 | 404 | 413 | 422),
+                    message,
+                    ..
+                } => (s, message),
+                BackendError::InvalidRequest(message) => (400, message),
+                other => (502, other.to_string()),
+            };
+            return DispatchError::Upstream {
+                backend,
+                status,
+                message,
+            };
+        }
+        let unavailable = routed
+            .attempts
+            .iter()
+            .all(|a| a.error.as_deref().is_some_and(|e| e.starts_with("backend unavailable")));
+        DispatchError::AllFailed {
+            attempts: routed.attempts,
+            unavailable,
+        }
+    }
+
+    /// Serves a whole completion.
+    pub async fn complete(
+        &self,
+        request: &ClientRequest,
+    ) -> Result<(Routed, ChatResponse), DispatchError> {
+        let (mut routed, plan) = self.plan(request).await?;
+        let mut last = None;
+        for (backend, chat) in plan {
+            let model = chat.model.clone();
+            match backend.chat(chat).await {
+                Ok(response) => {
+                    Self::chosen(&mut routed, &backend, model);
+                    return Ok((routed, response));
+                }
+                Err(err) => {
+                    tracing::warn!(backend = backend.name(), error = %err, "attempt failed");
+                    routed.attempts.push(Attempt {
+                        backend: backend.name().to_owned(),
+                        error: Some(err.to_string()),
+                    });
+                    let stop = !err.is_failover();
+                    last = Some((backend.name().to_owned(), err));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Self::failed(routed, last))
+    }
+
+    /// Serves a streamed completion. Fails over only until the first event arrives; the
+    /// returned stream starts with that event.
+    pub async fn stream(&self, request: &ClientRequest) -> Result<(Routed, ChatStream), DispatchError> {
+        let (mut routed, plan) = self.plan(request).await?;
+        let mut last = None;
+        for (backend, chat) in plan {
+            let model = chat.model.clone();
+            let first_byte = self
+                .first_byte
+                .get(backend.name())
+                .copied()
+                .unwrap_or(Duration::from_secs(60));
+            let started = Instant::now();
+            let result = match backend.chat_stream(chat).await {
+                Ok(mut stream) => {
+                    let left = first_byte.saturating_sub(started.elapsed());
+                    match tokio::time::timeout(left, stream.next()).await {
+                        Err(_) => Err(BackendError::Timeout("first stream event")),
+                        Ok(None) => Err(BackendError::Protocol("empty stream".into())),
+                        Ok(Some(Err(e))) => Err(e),
+                        Ok(Some(Ok(first))) => {
+                            Ok(futures_util::stream::once(std::future::ready(Ok(first)))
+                                .chain(stream)
+                                .boxed())
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(stream) => {
+                    Self::chosen(&mut routed, &backend, model);
+                    return Ok((routed, stream));
+                }
+                Err(err) => {
+                    tracing::warn!(backend = backend.name(), error = %err, "stream attempt failed");
+                    routed.attempts.push(Attempt {
+                        backend: backend.name().to_owned(),
+                        error: Some(err.to_string()),
+                    });
+                    let stop = !err.is_failover();
+                    last = Some((backend.name().to_owned(), err));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Self::failed(routed, last))
+    }
+}
+
+/// Why the dispatcher could not be built from config.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Backend(#[from] crate::backends::BuildError),
+    #[error("backend {0} is local but no local engine was supplied")]
+    MissingLocal(String),
+}
+
+impl Dispatcher {
+    /// Builds every configured backend: cloud connectors from config (keys read through
+    /// `env`), local ones taken from `local` by name.
+    pub fn from_config(
+        config: &crate::config::Config,
+        router: Arc<dyn Router>,
+        mut local: BTreeMap<String, Arc<dyn crate::backends::Backend>>,
+        tokens: TokenCounter,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, SetupError> {
+        use crate::backends::instrumented::BackendFacts;
+        use crate::config::ConnectorKind;
+        let mut backends = Vec::with_capacity(config.backends.len());
+        for cfg in &config.backends {
+            let backend = if cfg.kind == ConnectorKind::Local {
+                local
+                    .remove(&cfg.name)
+                    .ok_or_else(|| SetupError::MissingLocal(cfg.name.clone()))?
+            } else {
+                crate::backends::build_cloud(cfg, env)?
+            };
+            backends.push(DispatchBackend {
+                backend: Arc::new(Instrumented::new(backend, BackendFacts::from(cfg))),
+                first_byte_timeout: cfg.timeouts.first_byte,
+            });
+        }
+        Ok(Self::new(
+            backends,
+            router,
+            config.policy.fallback_targets.clone(),
+            tokens,
+        ))
+    }
+}

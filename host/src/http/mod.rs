@@ -1,0 +1,607 @@
+//! HTTP surface (axum): `/v1/chat/completions` (JSON and SSE), `/v1/models`, `/healthz`,
+//! `/readyz`. Knows only [`crate::dispatch`], domain types and OpenAI-shaped errors.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+
+use crate::backends::{ChatStream, StreamEvent, Usage};
+use crate::config::defaults;
+use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Routed};
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub dispatcher: Arc<Dispatcher>,
+    pub max_body_bytes: usize,
+}
+
+/// The gateway's routes.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown route")
+                .with_code("not_found")
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An OpenAI-shaped error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: Option<&'static str>,
+    message: String,
+    routed: Option<Routed>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            code: None,
+            message: message.into(),
+            routed: None,
+        }
+    }
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(err: DispatchError) -> Self {
+        let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let (kind, code) = match &err {
+            DispatchError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            DispatchError::Rejected { .. } => ("policy_rejection", "rejected"),
+            DispatchError::NoTargets { .. } => ("service_unavailable", "no_targets"),
+            DispatchError::Upstream { .. } => ("upstream_error", "upstream_refused"),
+            DispatchError::AllFailed { .. } => ("upstream_error", "all_targets_failed"),
+        };
+        Self::new(status, kind, err.to_string()).with_code(code)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = wire::ErrorBody {
+            error: wire::ErrorDetail {
+                message: &self.message,
+                kind: self.kind,
+                code: self.code,
+                param: None,
+            },
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response();
+        if let Some(routed) = &self.routed {
+            decision_headers(response.headers_mut(), routed, None);
+        }
+        response
+    }
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .take(200)
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect();
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
+}
+
+fn decision_headers(headers: &mut HeaderMap, routed: &Routed, cost: Option<f64>) {
+    let mut put = |name: &'static str, value: &str| {
+        headers.insert(HeaderName::from_static(name), header_value(value));
+    };
+    put("x-request-id", &routed.request_id);
+    put("x-switchyard-policy", &routed.policy);
+    put("x-switchyard-reason", &routed.reason);
+    if !routed.backend.is_empty() {
+        put("x-switchyard-backend", &routed.backend);
+    }
+    if let Some(cost) = cost {
+        put("x-switchyard-cost-usd", &format!("{cost:.8}"));
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Tenant and labels from `x-switchyard-*` headers, `metadata` and `user`.
+/// Tenant: header `x-switchyard-tenant`, else `metadata.tenant`, else `user`, else default.
+/// Labels: string `metadata` entries, `user`, then `x-switchyard-<name>` headers (these win).
+fn routing_inputs(
+    headers: &HeaderMap,
+    user: Option<String>,
+    metadata: Option<BTreeMap<String, serde_json::Value>>,
+) -> (String, BTreeMap<String, String>) {
+    let mut labels = BTreeMap::new();
+    for (k, v) in metadata.unwrap_or_default() {
+        let value = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        labels.insert(k, value);
+    }
+    if let Some(user) = &user {
+        labels.insert("user".to_owned(), user.clone());
+    }
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix("x-switchyard-")
+            && let Ok(value) = value.to_str()
+            && !key.is_empty()
+        {
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    let tenant = labels
+        .get("tenant")
+        .cloned()
+        .or(user)
+        .unwrap_or_else(|| defaults::TENANT.to_owned());
+    labels.remove("tenant");
+    (tenant, labels)
+}
+
+fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientRequest, bool), ApiError> {
+    let req: wire::ChatCompletionRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("`messages` must not be empty"));
+    }
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("only n = 1 is supported"));
+    }
+    if let Some(t) = req.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(ApiError::invalid("`temperature` must be between 0 and 2"));
+    }
+    let messages = req
+        .messages
+        .into_iter()
+        .map(wire::RequestMessage::into_domain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::invalid)?;
+    let (tenant, labels) = routing_inputs(headers, req.user, req.metadata);
+    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    Ok((
+        ClientRequest {
+            model: req.model,
+            messages,
+            max_tokens: req.max_completion_tokens.or(req.max_tokens),
+            temperature: req.temperature,
+            top_p: req.top_p,
+            stop: req.stop.map(wire::Stop::into_vec).unwrap_or_default(),
+            seed: req.seed,
+            stream: req.stream.unwrap_or(false),
+            tenant,
+            labels,
+        },
+        include_usage,
+    ))
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("request body exceeds {} bytes", state.max_body_bytes),
+            )
+            .with_code("body_too_large")
+            .into_response();
+        }
+        Err(rejection) => return ApiError::invalid(rejection.body_text()).into_response(),
+    };
+    let (request, include_usage) = match parse_request(&headers, &body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let span = tracing::info_span!(
+        "request",
+        tenant = %request.tenant,
+        model = %request.model,
+        stream = request.stream,
+        id = tracing::field::Empty,
+        policy = tracing::field::Empty,
+        backend = tracing::field::Empty,
+    );
+    let _enter = span.enter();
+    if request.stream {
+        drop(_enter);
+        match state.dispatcher.stream(&request).await {
+            Ok((routed, stream)) => {
+                span.record("id", routed.request_id.as_str());
+                span.record("backend", routed.backend.as_str());
+                tracing::info!(parent: &span, reason = %routed.reason, "streaming");
+                stream_response(routed, stream, include_usage)
+            }
+            Err(err) => {
+                tracing::warn!(parent: &span, error = %err, "request failed");
+                ApiError::from(err).into_response()
+            }
+        }
+    } else {
+        drop(_enter);
+        match state.dispatcher.complete(&request).await {
+            Ok((routed, response)) => {
+                span.record("id", routed.request_id.as_str());
+                span.record("backend", routed.backend.as_str());
+                let cost = routed.cost_usd(&response.usage);
+                tracing::info!(
+                    parent: &span,
+                    reason = %routed.reason,
+                    prompt_tokens = response.usage.prompt_tokens,
+                    completion_tokens = response.usage.completion_tokens,
+                    cost_usd = cost,
+                    "completed"
+                );
+                let body = wire::Completion {
+                    id: &routed.request_id,
+                    object: "chat.completion",
+                    created: now_secs(),
+                    model: &response.model,
+                    choices: [wire::CompletionChoice {
+                        index: 0,
+                        message: wire::AssistantMessage {
+                            role: "assistant",
+                            content: &response.content,
+                        },
+                        finish_reason: &response.finish_reason,
+                    }],
+                    usage: wire_usage(response.usage),
+                };
+                let json = serde_json::to_vec(&body).unwrap_or_default();
+                let mut resp = (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+                    .into_response();
+                decision_headers(resp.headers_mut(), &routed, Some(cost));
+                resp
+            }
+            Err(err) => {
+                tracing::warn!(parent: &span, error = %err, "request failed");
+                ApiError::from(err).into_response()
+            }
+        }
+    }
+}
+
+fn wire_usage(u: Usage) -> wire::WireUsage {
+    wire::WireUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+    }
+}
+
+struct StreamState {
+    upstream: ChatStream,
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    usage: Option<Usage>,
+    sent_role: bool,
+    finished: bool,
+    phase: Phase,
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Body,
+    Usage,
+    Done,
+    End,
+}
+
+impl StreamState {
+    fn chunk(&self, delta: wire::Delta<'_>, finish: Option<&str>, usage: Option<Usage>) -> Event {
+        let chunk = wire::Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: if usage.is_some() {
+                Vec::new()
+            } else {
+                vec![wire::ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason: finish,
+                }]
+            },
+            usage: usage.map(wire_usage),
+        };
+        Event::default().data(serde_json::to_string(&chunk).unwrap_or_default())
+    }
+}
+
+fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) -> Response {
+    let state = StreamState {
+        upstream,
+        id: routed.request_id.clone(),
+        model: routed.model.clone(),
+        created: now_secs(),
+        include_usage,
+        usage: None,
+        sent_role: false,
+        finished: false,
+        phase: Phase::Body,
+    };
+    let events = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            match st.phase {
+                Phase::End => return None,
+                Phase::Done => {
+                    st.phase = Phase::End;
+                    return Some((Ok::<_, Infallible>(Event::default().data("[DONE]")), st));
+                }
+                Phase::Usage => {
+                    st.phase = Phase::Done;
+                    if st.include_usage {
+                        let usage = st.usage.unwrap_or_default();
+                        let ev = st.chunk(
+                            wire::Delta {
+                                role: None,
+                                content: None,
+                            },
+                            None,
+                            Some(usage),
+                        );
+                        return Some((Ok(ev), st));
+                    }
+                }
+                Phase::Body => {
+                    if !st.sent_role {
+                        st.sent_role = true;
+                        let ev = st.chunk(
+                            wire::Delta {
+                                role: Some("assistant"),
+                                content: Some(""),
+                            },
+                            None,
+                            None,
+                        );
+                        return Some((Ok(ev), st));
+                    }
+                    match st.upstream.next().await {
+                        Some(Ok(StreamEvent::Delta(text))) => {
+                            let ev = st.chunk(
+                                wire::Delta {
+                                    role: None,
+                                    content: Some(&text),
+                                },
+                                None,
+                                None,
+                            );
+                            return Some((Ok(ev), st));
+                        }
+                        Some(Ok(StreamEvent::Finish(reason))) => {
+                            if !st.finished {
+                                st.finished = true;
+                                let ev = st.chunk(
+                                    wire::Delta {
+                                        role: None,
+                                        content: None,
+                                    },
+                                    Some(&reason),
+                                    None,
+                                );
+                                return Some((Ok(ev), st));
+                            }
+                        }
+                        Some(Ok(StreamEvent::Usage(u))) => st.usage = Some(u),
+                        None => {
+                            st.phase = Phase::Usage;
+                            if !st.finished {
+                                st.finished = true;
+                                let ev = st.chunk(
+                                    wire::Delta {
+                                        role: None,
+                                        content: None,
+                                    },
+                                    Some("stop"),
+                                    None,
+                                );
+                                return Some((Ok(ev), st));
+                            }
+                        }
+                        Some(Err(err)) => {
+                            // Headers are gone: report in-band, and end without [DONE].
+                            tracing::warn!(error = %err, "upstream stream broke");
+                            st.phase = Phase::End;
+                            let body = wire::ErrorBody {
+                                error: wire::ErrorDetail {
+                                    message: &format!("upstream stream failed: {err}"),
+                                    kind: "upstream_error",
+                                    code: Some("stream_interrupted"),
+                                    param: None,
+                                },
+                            };
+                            let ev =
+                                Event::default().data(serde_json::to_string(&body).unwrap_or_default());
+                            return Some((Ok(ev), st));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    decision_headers(response.headers_mut(), &routed, None);
+    response
+}
+
+async fn models(State(state): State<AppState>) -> Response {
+    let mut data = vec![wire::ModelEntry {
+        id: "auto".to_owned(),
+        object: "model",
+        created: 0,
+        owned_by: "switchyard".to_owned(),
+    }];
+    for backend in state.dispatcher.backends() {
+        for model in backend.backend().models() {
+            if !data.iter().any(|d| d.id == *model) {
+                data.push(wire::ModelEntry {
+                    id: model.clone(),
+                    object: "model",
+                    created: 0,
+                    owned_by: backend.name().to_owned(),
+                });
+            }
+        }
+    }
+    axum::Json(wire::ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let statuses = state.dispatcher.host().backends();
+    let healthy: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.healthy)
+        .map(|s| s.name.as_str())
+        .collect();
+    let body = serde_json::json!({
+        "ready": !healthy.is_empty(),
+        "policy": state.dispatcher.policy_label(),
+        "backends": statuses.iter().map(|s| (s.name.clone(), s.healthy)).collect::<BTreeMap<_, _>>(),
+    });
+    let status = if healthy.is_empty() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Serves `app` on `listener` through hyper-util with a header-read timeout (slow clients
+/// are disconnected), until `shutdown` resolves; then stops accepting and waits up to
+/// `drain` for in-flight connections to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: std::time::Duration,
+    drain: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(app.clone());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain timeout: closing remaining connections");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_inputs_merge_headers_metadata_and_user() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-switchyard-tenant", HeaderValue::from_static("acme"));
+        headers.insert("x-switchyard-data-class", HeaderValue::from_static("restricted"));
+        let metadata = serde_json::from_str(r#"{"team":"ml","data-class":"public","n":3}"#).unwrap();
+        let (tenant, labels) = routing_inputs(&headers, Some("bob".into()), Some(metadata));
+        assert_eq!(tenant, "acme");
+        assert_eq!(labels["data-class"], "restricted");
+        assert_eq!(labels["team"], "ml");
+        assert_eq!(labels["n"], "3");
+        assert_eq!(labels["user"], "bob");
+        assert!(!labels.contains_key("tenant"));
+
+        let (tenant, _) = routing_inputs(&HeaderMap::new(), Some("bob".into()), None);
+        assert_eq!(tenant, "bob");
+        let (tenant, _) = routing_inputs(&HeaderMap::new(), None, None);
+        assert_eq!(tenant, "default");
+    }
+
+    #[test]
+    fn header_values_are_sanitised() {
+        assert_eq!(header_value("a\nb→c"), "a?b?c");
+    }
+}
