@@ -1,0 +1,52 @@
+// Componentizes every JS policy (policies/js/<name>/policy.js) against the
+// switchyard:policy WIT world, with the optional StarlingMonkey features that
+// need WASI capabilities the host does not grant (http, fetch-event, clocks,
+// random) disabled. Usage: node build.mjs WIT_DIR OUT_DIR [NAME...]
+import { componentize } from '@bytecodealliance/componentize-js';
+import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
+import { readdir, writeFile, mkdir, stat } from 'node:fs/promises';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const [witPath, outDir, ...only] = process.argv.slice(2);
+if (!witPath || !outDir) {
+  console.error('usage: node build.mjs WIT_DIR OUT_DIR [NAME...]');
+  process.exit(2);
+}
+
+async function policyNames() {
+  const names = [];
+  for (const entry of await readdir(here, { withFileTypes: true })) {
+    if (!entry.isDirectory() || entry.name === 'node_modules') continue;
+    try {
+      await stat(join(here, entry.name, 'policy.js'));
+      names.push(entry.name);
+    } catch {
+      // not a policy directory
+    }
+  }
+  return names.sort();
+}
+
+// componentize-js reads the WIT package through its WASI splicer, which sees only
+// the preview2-shim preopens; since preview2-shim 0.26 there are none by default.
+_setPreopens({ '/': '/' });
+
+const names = only.length > 0 ? only : await policyNames();
+await mkdir(outDir, { recursive: true });
+for (const name of names) {
+  const started = Date.now();
+  console.log(`[js] componentizing ${name} ...`);
+  const { component, imports } = await componentize({
+    sourcePath: join(here, name, 'policy.js'),
+    witPath: resolve(witPath),
+    worldName: 'policy',
+    disableFeatures: ['http', 'fetch-event', 'clocks', 'random'],
+  });
+  const out = join(outDir, `${name}.wasm`);
+  await writeFile(out, component);
+  const secs = ((Date.now() - started) / 1000).toFixed(1);
+  console.log(`[js] ${out}: ${component.length} bytes in ${secs}s`);
+  console.log(`[js]   imports: ${imports.map((i) => (Array.isArray(i) ? i[0] : i)).join(', ')}`);
+}

@@ -1,0 +1,176 @@
+// Native unit tests of the keyword router's logic, with a mock of the host imports.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decide, keywordMatcher, splitPatterns, scannedText, POLICY_INFO } from '../logic.js';
+
+function backend(name, kind, extra = {}) {
+  return {
+    name,
+    kind,
+    models: [`${name}-model`],
+    healthy: true,
+    latencyP50Ms: 400,
+    latencyP95Ms: 1200,
+    errorRate: 0,
+    inFlight: 0,
+    queueDepth: 0,
+    usdPerMtokIn: kind === 'local' ? 0 : 2.5,
+    usdPerMtokOut: kind === 'local' ? 0 : 10,
+    contextWindow: 8192,
+    labels: [],
+    ...extra,
+  };
+}
+
+// Deliberately not the demo names, so a hard-coded name would fail these tests.
+const FLEET = [
+  backend('cloud-x', 'cloud'),
+  backend('edge-1', 'local'),
+  backend('cloud-y', 'cloud'),
+  backend('edge-2', 'local'),
+];
+
+function mockHost({ backends = FLEET, params = {} } = {}) {
+  const logs = [];
+  return {
+    logs,
+    backends: () => backends,
+    param: (k) => (Object.hasOwn(params, k) ? params[k] : undefined),
+    log: (level, message, fields) => logs.push({ level, message, fields }),
+  };
+}
+
+function req(content, extra = {}) {
+  return {
+    id: 'r1',
+    model: 'auto',
+    messages: [{ role: 'user', content }],
+    maxTokens: undefined,
+    temperature: undefined,
+    streaming: false,
+    tenant: 'acme',
+    labels: [],
+    promptTokens: 10,
+    ...extra,
+  };
+}
+
+const names = (out) => out.ok.targets.map((t) => t.backend);
+const label = (out, key) => out.ok.labels.find((l) => l.key === key)?.value;
+
+test('info names the policy', () => {
+  assert.equal(POLICY_INFO.name, 'keyword');
+});
+
+test('default local keyword routes to local backends first, cloud as fallback', () => {
+  const out = decide(req('Please translate this into French'), mockHost());
+  assert.deepEqual(names(out), ['edge-1', 'edge-2', 'cloud-x', 'cloud-y']);
+  assert.equal(label(out, 'route'), 'local');
+  assert.equal(label(out, 'keyword'), 'translate');
+  assert.equal(out.ok.reason, 'keyword:local:translate');
+});
+
+test('default cloud keyword routes to cloud', () => {
+  const out = decide(req('Refactor this module and explain the architecture'), mockHost());
+  assert.deepEqual(names(out).slice(0, 2), ['cloud-x', 'cloud-y']);
+  assert.equal(label(out, 'route'), 'cloud');
+});
+
+test('no match uses the default route from params', () => {
+  const host = mockHost({ params: { default: 'cloud' } });
+  const out = decide(req('hello there'), host);
+  assert.equal(label(out, 'route'), 'cloud');
+  assert.equal(label(out, 'keyword-rule'), 'default');
+  assert.equal(decide(req('hello there'), mockHost()).ok.labels[0].value, 'local');
+});
+
+test('keywords from params replace the defaults and match on word boundaries', () => {
+  const host = mockHost({ params: { local_keywords: 'invoice, receipt', cloud_keywords: 'poem' } });
+  assert.equal(label(decide(req('Total on this INVOICE?'), host), 'route'), 'local');
+  assert.equal(label(decide(req('write a poem'), host), 'route'), 'cloud');
+  // "poems" and "receipts" are other words: no match, default route
+  assert.equal(label(decide(req('poems about receipts'), host), 'keyword-rule'), 'default');
+  // the default keyword list is no longer active
+  assert.equal(label(decide(req('translate this'), host), 'keyword-rule'), 'default');
+});
+
+test('regex patterns from params, JSON array or one per line', () => {
+  const json = mockHost({ params: { cloud_patterns: '["\\\\bdef\\\\s+\\\\w+\\\\(", "```"]', cloud_keywords: '' } });
+  const out = decide(req('def foo(x): return x'), json);
+  assert.equal(label(out, 'route'), 'cloud');
+  assert.equal(label(out, 'keyword'), '/\\bdef\\s+\\w+\\(/');
+  const lines = mockHost({ params: { local_patterns: '^yes|no$\n\\d{4}-\\d{2}-\\d{2}', local_keywords: '' } });
+  assert.equal(label(decide(req('is 2024-01-05 a monday'), lines), 'route'), 'local');
+});
+
+test('invalid pattern is skipped with a warning, not a crash', () => {
+  const host = mockHost({ params: { cloud_patterns: '(unclosed', cloud_keywords: 'poem' } });
+  const out = decide(req('a poem'), host);
+  assert.equal(label(out, 'route'), 'cloud');
+  assert.equal(host.logs.length, 1);
+  assert.equal(host.logs[0].level, 'warn');
+});
+
+test('more matches win; a tie goes to the tie route', () => {
+  const host = mockHost({ params: { local_keywords: 'a1,a2', cloud_keywords: 'b1', tie: 'cloud' } });
+  assert.equal(label(decide(req('a1 a2 b1'), host), 'route'), 'local');
+  assert.equal(label(decide(req('a1 b1'), host), 'route'), 'cloud');
+  assert.equal(label(decide(req('a1 b1'), host), 'keyword-rule'), 'tie');
+});
+
+test('scope: last user message by default, all messages on request', () => {
+  const messages = [
+    { role: 'system', content: 'You translate.' },
+    { role: 'user', content: 'implement a parser' },
+    { role: 'assistant', content: 'ok' },
+    { role: 'user', content: 'hello' },
+  ];
+  assert.equal(scannedText(messages, 'last-user'), 'hello');
+  assert.equal(scannedText(messages, 'user'), 'implement a parser\nhello');
+  const r = req('', { messages });
+  assert.equal(label(decide(r, mockHost()), 'keyword-rule'), 'default');
+  assert.equal(label(decide(r, mockHost({ params: { scope: 'user' } })), 'route'), 'cloud');
+  assert.equal(label(decide(r, mockHost({ params: { scope: 'all' } })), 'keyword-rule'), 'tie');
+});
+
+test('backend names from params, unknown names dropped, order kept', () => {
+  const host = mockHost({
+    params: { local_backends: 'edge-2,ghost', cloud_backends: 'cloud-y', local_keywords: 'x' },
+  });
+  assert.deepEqual(names(decide(req('x'), host)), ['edge-2', 'cloud-y']);
+});
+
+test('unhealthy backends go last; fallback_other_kind=false keeps one kind', () => {
+  const backends = [backend('edge-1', 'local', { healthy: false }), backend('edge-2', 'local'), backend('c', 'cloud')];
+  const out = decide(req('summarize this'), mockHost({ backends }));
+  assert.deepEqual(names(out), ['edge-2', 'c', 'edge-1']);
+  const strict = decide(req('summarize this'), mockHost({ backends, params: { fallback_other_kind: 'false' } }));
+  assert.deepEqual(names(strict), ['edge-2', 'edge-1']);
+});
+
+test('all local backends unhealthy: healthy cloud first, labelled degraded', () => {
+  const backends = [backend('edge-1', 'local', { healthy: false }), backend('c', 'cloud')];
+  const out = decide(req('summarize this'), mockHost({ backends }));
+  assert.deepEqual(names(out), ['c', 'edge-1']);
+  assert.equal(label(out, 'route'), 'local');
+  assert.equal(label(out, 'keyword-degraded'), 'true');
+});
+
+test('no local backend at all: degraded to cloud, labelled', () => {
+  const out = decide(req('summarize this'), mockHost({ backends: [backend('c', 'cloud')] }));
+  assert.deepEqual(names(out), ['c']);
+  assert.equal(label(out, 'keyword-degraded'), 'true');
+});
+
+test('no backends: rejection 503', () => {
+  const out = decide(req('hi'), mockHost({ backends: [] }));
+  assert.equal(out.err.status, 503);
+});
+
+test('helpers: phrase and punctuation keywords, pattern parsing', () => {
+  assert.ok(keywordMatcher('step by step').test('think Step  by\nstep please'));
+  assert.ok(keywordMatcher('tl;dr').test('tl;dr: what is it'));
+  assert.ok(!keywordMatcher('tl;dr').test('xtl;dr'));
+  assert.deepEqual(splitPatterns('["a,b", "c"]'), ['a,b', 'c']);
+  assert.deepEqual(splitPatterns('a\n\n b \n'), ['a', 'b']);
+});
