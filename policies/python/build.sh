@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds the Python policies into ${SWITCHYARD_POLICY_OUT:-target/policies}/<name>.wasm
+# (relative to the repository root) with componentize-py, against world `policy` of
+# the WIT package in <repo>/wit (override with SWITCHYARD_WIT). Installs the pinned
+# toolchain (requirements.txt) into policies/python/.venv on first run; idempotent.
+# Needs: python3 >= 3.9 with the venv module (Debian: apt-get install python3-venv).
+# Args: policy names to build (default: every policies/python/<name>/app.py).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+out="${SWITCHYARD_POLICY_OUT:-target/policies}"
+case "$out" in /*) ;; *) out="$root/$out" ;; esac
+wit="${SWITCHYARD_WIT:-$root/wit}"
+venv="$here/.venv"
+python="${PYTHON:-python3}"
+
+command -v "$python" >/dev/null || { echo "[py] error: $python not found" >&2; exit 1; }
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[py] creating virtualenv $venv ..."
+  if ! "$python" -m venv "$venv"; then
+    rm -rf "$venv"
+    echo "[py] error: '$python -m venv' failed; install the venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2
+    exit 1
+  fi
+fi
+stamp="$venv/.switchyard-requirements"
+if [ ! -f "$stamp" ] || ! cmp -s "$here/requirements.txt" "$stamp"; then
+  echo "[py] installing toolchain ($(grep -v '^#' "$here/requirements.txt" | xargs)) ..."
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$stamp"
+else
+  echo "[py] toolchain up to date ($("$venv/bin/componentize-py" --version))"
+fi
+
+if [ "$#" -gt 0 ]; then
+  names=("$@")
+else
+  names=()
+  for app in "$here"/*/app.py; do
+    [ -f "$app" ] && names+=("$(basename "$(dirname "$app")")")
+  done
+fi
+mkdir -p "$out"
+echo "[py] building into $out (wit: $wit)"
+for name in "${names[@]}"; do
+  dir="$here/$name"
+  [ -f "$dir/app.py" ] || { echo "[py] error: $dir/app.py not found" >&2; exit 1; }
+  start=$(date +%s)
+  echo "[py] componentizing $name ..."
+  # componentize-py generates the `wit_world` bindings itself; -p adds the policy's
+  # own directory to the module search path, and `app` is its entry module.
+  # --stub-wasi replaces every WASI import with a trapping stub, so the component
+  # imports only the switchyard:policy interfaces (the host grants no WASI anyway);
+  # a policy that prints or reads the clock through WASI traps and gets the fallback.
+  "$venv/bin/componentize-py" -d "$wit" -w policy componentize --stub-wasi -p "$dir" -o "$out/$name.wasm" app
+  size=$(wc -c < "$out/$name.wasm")
+  echo "[py] $out/$name.wasm: $size bytes in $(( $(date +%s) - start ))s"
+done
