@@ -48,5 +48,5 @@ for (const name of names) {
   await writeFile(out, component);
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   console.log(`[js] ${out}: ${component.length} bytes in ${secs}s`);
-  console.log(`[js]   imports: ${imports.map((i) => (Array.isArray(i) ? i[0] : i)).join(', ')}`);
+  console.log(`[js]   world imports: ${[...new Set(imports.map((i) => (Array.isArray(i) ? i[0] : i)))].join(', ')}`);
 }
