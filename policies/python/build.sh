@@ -19,8 +19,17 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "[py] creating virtualenv $venv ..."
   if ! "$python" -m venv "$venv"; then
     rm -rf "$venv"
-    echo "[py] error: '$python -m venv' failed; install the venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2
-    exit 1
+    # Debian's python3 lacks ensurepip unless python3-venv is installed; the
+    # virtualenv package (from PyPI) bundles its own pip and works without it.
+    if "$python" -m virtualenv --version >/dev/null 2>&1; then
+      echo "[py] '$python -m venv' failed; using virtualenv instead"
+      "$python" -m virtualenv -q "$venv"
+    else
+      echo "[py] error: '$python -m venv' failed. Install the venv module" \
+        "(Debian/Ubuntu: apt-get install python3-venv) or virtualenv" \
+        "($python -m pip install --user virtualenv) and run again." >&2
+      exit 1
+    fi
   fi
 fi
 stamp="$venv/.switchyard-requirements"
