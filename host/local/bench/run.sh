@@ -4,7 +4,8 @@
 # Prints both result lines and the ratios (Switchyard / llama.cpp; > 1 is faster).
 #
 #   THREADS=2 DEVICES="cpu" bash host/local/bench/run.sh
-# DEVICES may list several burn devices (e.g. "cpu flex", flex needs --features flex).
+# DEVICES may list several burn CPU backends: "flex" (the default, = "cpu") and "ndarray"
+# (deprecated in burn 0.22; built with --features ndarray when listed).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
@@ -22,7 +23,7 @@ if ! "$venv/bin/python" -c "import llama_cpp, numpy" 2>/dev/null; then
 fi
 
 features=""
-case " $devices " in *" flex "*) features="--features flex" ;; esac
+case " $devices " in *" ndarray "*) features="--features ndarray" ;; esac
 (cd "$repo" && cargo build --release -p switchyard-local --example bench $features >&2)
 
 results=()

@@ -30,18 +30,19 @@ pub fn resolve_device(spec: &str) -> Result<(Device, Compute, String), LocalErro
     let spec = spec.trim();
     let cpu = || {
         (
-            Device::ndarray(),
-            Compute::HostQuantized,
-            "cpu (burn ndarray)".to_string(),
-        )
-    };
-    match spec {
-        "cpu" | "ndarray" => Ok(cpu()),
-        #[cfg(feature = "flex")]
-        "flex" => Ok((
             Device::flex(),
             Compute::HostQuantized,
             "cpu (burn flex)".to_string(),
+        )
+    };
+    match spec {
+        "cpu" | "flex" => Ok(cpu()),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => Ok((
+            Device::ndarray(),
+            Compute::HostQuantized,
+            "cpu (burn ndarray)".to_string(),
         )),
         "auto" => Ok(gpu_candidates()
             .into_iter()
@@ -158,18 +159,17 @@ fn run_worker(
         .spawn(move || {
             for JobHandle(job) in rx {
                 let events = job.events.clone();
-                if !events.is_closed() {
-                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run(job))) {
-                        let why = panic
-                            .downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or_else(|| panic.downcast_ref::<&str>().copied())
-                            .unwrap_or("unknown panic");
-                        tracing::error!(error = why, "local model failed on a request");
-                        let _ = events.blocking_send(GenerateEvent::Error(format!(
-                            "local model failed: {why}"
-                        )));
-                    }
+                if !events.is_closed()
+                    && let Err(panic) = catch_unwind(AssertUnwindSafe(|| run(job)))
+                {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("unknown panic");
+                    tracing::error!(error = why, "local model failed on a request");
+                    let _ = events
+                        .blocking_send(GenerateEvent::Error(format!("local model failed: {why}")));
                 }
                 shared.depth.fetch_sub(1, Ordering::SeqCst);
             }
@@ -294,7 +294,8 @@ fn generate(model: &Llama, codec: &TextCodec, job: Job) {
             hit_stop_sequence = true;
             break;
         }
-        if completion >= request.max_tokens || cache.len() + 1 > context {
+        // The next forward pass stores this token: prompt + completion stay within the context.
+        if completion >= request.max_tokens || cache.len() + 1 >= context {
             break;
         }
         logits = model.forward(&[id], &mut cache);

@@ -111,7 +111,8 @@ pub enum LocalError {
         "prompt is {prompt_tokens} tokens; the local model's context window is {context} tokens"
     )]
     PromptTooLong { prompt_tokens: u32, context: u32 },
-    #[error("chat template: {0}")]
+    /// The chat template failed to render these messages.
+    #[error("{0}")]
     Template(String),
     #[error("the local inference thread has stopped")]
     WorkerGone,
@@ -187,7 +188,7 @@ impl LocalEngine {
         &self.inner.name
     }
 
-    /// The device the model runs on, in words (`cpu (burn ndarray)`, `cuda:0`, ...).
+    /// The device the model runs on, in words (`cpu (burn flex)`, `cuda:0`, ...).
     pub fn device_name(&self) -> &str {
         &self.inner.device
     }

@@ -97,7 +97,7 @@ pub enum Compute {
 enum QLinear {
     Host(QMatrix),
     /// `Wᵀ: [in, out]`, quantized on the device.
-    Device(Tensor<2>),
+    Device(Box<Tensor<2>>),
 }
 
 impl QLinear {
@@ -111,7 +111,7 @@ impl QLinear {
                     m.dequantize_row(r, out);
                 }
                 let t = Tensor::<2>::from_data(TensorData::new(w, [rows, cols]), device);
-                QLinear::Device(t.transpose().quantize_dynamic(&device_scheme()))
+                QLinear::Device(Box::new(t.transpose().quantize_dynamic(&device_scheme())))
             }
         }
     }
@@ -140,7 +140,7 @@ impl QLinear {
                 }
                 Tensor::from_data(TensorData::new(out, [t, m.rows()]), &device)
             }
-            QLinear::Device(w) => x.matmul(w.clone()),
+            QLinear::Device(w) => x.matmul(w.as_ref().clone()),
         }
     }
 }

@@ -187,7 +187,9 @@ mod tests {
         let mut q4_1 = Vec::new();
         for b in 0..4u8 {
             q8.extend_from_slice(&f16::from_f32(0.02).to_le_bytes());
-            q8.extend((0..32u8).map(|j| (j.wrapping_mul(7).wrapping_add(b) as i8 - 64) as u8));
+            q8.extend(
+                (0..32u8).map(|j| ((i16::from(j) * 7 + i16::from(b)) % 127 - 63) as i8 as u8),
+            );
             q4_0.extend_from_slice(&f16::from_f32(0.3).to_le_bytes());
             q4_0.extend((0..16u8).map(|j| j ^ (b << 4)));
             q4_1.extend_from_slice(&f16::from_f32(0.1).to_le_bytes());

@@ -20,7 +20,7 @@ pub enum TokenizerError {
     UnsupportedModel(String),
     #[error("building the tokenizer: {0}")]
     Build(String),
-    #[error("chat template: {0}")]
+    #[error("chat template (tokenizer.chat_template): {0}")]
     Template(String),
 }
 
@@ -53,7 +53,8 @@ pub struct TextCodec {
     end_of_generation: Vec<u32>,
     bos_text: String,
     eos_text: String,
-    template: Option<String>,
+    /// Holds the chat template (`CHAT_TEMPLATE`).
+    templates: minijinja::Environment<'static>,
 }
 
 /// Inverse of GPT-2's byte→char table: which byte each printable char stands for.
@@ -198,7 +199,7 @@ impl TextCodec {
             end_of_generation,
             bos_text: text_of(bos),
             eos_text: text_of(eos),
-            template: file.opt_str("tokenizer.chat_template")?.map(str::to_string),
+            templates: template_env(file.opt_str("tokenizer.chat_template")?)?,
         })
     }
 
@@ -229,40 +230,56 @@ impl TextCodec {
     }
 
     /// Renders the chat template for `messages` (role, content) with the generation prompt.
-    /// Without a template in the file, ChatML is used.
     pub fn render_chat(&self, messages: &[(String, String)]) -> Result<String, TokenizerError> {
-        const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-        let source = self.template.as_deref().unwrap_or(CHATML);
-        let mut env = minijinja::Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
-        let err = |e: minijinja::Error| TokenizerError::Template(format!("{e:#}"));
-        env.add_template("chat", source).map_err(err)?;
         let msgs: Vec<_> = messages
             .iter()
             .map(|(role, content)| minijinja::context! { role => role, content => content })
             .collect();
-        env.get_template("chat")
-            .map_err(err)?
-            .render(minijinja::context! {
-                messages => msgs,
-                add_generation_prompt => true,
-                bos_token => self.bos_text,
-                eos_token => self.eos_text,
+        self.templates
+            .get_template(CHAT_TEMPLATE)
+            .and_then(|t| {
+                t.render(minijinja::context! {
+                    messages => msgs,
+                    add_generation_prompt => true,
+                    bos_token => &self.bos_text,
+                    eos_token => &self.eos_text,
+                })
             })
-            .map_err(err)
+            .map_err(|e| TokenizerError::Template(format!("{e:#}")))
     }
+}
+
+/// The name of the chat template inside `TextCodec::templates`.
+const CHAT_TEMPLATE: &str = "chat";
+
+/// ChatML, used when the file carries no `tokenizer.chat_template`.
+const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// A minijinja environment in the Hugging Face template dialect (trim/lstrip blocks, Python
+/// string methods, `raise_exception`) holding the chat template.
+fn template_env(source: Option<&str>) -> Result<minijinja::Environment<'static>, TokenizerError> {
+    let err = |e: minijinja::Error| TokenizerError::Template(format!("{e:#}"));
+    let mut env = minijinja::Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .map_err(err)?;
+    env.set_syntax(syntax);
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    env.add_template_owned(CHAT_TEMPLATE, source.unwrap_or(CHATML).to_string())
+        .map_err(err)?;
+    Ok(env)
 }
 
 /// Turns generated token ids into text pieces that always end on a UTF-8 character boundary.

@@ -1,6 +1,8 @@
 //! The model on a GPU (CUDA or wgpu build) agrees with the CPU on a greedy reply. Skipped,
 //! with the reason printed, when the build has no GPU feature or no GPU answers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
 mod common;
 
 use switchyard_local::{GenerateEvent, GenerateRequest, LocalConfig, LocalEngine, LocalError};

@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests: where the model and the llama.cpp fixtures are.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
