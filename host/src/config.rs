@@ -244,7 +244,12 @@ impl Config {
         backends[0].context_window = Some(8192);
         backends[0].model_path = Some(model_path);
         let clouds = [
-            ("openai", ConnectorKind::Openai, defaults::OPENAI_KEY_ENV, ["gpt-4o-mini", "gpt-4o"]),
+            (
+                "openai",
+                ConnectorKind::Openai,
+                defaults::OPENAI_KEY_ENV,
+                ["gpt-4o-mini", "gpt-4o"],
+            ),
             (
                 "anthropic",
                 ConnectorKind::Anthropic,
@@ -312,7 +317,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen: SocketAddr = listen_text
         .parse()
         .map_err(|e| invalid("server.listen", format!("{listen_text:?}: {e}")))?;
-    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES);
+    let max_body_bytes = raw
+        .server
+        .max_body_bytes
+        .unwrap_or(defaults::MAX_BODY_BYTES);
     if max_body_bytes == 0 {
         return Err(invalid("server.max_body_bytes", "must be positive"));
     }
@@ -346,7 +354,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let check_names = |key: &str, list: &[String]| -> Result<(), ConfigError> {
         for (i, n) in list.iter().enumerate() {
             if !names.contains(n) {
-                return Err(invalid(format!("{key}[{i}]"), format!("unknown backend {n:?}")));
+                return Err(invalid(
+                    format!("{key}[{i}]"),
+                    format!("unknown backend {n:?}"),
+                ));
             }
         }
         Ok(())
@@ -373,7 +384,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             check_names("policy.fallback_targets", &list)?;
             list
         }
-        None => backends.first().map(|b| vec![b.name.clone()]).unwrap_or_default(),
+        None => backends
+            .first()
+            .map(|b| vec![b.name.clone()])
+            .unwrap_or_default(),
     };
     Ok(Config {
         server,
@@ -400,11 +414,17 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
     }
     let key = format!("backends.{}", b.name);
     if b.models.is_empty() {
-        return Err(invalid(format!("{key}.models"), "at least one model is required"));
+        return Err(invalid(
+            format!("{key}.models"),
+            "at least one model is required",
+        ));
     }
     let base_url = match (b.kind, b.base_url) {
         (ConnectorKind::Local, Some(_)) => {
-            return Err(invalid(format!("{key}.base_url"), "not used by a local backend"));
+            return Err(invalid(
+                format!("{key}.base_url"),
+                "not used by a local backend",
+            ));
         }
         (ConnectorKind::Local, None) => String::new(),
         (ConnectorKind::OpenaiCompatible, None) => {
@@ -430,7 +450,10 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
     let base_url = base_url.trim_end_matches('/').to_owned();
     let api_key_env = match (b.kind, b.api_key_env) {
         (ConnectorKind::Local, Some(_)) => {
-            return Err(invalid(format!("{key}.api_key_env"), "not used by a local backend"));
+            return Err(invalid(
+                format!("{key}.api_key_env"),
+                "not used by a local backend",
+            ));
         }
         (ConnectorKind::Openai, None) => Some(defaults::OPENAI_KEY_ENV.to_owned()),
         (ConnectorKind::Anthropic, None) => Some(defaults::ANTHROPIC_KEY_ENV.to_owned()),
@@ -445,13 +468,21 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
     };
     let usd_per_mtok_in = b.usd_per_mtok_in.unwrap_or(card_in);
     let usd_per_mtok_out = b.usd_per_mtok_out.unwrap_or(card_out);
-    for (k, v) in [("usd_per_mtok_in", usd_per_mtok_in), ("usd_per_mtok_out", usd_per_mtok_out)] {
+    for (k, v) in [
+        ("usd_per_mtok_in", usd_per_mtok_in),
+        ("usd_per_mtok_out", usd_per_mtok_out),
+    ] {
         if !v.is_finite() || v < 0.0 {
-            return Err(invalid(format!("{key}.{k}"), "must be a non-negative number"));
+            return Err(invalid(
+                format!("{key}.{k}"),
+                "must be a non-negative number",
+            ));
         }
     }
     let timeouts = Timeouts {
-        connect: Duration::from_millis(b.connect_timeout_ms.unwrap_or(defaults::CONNECT_TIMEOUT_MS)),
+        connect: Duration::from_millis(
+            b.connect_timeout_ms.unwrap_or(defaults::CONNECT_TIMEOUT_MS),
+        ),
         first_byte: Duration::from_millis(
             b.first_byte_timeout_ms
                 .unwrap_or(defaults::FIRST_BYTE_TIMEOUT_MS),
@@ -459,15 +490,15 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
         total: Duration::from_millis(b.total_timeout_ms.unwrap_or(defaults::TOTAL_TIMEOUT_MS)),
     };
     let local = if b.kind == ConnectorKind::Local {
-        let model_path = b.model_path.ok_or_else(|| {
-            invalid(format!("{key}.model_path"), "required for kind = \"local\"")
-        })?;
+        let model_path = b
+            .model_path
+            .ok_or_else(|| invalid(format!("{key}.model_path"), "required for kind = \"local\""))?;
         Some(LocalBackendConfig {
             model_path,
-            device: b.device.unwrap_or_else(|| defaults::LOCAL_DEVICE.to_owned()),
-            queue_capacity: b
-                .queue_capacity
-                .unwrap_or(defaults::LOCAL_QUEUE_CAPACITY),
+            device: b
+                .device
+                .unwrap_or_else(|| defaults::LOCAL_DEVICE.to_owned()),
+            queue_capacity: b.queue_capacity.unwrap_or(defaults::LOCAL_QUEUE_CAPACITY),
             threads: b.threads,
         })
     } else {
@@ -478,7 +509,10 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
             ("threads", b.threads.is_some()),
         ] {
             if set {
-                return Err(invalid(format!("{key}.{field}"), "only used by a local backend"));
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    "only used by a local backend",
+                ));
             }
         }
         None
@@ -499,6 +533,7 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -527,7 +562,10 @@ mod tests {
         let openai = cfg.backend("openai").unwrap();
         assert_eq!(openai.base_url, defaults::OPENAI_BASE_URL);
         assert_eq!(openai.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
-        assert_eq!((openai.usd_per_mtok_in, openai.usd_per_mtok_out), (2.5, 10.0));
+        assert_eq!(
+            (openai.usd_per_mtok_in, openai.usd_per_mtok_out),
+            (2.5, 10.0)
+        );
         let groq = cfg.backend("groq").unwrap();
         assert_eq!(groq.base_url, "http://127.0.0.1:9/v1");
         assert_eq!(groq.usd_per_mtok_in, 0.05);
@@ -547,12 +585,14 @@ mod tests {
             "[policy]\nstatic_targets=[\"nope\"]\n[[backends]]\nname=\"a\"\nkind=\"openai\"\nmodels=[\"m\"]\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("policy.static_targets[0]"), "{err}");
+        assert!(
+            err.to_string().contains("policy.static_targets[0]"),
+            "{err}"
+        );
 
-        let err = Config::parse(
-            "[[backends]]\nname=\"c\"\nkind=\"openai_compatible\"\nmodels=[\"m\"]\n",
-        )
-        .unwrap_err();
+        let err =
+            Config::parse("[[backends]]\nname=\"c\"\nkind=\"openai_compatible\"\nmodels=[\"m\"]\n")
+                .unwrap_err();
         assert!(err.to_string().contains("backends.c.base_url"), "{err}");
     }
 

@@ -11,7 +11,9 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::backends::instrumented::Instrumented;
 use crate::backends::{BackendError, ChatRequest, ChatResponse, ChatStream, Usage};
-use crate::domain::{BackendStatus, ChatMessage, Decision, PolicyRequest, SpendStatus, Target, Verdict};
+use crate::domain::{
+    BackendStatus, ChatMessage, Decision, PolicyRequest, SpendStatus, Target, Verdict,
+};
 
 /// A client's chat request after the HTTP layer parsed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,7 +264,10 @@ impl Dispatcher {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         Self {
-            backends: list.iter().map(|b| (b.name().to_owned(), b.clone())).collect(),
+            backends: list
+                .iter()
+                .map(|b| (b.name().to_owned(), b.clone()))
+                .collect(),
             router,
             fallback,
             host: Arc::new(GatewayHost {
@@ -357,7 +362,10 @@ impl Dispatcher {
                 })
                 .collect();
         }
-        let messages = decision.messages.clone().unwrap_or_else(|| request.messages.clone());
+        let messages = decision
+            .messages
+            .clone()
+            .unwrap_or_else(|| request.messages.clone());
         let max_tokens = match (request.max_tokens, decision.max_tokens) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -443,10 +451,11 @@ impl Dispatcher {
                 message,
             };
         }
-        let unavailable = routed
-            .attempts
-            .iter()
-            .all(|a| a.error.as_deref().is_some_and(|e| e.starts_with("backend unavailable")));
+        let unavailable = routed.attempts.iter().all(|a| {
+            a.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("backend unavailable"))
+        });
         DispatchError::AllFailed {
             attempts: routed.attempts,
             unavailable,
@@ -486,7 +495,10 @@ impl Dispatcher {
 
     /// Serves a streamed completion. Fails over only until the first event arrives; the
     /// returned stream starts with that event.
-    pub async fn stream(&self, request: &ClientRequest) -> Result<(Routed, ChatStream), DispatchError> {
+    pub async fn stream(
+        &self,
+        request: &ClientRequest,
+    ) -> Result<(Routed, ChatStream), DispatchError> {
         let (mut routed, plan) = self.plan(request).await?;
         let mut last = None;
         for (backend, chat) in plan {

@@ -174,7 +174,10 @@ impl Instrumented {
     }
 
     /// Counts only failures that say something about the backend's health.
-    fn outcome<T>(result: &Result<T, BackendError>, start: Instant) -> Option<Result<Duration, ()>> {
+    fn outcome<T>(
+        result: &Result<T, BackendError>,
+        start: Instant,
+    ) -> Option<Result<Duration, ()>> {
         match result {
             Ok(_) => Some(Ok(start.elapsed())),
             Err(e) if e.is_failover() => Some(Err(())),
@@ -266,6 +269,7 @@ impl Instrumented {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::backends::{StreamEvent, Usage};
@@ -347,7 +351,10 @@ mod tests {
             },
         );
         for _ in 0..BREAKER_FAILURES {
-            assert!(matches!(inst.chat(req()).await, Err(BackendError::Status { .. })));
+            assert!(matches!(
+                inst.chat(req()).await,
+                Err(BackendError::Status { .. })
+            ));
         }
         assert_eq!(inst.breaker(), BreakerState::Open);
         let status = inst.status();
@@ -355,7 +362,10 @@ mod tests {
         assert!(status.error_rate > 0.3);
         backend.fail.store(false, Ordering::SeqCst);
         // Still open: refused without calling the backend.
-        assert!(matches!(inst.chat(req()).await, Err(BackendError::Unavailable(_))));
+        assert!(matches!(
+            inst.chat(req()).await,
+            Err(BackendError::Unavailable(_))
+        ));
         assert_eq!(inst.status().in_flight, 0);
     }
 

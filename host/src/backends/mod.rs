@@ -86,9 +86,7 @@ impl BackendError {
     /// unavailable backend. A request the upstream calls invalid is the client's problem.
     pub fn is_failover(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::Unavailable(_) | Self::Protocol(_) => {
-                true
-            }
+            Self::Connect(_) | Self::Timeout(_) | Self::Unavailable(_) | Self::Protocol(_) => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::InvalidRequest(_) => false,
         }
@@ -186,7 +184,10 @@ pub(crate) fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwes
 }
 
 /// Reads the API key named by the config, via `env` (so tests need not touch the process env).
-pub fn api_key(cfg: &BackendConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<ApiKey>, BuildError> {
+pub fn api_key(
+    cfg: &BackendConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ApiKey>, BuildError> {
     match &cfg.api_key_env {
         None => Ok(None),
         Some(var) => match env(var) {

@@ -9,7 +9,9 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::sse::SseParser;
-use super::{ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage};
+use super::{
+    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
+};
 use crate::config::{BackendConfig, Timeouts};
 use crate::domain::{BackendKind, Role};
 
@@ -36,7 +38,11 @@ impl OpenAi {
         })
     }
 
-    async fn send(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, BackendError> {
+    async fn send(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, BackendError> {
         let body = WireRequest::from_request(request, stream);
         let body = serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
@@ -56,7 +62,9 @@ impl OpenAi {
 }
 
 /// Turns a non-2xx response into [`BackendError::Status`] with the upstream's message.
-pub(crate) async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, BackendError> {
+pub(crate) async fn check_status(
+    response: reqwest::Response,
+) -> Result<reqwest::Response, BackendError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -174,7 +182,9 @@ where
                 None => {
                     st.done = true;
                     return Some((
-                        Err(BackendError::Protocol("stream ended before its end marker".into())),
+                        Err(BackendError::Protocol(
+                            "stream ended before its end marker".into(),
+                        )),
                         st,
                     ));
                 }
@@ -220,7 +230,9 @@ fn parse_chunk(ev: &super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, Ba
     if let Some(err) = chunk.error {
         return Err(BackendError::Status {
             status: 502,
-            message: err.message.unwrap_or_else(|| "error event in stream".into()),
+            message: err
+                .message
+                .unwrap_or_else(|| "error event in stream".into()),
             retry_after_s: None,
         });
     }
@@ -296,7 +308,9 @@ impl<'a> WireRequest<'a> {
             stop: &r.stop,
             seed: r.seed,
             stream,
-            stream_options: stream.then_some(StreamOptions { include_usage: true }),
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
         }
     }
 }
@@ -356,6 +370,7 @@ impl From<WireUsage> for Usage {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::backends::sse::SseEvent;

@@ -66,7 +66,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let router = router_for(&config)?;
     let env = |var: &str| std::env::var(var).ok();
     let local = BTreeMap::new();
-    let dispatcher = Dispatcher::from_config(&config, router, local, Arc::new(estimate_tokens), &env)?;
+    let dispatcher =
+        Dispatcher::from_config(&config, router, local, Arc::new(estimate_tokens), &env)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -76,7 +77,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
     });
-    http::serve(listener, app, config.server.header_read_timeout, DRAIN, shutdown_signal()).await;
+    http::serve(
+        listener,
+        app,
+        config.server.header_read_timeout,
+        DRAIN,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("switchyard stopped");
     Ok(())
 }

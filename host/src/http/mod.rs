@@ -38,8 +38,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown route")
-                .with_code("not_found")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "unknown route",
+            )
+            .with_code("not_found")
         })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -52,7 +56,6 @@ pub struct ApiError {
     kind: &'static str,
     code: Option<&'static str>,
     message: String,
-    routed: Option<Routed>,
 }
 
 impl ApiError {
@@ -62,7 +65,6 @@ impl ApiError {
             kind,
             code: None,
             message: message.into(),
-            routed: None,
         }
     }
     fn with_code(mut self, code: &'static str) -> Self {
@@ -99,16 +101,12 @@ impl IntoResponse for ApiError {
             },
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = (
+        (
             self.status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             json,
         )
-            .into_response();
-        if let Some(routed) = &self.routed {
-            decision_headers(response.headers_mut(), routed, None);
-        }
-        response
+            .into_response()
     }
 }
 
@@ -466,8 +464,8 @@ fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) ->
                                     param: None,
                                 },
                             };
-                            let ev =
-                                Event::default().data(serde_json::to_string(&body).unwrap_or_default());
+                            let ev = Event::default()
+                                .data(serde_json::to_string(&body).unwrap_or_default());
                             return Some((Ok(ev), st));
                         }
                     }
@@ -475,7 +473,9 @@ fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) ->
             }
         }
     });
-    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
     decision_headers(response.headers_mut(), &routed, None);
     response
 }
@@ -571,12 +571,16 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout: closing remaining connections");
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -584,8 +588,12 @@ mod tests {
     fn routing_inputs_merge_headers_metadata_and_user() {
         let mut headers = HeaderMap::new();
         headers.insert("x-switchyard-tenant", HeaderValue::from_static("acme"));
-        headers.insert("x-switchyard-data-class", HeaderValue::from_static("restricted"));
-        let metadata = serde_json::from_str(r#"{"team":"ml","data-class":"public","n":3}"#).unwrap();
+        headers.insert(
+            "x-switchyard-data-class",
+            HeaderValue::from_static("restricted"),
+        );
+        let metadata =
+            serde_json::from_str(r#"{"team":"ml","data-class":"public","n":3}"#).unwrap();
         let (tenant, labels) = routing_inputs(&headers, Some("bob".into()), Some(metadata));
         assert_eq!(tenant, "acme");
         assert_eq!(labels["data-class"], "restricted");

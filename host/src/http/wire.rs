@@ -111,7 +111,9 @@ impl RequestMessage {
                 for p in parts {
                     match (p.kind.as_str(), p.text) {
                         ("text", Some(t)) => out.push_str(&t),
-                        (kind, _) => return Err(format!("content part type {kind:?} is not supported")),
+                        (kind, _) => {
+                            return Err(format!("content part type {kind:?} is not supported"));
+                        }
                     }
                 }
                 out
