@@ -1,7 +1,6 @@
 // Componentizes every JS policy (policies/js/<name>/policy.js) against the
 // switchyard:policy WIT world, with the optional StarlingMonkey features that
-// need WASI capabilities the host does not grant (http, fetch-event, clocks,
-// random) disabled. Usage: node build.mjs WIT_DIR OUT_DIR [NAME...]
+// need WASI capabilities the host does not grant disabled. Usage: node build.mjs WIT_DIR OUT_DIR [NAME...]
 import { componentize } from '@bytecodealliance/componentize-js';
 import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
 import { readdir, writeFile, mkdir, stat } from 'node:fs/promises';
@@ -33,6 +32,15 @@ async function policyNames() {
 // the preview2-shim preopens; since preview2-shim 0.26 there are none by default.
 _setPreopens({ '/': '/' });
 
+// Every optional engine feature is disabled by default, so the component imports
+// exactly the `policy` world and nothing from WASI (a "pure" component; an uncaught
+// error traps, and the host uses the fallback decision). SWITCHYARD_JS_STDIO=1
+// keeps `stdio` for debugging: console output and error messages then go to the
+// host's log, and the component also imports wasi:cli/io/filesystem types.
+const keepStdio = process.env.SWITCHYARD_JS_STDIO === '1';
+const disableFeatures = ['http', 'fetch-event', 'clocks', 'random', ...(keepStdio ? [] : ['stdio'])];
+console.log(`[js] disabled engine features: ${disableFeatures.join(', ')}`);
+
 const names = only.length > 0 ? only : await policyNames();
 await mkdir(outDir, { recursive: true });
 for (const name of names) {
@@ -42,7 +50,7 @@ for (const name of names) {
     sourcePath: join(here, name, 'policy.js'),
     witPath: resolve(witPath),
     worldName: 'policy',
-    disableFeatures: ['http', 'fetch-event', 'clocks', 'random'],
+    disableFeatures,
   });
   const out = join(outDir, `${name}.wasm`);
   await writeFile(out, component);
