@@ -23,10 +23,18 @@ def main():
                 n_threads_batch=a.threads, verbose=False)
     load_s = time.perf_counter() - t0
 
+    n_vocab = llm.n_vocab()
+
+    def greedy():
+        # Llama.scores is only filled with logits_all=True (which would slow prefill down):
+        # read the last token's logits from the context instead.
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
+        return int(np.argmax(logits))
+
     corpus = llm.tokenize((TEXT * 8).encode(), add_bos=False, special=False)
     llm.reset(); llm.eval(corpus[:16])
     for _ in range(4):
-        llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+        llm.eval([greedy()])
 
     prefill = {}
     for n in [int(x) for x in a.prefill.split(",")]:
@@ -44,11 +52,11 @@ def main():
         add_bos=False, special=True)
     llm.reset()
     llm.eval(prompt)
-    tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    tok = greedy()
     t = time.perf_counter()
     for _ in range(a.decode):
         llm.eval([tok])
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        tok = greedy()
     decode_s = time.perf_counter() - t
     print(json.dumps({
         "engine": "llama.cpp", "device": "cpu", "threads": a.threads, "load_s": round(load_s, 3),

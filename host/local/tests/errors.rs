@@ -171,3 +171,27 @@ fn prompt_over_the_context_is_refused_and_the_queue_bounded() {
         }
     }
 }
+
+#[test]
+fn dropping_the_receiver_cancels_and_frees_the_worker() {
+    let engine = LocalEngine::start(LocalConfig {
+        model_path: common::model_path(),
+        device: "cpu".into(),
+        queue_capacity: 1,
+        threads: Some(1),
+        ..LocalConfig::default()
+    })
+    .unwrap();
+    // A long generation whose reader goes away at once.
+    drop(engine.submit(ask("Write a very long story.", 100_000)).unwrap());
+    while engine.queue_depth() != 0 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The slot is free again and the next request runs to the end.
+    let mut events = engine.submit(ask("hi", 4)).unwrap();
+    let mut done = false;
+    while let Some(event) = events.blocking_recv() {
+        done |= matches!(event, GenerateEvent::Done { .. });
+    }
+    assert!(done);
+}
