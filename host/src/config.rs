@@ -30,6 +30,10 @@ pub mod defaults {
     pub const LOCAL_DEVICE: &str = "auto";
     /// Tenant of requests that name none.
     pub const TENANT: &str = "default";
+    /// Spend ledger database (SQLite, WAL).
+    pub const LEDGER_PATH: &str = "switchyard-ledger.db";
+    /// Completion tokens assumed when reserving budget for a request without `max_tokens`.
+    pub const ESTIMATE_COMPLETION_TOKENS: u32 = 1024;
     /// Policy artifact of the embedded default configuration.
     pub const POLICY_PATH: &str = "target/policies/hybrid.wasm";
     /// Base URLs of the providers.
@@ -92,6 +96,24 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     backends: Vec<RawBackend>,
+    #[serde(default)]
+    ledger: RawLedger,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    daily_budget_usd: Option<f64>,
+    monthly_budget_usd: Option<f64>,
+    hard_cap_usd: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +176,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub policy: PolicyConfig,
     pub backends: Vec<BackendConfig>,
+    /// Spend ledger database file.
+    pub ledger_path: PathBuf,
+    /// Budgets by tenant.
+    pub tenants: BTreeMap<String, crate::ledger::Budget>,
 }
 
 #[derive(Debug, Clone)]
@@ -279,6 +305,8 @@ impl Config {
                 ..RawPolicy::default()
             },
             backends,
+            ledger: RawLedger::default(),
+            tenants: BTreeMap::new(),
         };
         validate(raw)
     }
@@ -389,7 +417,35 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .map(|b| vec![b.name.clone()])
             .unwrap_or_default(),
     };
+    let mut tenants = BTreeMap::new();
+    for (name, t) in raw.tenants {
+        for (field, v) in [
+            ("daily_budget_usd", t.daily_budget_usd),
+            ("monthly_budget_usd", t.monthly_budget_usd),
+            ("hard_cap_usd", t.hard_cap_usd),
+        ] {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(invalid(
+                    format!("tenants.{name}.{field}"),
+                    "must be a non-negative number",
+                ));
+            }
+        }
+        tenants.insert(
+            name,
+            crate::ledger::Budget {
+                daily_usd: t.daily_budget_usd,
+                monthly_usd: t.monthly_budget_usd,
+                hard_cap_usd: t.hard_cap_usd,
+            },
+        );
+    }
     Ok(Config {
+        ledger_path: raw
+            .ledger
+            .path
+            .unwrap_or_else(|| PathBuf::from(defaults::LEDGER_PATH)),
+        tenants,
         server,
         policy: PolicyConfig {
             source,

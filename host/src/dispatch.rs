@@ -11,6 +11,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::backends::instrumented::Instrumented;
 use crate::backends::{BackendError, ChatRequest, ChatResponse, ChatStream, Usage};
+use crate::ledger::{Ledger, LedgerError, Reservation};
 use crate::domain::{
     BackendStatus, ChatMessage, Decision, PolicyRequest, SpendStatus, Target, Verdict,
 };
@@ -107,6 +108,7 @@ pub fn estimate_tokens(text: &str) -> u32 {
 pub struct GatewayHost {
     backends: Vec<Arc<Instrumented>>,
     tokens: TokenCounter,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl std::fmt::Debug for GatewayHost {
@@ -121,10 +123,19 @@ impl GatewayHost {
     pub fn backends(&self) -> Vec<BackendStatus> {
         self.backends.iter().map(|b| b.status()).collect()
     }
+    /// Spend and budgets of `scope` (a tenant); zero when no ledger is configured or it
+    /// cannot be read (logged).
     pub fn spend(&self, scope: &str) -> SpendStatus {
-        SpendStatus {
+        let empty = || SpendStatus {
             scope: scope.to_owned(),
             ..SpendStatus::default()
+        };
+        match &self.ledger {
+            None => empty(),
+            Some(ledger) => ledger.status(scope).unwrap_or_else(|err| {
+                tracing::error!(error = %err, "reading spend for the policy failed");
+                empty()
+            }),
         }
     }
     pub fn count_tokens(&self, text: &str) -> u32 {
@@ -150,6 +161,7 @@ pub struct Routed {
     pub attempts: Vec<Attempt>,
     pub policy_failure: Option<String>,
     pub decision_time: Duration,
+    pub prompt_tokens: u32,
     usd_per_mtok_in: f64,
     usd_per_mtok_out: f64,
 }
@@ -181,6 +193,10 @@ pub enum DispatchError {
         status: u16,
         message: String,
     },
+    #[error("{0}")]
+    Budget(String),
+    #[error("spend ledger unavailable: {0}")]
+    Ledger(String),
     #[error("all targets failed: {}", describe(.attempts))]
     AllFailed {
         attempts: Vec<Attempt>,
@@ -207,6 +223,8 @@ impl DispatchError {
             Self::UnknownModel(_) => 404,
             Self::Rejected { status, .. } => *status,
             Self::NoTargets { .. } => 503,
+            Self::Budget(_) => 429,
+            Self::Ledger(_) => 503,
             Self::Upstream { status, .. } => *status,
             Self::AllFailed { unavailable, .. } => {
                 if *unavailable {
@@ -228,6 +246,7 @@ pub struct Dispatcher {
     first_byte: BTreeMap<String, Duration>,
     next_id: AtomicU64,
     id_prefix: u64,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -273,10 +292,65 @@ impl Dispatcher {
             host: Arc::new(GatewayHost {
                 backends: list,
                 tokens,
+                ledger: None,
             }),
             first_byte,
             next_id: AtomicU64::new(0),
             id_prefix,
+            ledger: None,
+        }
+    }
+
+    /// Records spend in `ledger`: each attempt reserves its estimated cost first (refused
+    /// at the tenant's hard cap → 429) and is settled or released after.
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.host = Arc::new(GatewayHost {
+            backends: self.host.backends.clone(),
+            tokens: self.host.tokens.clone(),
+            ledger: Some(ledger.clone()),
+        });
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Reserves the worst-case cost of one attempt (`None` without a ledger).
+    fn reserve(
+        &self,
+        routed: &Routed,
+        tenant: &str,
+        attempt: usize,
+        backend: &Instrumented,
+        chat: &ChatRequest,
+    ) -> Result<Option<Reservation>, DispatchError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(None);
+        };
+        let facts = backend.facts();
+        let completion = chat
+            .max_tokens
+            .unwrap_or(crate::config::defaults::ESTIMATE_COMPLETION_TOKENS);
+        let estimate = f64::from(routed.prompt_tokens) * facts.usd_per_mtok_in / 1e6
+            + f64::from(completion) * facts.usd_per_mtok_out / 1e6;
+        let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+        match ledger.reserve(tenant, &routed.request_id, attempt, backend.name(), estimate) {
+            Ok(r) => Ok(Some(r)),
+            Err(e @ LedgerError::HardCap { .. }) => Err(DispatchError::Budget(e.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, "ledger reserve failed");
+                Err(DispatchError::Ledger(e.to_string()))
+            }
+        }
+    }
+
+    fn finish(&self, reservation: Option<Reservation>, cost: Option<f64>) {
+        if let (Some(ledger), Some(r)) = (&self.ledger, reservation) {
+            let result = match cost {
+                Some(cost) => ledger.settle(&r, cost),
+                None => ledger.release(&r),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
+            }
         }
     }
 
@@ -334,6 +408,7 @@ impl Dispatcher {
         };
         let policy = self.router.label();
         let eval = self.router.decide(&policy_request, self.host.clone()).await;
+        crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
         let decision = match eval.verdict {
             Verdict::Reject(r) => {
                 let status = if (400..=599).contains(&r.status) {
@@ -414,6 +489,7 @@ impl Dispatcher {
                 attempts,
                 policy_failure: eval.failure,
                 decision_time: eval.elapsed,
+                prompt_tokens: policy_request.prompt_tokens,
                 usd_per_mtok_in: 0.0,
                 usd_per_mtok_out: 0.0,
             },
@@ -433,32 +509,47 @@ impl Dispatcher {
     }
 
     fn failed(routed: Routed, last: Option<(String, BackendError)>) -> DispatchError {
-        if let Some((backend, err)) = last
-            && !err.is_failover()
-        {
-            let (status, message) = match err {
-                BackendError::Status {
-                    status: s @ (400 | 404 | 413 | 422),
-                    message,
-                    ..
-                } => (s, message),
-                BackendError::InvalidRequest(message) => (400, message),
-                other => (502, other.to_string()),
-            };
-            return DispatchError::Upstream {
-                backend,
-                status,
-                message,
-            };
-        }
-        let unavailable = routed.attempts.iter().all(|a| {
+        let only_context = routed.attempts.iter().all(|a| {
             a.error
                 .as_deref()
-                .is_some_and(|e| e.starts_with("backend unavailable"))
+                .is_none_or(|e| e.starts_with("prompt too long") || e == "unknown backend")
         });
-        DispatchError::AllFailed {
-            attempts: routed.attempts,
-            unavailable,
+        match last {
+            Some((backend, err)) if !err.is_failover() => {
+                let (status, message) = match err {
+                    BackendError::Status {
+                        status: s @ (400 | 404 | 413 | 422),
+                        message,
+                        ..
+                    } => (s, message),
+                    BackendError::InvalidRequest(message) => (400, message),
+                    other => (502, other.to_string()),
+                };
+                DispatchError::Upstream {
+                    backend,
+                    status,
+                    message,
+                }
+            }
+            // Every target was too small for the prompt: that is the client's request.
+            Some((backend, BackendError::ContextExceeded(message))) if only_context => {
+                DispatchError::Upstream {
+                    backend,
+                    status: 400,
+                    message,
+                }
+            }
+            _ => {
+                let unavailable = routed.attempts.iter().all(|a| {
+                    a.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("backend unavailable"))
+                });
+                DispatchError::AllFailed {
+                    attempts: routed.attempts,
+                    unavailable,
+                }
+            }
         }
     }
 
@@ -469,20 +560,26 @@ impl Dispatcher {
     ) -> Result<(Routed, ChatResponse), DispatchError> {
         let (mut routed, plan) = self.plan(request).await?;
         let mut last = None;
-        for (backend, chat) in plan {
+        for (i, (backend, chat)) in plan.into_iter().enumerate() {
             let model = chat.model.clone();
+            let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
             match backend.chat(chat).await {
                 Ok(response) => {
                     Self::chosen(&mut routed, &backend, model);
+                    self.finish(reservation, Some(routed.cost_usd(&response.usage)));
                     return Ok((routed, response));
                 }
                 Err(err) => {
+                    self.finish(reservation, None);
                     tracing::warn!(backend = backend.name(), error = %err, "attempt failed");
                     routed.attempts.push(Attempt {
                         backend: backend.name().to_owned(),
                         error: Some(err.to_string()),
                     });
                     let stop = !err.is_failover();
+                    if !stop {
+                        crate::metrics::fallback(backend.name());
+                    }
                     last = Some((backend.name().to_owned(), err));
                     if stop {
                         break;
@@ -501,8 +598,9 @@ impl Dispatcher {
     ) -> Result<(Routed, ChatStream), DispatchError> {
         let (mut routed, plan) = self.plan(request).await?;
         let mut last = None;
-        for (backend, chat) in plan {
+        for (i, (backend, chat)) in plan.into_iter().enumerate() {
             let model = chat.model.clone();
+            let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
             let first_byte = self
                 .first_byte
                 .get(backend.name())
@@ -528,15 +626,25 @@ impl Dispatcher {
             match result {
                 Ok(stream) => {
                     Self::chosen(&mut routed, &backend, model);
+                    let stream = match (&self.ledger, reservation) {
+                        (Some(ledger), Some(reservation)) => {
+                            settle_on_end(stream, ledger.clone(), reservation, &routed)
+                        }
+                        _ => stream,
+                    };
                     return Ok((routed, stream));
                 }
                 Err(err) => {
+                    self.finish(reservation, None);
                     tracing::warn!(backend = backend.name(), error = %err, "stream attempt failed");
                     routed.attempts.push(Attempt {
                         backend: backend.name().to_owned(),
                         error: Some(err.to_string()),
                     });
                     let stop = !err.is_failover();
+                    if !stop {
+                        crate::metrics::fallback(backend.name());
+                    }
                     last = Some((backend.name().to_owned(), err));
                     if stop {
                         break;
@@ -590,4 +698,54 @@ impl Dispatcher {
             tokens,
         ))
     }
+}
+
+/// Settles a stream's reservation once, when the stream is dropped (ended, failed or the
+/// client went away): with the upstream's usage if it sent one, else estimated from the
+/// text streamed so far.
+fn settle_on_end(
+    stream: ChatStream,
+    ledger: Arc<Ledger>,
+    reservation: Reservation,
+    routed: &Routed,
+) -> ChatStream {
+    struct Settle {
+        ledger: Arc<Ledger>,
+        reservation: Reservation,
+        usage: Option<Usage>,
+        text_bytes: usize,
+        prompt_tokens: u32,
+        routed: Routed,
+    }
+    impl Drop for Settle {
+        fn drop(&mut self) {
+            let usage = self.usage.unwrap_or(Usage {
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: u32::try_from(self.text_bytes.div_ceil(4)).unwrap_or(u32::MAX),
+            });
+            let cost = self.routed.cost_usd(&usage);
+            if let Err(e) = self.ledger.settle(&self.reservation, cost) {
+                tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
+            }
+        }
+    }
+    let mut settle = Settle {
+        ledger,
+        reservation,
+        usage: None,
+        text_bytes: 0,
+        prompt_tokens: routed.prompt_tokens,
+        routed: routed.clone(),
+    };
+    stream
+        .inspect(move |item| {
+            // Borrow the whole struct so the closure owns it (and its Drop) entirely.
+            let settle = &mut settle;
+            match item {
+                Ok(crate::backends::StreamEvent::Delta(t)) => settle.text_bytes += t.len(),
+                Ok(crate::backends::StreamEvent::Usage(u)) => settle.usage = Some(*u),
+                _ => {}
+            }
+        })
+        .boxed()
 }

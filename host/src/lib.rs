@@ -7,4 +7,6 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod http;
+pub mod ledger;
+pub mod metrics;
 pub mod policy;

@@ -498,3 +498,21 @@ async fn slow_header_client_is_disconnected() {
     };
     assert!(closed, "connection was not closed by the header timeout");
 }
+
+#[tokio::test]
+async fn metrics_endpoint_reports_requests_fallbacks_and_breakers() {
+    switchyard::metrics::install().unwrap();
+    let (a, _) = spawn_mock(Mode::Status(500), "").await;
+    let (b, _) = spawn_mock(Mode::Ok, "from b").await;
+    let gw = spawn_gateway(a, b, "").await;
+    assert_eq!(post_chat(gw, &chat_body(false)).await.status(), 200);
+    let resp = reqwest::get(format!("http://{gw}/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("switchyard_requests_total{"), "{text}");
+    assert!(text.contains(r#"backend="b""#), "{text}");
+    assert!(text.contains(r#"switchyard_fallbacks_total{from="a"}"#), "{text}");
+    assert!(text.contains("switchyard_breaker_state{"), "{text}");
+    assert!(text.contains("switchyard_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("switchyard_tokens_total{"), "{text}");
+}

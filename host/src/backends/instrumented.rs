@@ -180,6 +180,7 @@ impl Instrumented {
     ) -> Option<Result<Duration, ()>> {
         match result {
             Ok(_) => Some(Ok(start.elapsed())),
+            Err(BackendError::ContextExceeded(_)) => None,
             Err(e) if e.is_failover() => Some(Err(())),
             // The upstream answered (4xx): healthy, but no latency sample.
             Err(_) => None,

@@ -1,7 +1,10 @@
 //! Backends: the object-safe [`Backend`] trait every connector implements, the
 //! provider-neutral request/response/stream types, and construction from config.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod instrumented;
+pub mod local;
 pub mod openai;
 pub mod sse;
 
@@ -79,6 +82,9 @@ pub enum BackendError {
     Unavailable(String),
     #[error("request refused: {0}")]
     InvalidRequest(String),
+    /// The prompt does not fit this backend's context window (another one may fit it).
+    #[error("prompt too long: {0}")]
+    ContextExceeded(String),
 }
 
 impl BackendError {
@@ -86,7 +92,11 @@ impl BackendError {
     /// unavailable backend. A request the upstream calls invalid is the client's problem.
     pub fn is_failover(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::Unavailable(_) | Self::Protocol(_) => true,
+            Self::Connect(_)
+            | Self::Timeout(_)
+            | Self::Unavailable(_)
+            | Self::Protocol(_)
+            | Self::ContextExceeded(_) => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::InvalidRequest(_) => false,
         }
@@ -164,7 +174,7 @@ pub enum BuildError {
     MissingKey { backend: String, env: String },
     #[error("backend {backend}: HTTP client: {message}")]
     Client { backend: String, message: String },
-    #[error("backend {backend}: connector kind {kind:?} is not available in this build")]
+    #[error("backend {backend}: connector kind {kind:?} is not built from config alone")]
     Unsupported {
         backend: String,
         kind: ConnectorKind,
@@ -219,7 +229,22 @@ pub fn build_cloud(
             })?;
             Ok(Arc::new(backend))
         }
-        kind => Err(BuildError::Unsupported {
+        ConnectorKind::Anthropic => {
+            let backend =
+                anthropic::Anthropic::new(cfg, key).map_err(|e| BuildError::Client {
+                    backend: cfg.name.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok(Arc::new(backend))
+        }
+        ConnectorKind::Gemini => {
+            let backend = gemini::Gemini::new(cfg, key).map_err(|e| BuildError::Client {
+                backend: cfg.name.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Arc::new(backend))
+        }
+        kind @ ConnectorKind::Local => Err(BuildError::Unsupported {
             backend: cfg.name.clone(),
             kind,
         }),

@@ -53,12 +53,21 @@ impl OpenAi {
         if let Some(key) = &self.key {
             builder = builder.bearer_auth(key.expose());
         }
-        let response = tokio::time::timeout(self.timeouts.first_byte, builder.send())
-            .await
-            .map_err(|_| BackendError::Timeout("response headers"))?
-            .map_err(|e| BackendError::from_reqwest(e, "response headers"))?;
-        check_status(response).await
+        send(builder, self.timeouts.first_byte).await
     }
+}
+
+/// Sends a prepared request, waiting at most `first_byte` for the response headers, and
+/// maps a non-2xx status to [`BackendError::Status`].
+pub(crate) async fn send(
+    builder: reqwest::RequestBuilder,
+    first_byte: std::time::Duration,
+) -> Result<reqwest::Response, BackendError> {
+    let response = tokio::time::timeout(first_byte, builder.send())
+        .await
+        .map_err(|_| BackendError::Timeout("response headers"))?
+        .map_err(|e| BackendError::from_reqwest(e, "response headers"))?;
+    check_status(response).await
 }
 
 /// Turns a non-2xx response into [`BackendError::Status`] with the upstream's message.
@@ -143,7 +152,7 @@ impl Backend for OpenAi {
     fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>> {
         async move {
             let response = self.send(&request, true).await?;
-            Ok(sse_events(response.bytes_stream(), parse_chunk))
+            Ok(sse_events(response.bytes_stream(), false, parse_chunk))
         }
         .boxed()
     }
@@ -151,10 +160,13 @@ impl Backend for OpenAi {
 
 /// Maps an upstream byte stream through an SSE parser and a per-event translator into
 /// [`StreamEvent`]s. The translator returns `Ok(None)` at the end marker.
-pub(crate) fn sse_events<S, F>(bytes: S, translate: F) -> ChatStream
+/// With `end_on_eof` (Gemini: no end marker) the end of the body ends the stream cleanly.
+pub(crate) fn sse_events<S, F>(bytes: S, end_on_eof: bool, translate: F) -> ChatStream
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-    F: Fn(&super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError> + Send + 'static,
+    F: FnMut(&super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError>
+        + Send
+        + 'static,
 {
     struct State<S, F> {
         bytes: std::pin::Pin<Box<S>>,
@@ -162,6 +174,7 @@ where
         pending: VecDeque<StreamEvent>,
         translate: F,
         done: bool,
+        end_on_eof: bool,
     }
     let state = State {
         bytes: Box::pin(bytes),
@@ -169,6 +182,7 @@ where
         pending: VecDeque::new(),
         translate,
         done: false,
+        end_on_eof,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -179,6 +193,7 @@ where
                 return None;
             }
             match st.bytes.next().await {
+                None if st.end_on_eof => return None,
                 None => {
                     st.done = true;
                     return Some((

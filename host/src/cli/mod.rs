@@ -3,6 +3,7 @@
 pub mod local;
 pub mod policy;
 pub mod serve;
+pub mod spend;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ pub enum Command {
     /// Use the local model directly.
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Print spend per tenant from the ledger.
+    Spend(spend::SpendArgs),
 }
 
 /// Runs one parsed command; the exit code is the command's verdict.
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Local(cmd) => local::run(cmd),
+        Command::Spend(args) => spend::run(args),
     }
 }
 

@@ -10,8 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{Config, PolicySource};
-use crate::dispatch::{Dispatcher, Router, StaticRouter, estimate_tokens};
+use crate::backends::Backend;
+use crate::backends::local::LocalBackend;
+use crate::dispatch::{Dispatcher, Router, StaticRouter, TokenCounter, estimate_tokens};
+use switchyard_local::{LocalConfig, LocalEngine};
 use crate::http::{self, AppState};
+use crate::ledger::{Budget, Ledger};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -63,11 +67,14 @@ fn router_for(config: &Config) -> anyhow::Result<Arc<dyn Router>> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::metrics::install()?;
     let router = router_for(&config)?;
     let env = |var: &str| std::env::var(var).ok();
-    let local = BTreeMap::new();
-    let dispatcher =
-        Dispatcher::from_config(&config, router, local, Arc::new(estimate_tokens), &env)?;
+    let (local, tokens) = start_local_backends(&config).await;
+    let ledger = Ledger::open(&config.ledger_path, config.tenants.clone(), Budget::default())
+        .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
+    let dispatcher = Dispatcher::from_config(&config, router, local, tokens, &env)?
+        .with_ledger(Arc::new(ledger));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -87,6 +94,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await;
     tracing::info!("switchyard stopped");
     Ok(())
+}
+
+/// Starts every local backend's engine. A model that is missing or fails to load is
+/// logged and its backend reported unhealthy; the gateway still serves. Prompt tokens are
+/// counted with the first loaded model's tokenizer, else estimated.
+async fn start_local_backends(
+    config: &Config,
+) -> (BTreeMap<String, Arc<dyn Backend>>, TokenCounter) {
+    let mut out: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
+    let mut tokens: TokenCounter = Arc::new(estimate_tokens);
+    let mut have_tokenizer = false;
+    for cfg in &config.backends {
+        let Some(local) = &cfg.local else { continue };
+        let local_config = LocalConfig {
+            model_path: local.model_path.clone(),
+            device: local.device.clone(),
+            queue_capacity: local.queue_capacity,
+            threads: local.threads,
+            context_length: Some(cfg.context_window),
+        };
+        let started = tokio::task::spawn_blocking(move || LocalEngine::start(local_config))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match &started {
+            Ok(engine) => {
+                tracing::info!(backend = %cfg.name, model = engine.model_name(), "local model loaded");
+                if !have_tokenizer {
+                    have_tokenizer = true;
+                    let engine = engine.clone();
+                    tokens = Arc::new(move |text: &str| engine.count_tokens(text));
+                }
+            }
+            Err(err) => tracing::error!(
+                backend = %cfg.name,
+                path = %local.model_path.display(),
+                error = %err,
+                "local model failed to load; serving without it (reported unhealthy)"
+            ),
+        }
+        out.insert(
+            cfg.name.clone(),
+            Arc::new(LocalBackend::new(cfg.name.clone(), cfg.models.clone(), started)),
+        );
+    }
+    (out, tokens)
 }
 
 async fn shutdown_signal() {

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -83,6 +84,8 @@ impl From<DispatchError> for ApiError {
             DispatchError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
             DispatchError::Rejected { .. } => ("policy_rejection", "rejected"),
             DispatchError::NoTargets { .. } => ("service_unavailable", "no_targets"),
+            DispatchError::Budget(_) => ("insufficient_quota", "budget_exceeded"),
+            DispatchError::Ledger(_) => ("service_unavailable", "ledger_unavailable"),
             DispatchError::Upstream { .. } => ("upstream_error", "upstream_refused"),
             DispatchError::AllFailed { .. } => ("upstream_error", "all_targets_failed"),
         };
@@ -236,6 +239,7 @@ async fn chat_completions(
         }
         Err(rejection) => return ApiError::invalid(rejection.body_text()).into_response(),
     };
+    let started = std::time::Instant::now();
     let (request, include_usage) = match parse_request(&headers, &body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -257,10 +261,28 @@ async fn chat_completions(
                 span.record("id", routed.request_id.as_str());
                 span.record("backend", routed.backend.as_str());
                 tracing::info!(parent: &span, reason = %routed.reason, "streaming");
+                crate::metrics::time_to_first_token(&routed.backend, started.elapsed());
+                crate::metrics::request(
+                    &routed.backend,
+                    &routed.policy,
+                    &routed.reason,
+                    200,
+                    true,
+                    started.elapsed(),
+                );
                 stream_response(routed, stream, include_usage)
             }
             Err(err) => {
                 tracing::warn!(parent: &span, error = %err, "request failed");
+                let policy = state.dispatcher.policy_label();
+                crate::metrics::request(
+                    "none",
+                    &policy,
+                    "",
+                    err.status(),
+                    request.stream,
+                    started.elapsed(),
+                );
                 ApiError::from(err).into_response()
             }
         }
@@ -271,6 +293,20 @@ async fn chat_completions(
                 span.record("id", routed.request_id.as_str());
                 span.record("backend", routed.backend.as_str());
                 let cost = routed.cost_usd(&response.usage);
+                crate::metrics::request(
+                    &routed.backend,
+                    &routed.policy,
+                    &routed.reason,
+                    200,
+                    false,
+                    started.elapsed(),
+                );
+                crate::metrics::usage(
+                    &routed.backend,
+                    response.usage.prompt_tokens,
+                    response.usage.completion_tokens,
+                    cost,
+                );
                 tracing::info!(
                     parent: &span,
                     reason = %routed.reason,
@@ -306,6 +342,15 @@ async fn chat_completions(
             }
             Err(err) => {
                 tracing::warn!(parent: &span, error = %err, "request failed");
+                let policy = state.dispatcher.policy_label();
+                crate::metrics::request(
+                    "none",
+                    &policy,
+                    "",
+                    err.status(),
+                    request.stream,
+                    started.elapsed(),
+                );
                 ApiError::from(err).into_response()
             }
         }
@@ -504,6 +549,34 @@ async fn models(State(state): State<AppState>) -> Response {
         data,
     })
     .into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    use crate::backends::instrumented::BreakerState;
+    for backend in state.dispatcher.backends() {
+        let value = match backend.breaker() {
+            BreakerState::Closed => 0.0,
+            BreakerState::Open => 1.0,
+            BreakerState::HalfOpen => 2.0,
+        };
+        crate::metrics::breaker(backend.name(), value);
+    }
+    match crate::metrics::render() {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            text,
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "metrics recorder not installed",
+        )
+        .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

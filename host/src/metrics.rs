@@ -1,0 +1,95 @@
+//! Prometheus metrics: installs the `metrics` recorder once per process and renders the
+//! text exposition for `GET /metrics`. Metric names are `switchyard_*`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Why the recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("installing the Prometheus recorder: {0}")]
+    Install(String),
+}
+
+/// Latency buckets, seconds (histograms instead of summaries).
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Installs the global Prometheus recorder (idempotent).
+pub fn install() -> Result<(), MetricsError> {
+    if HANDLE.get().is_some() {
+        return Ok(());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .map_err(|e| MetricsError::Install(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| MetricsError::Install(e.to_string()))?;
+    let _ = HANDLE.set(handle);
+    Ok(())
+}
+
+/// The exposition text, or `None` when no recorder is installed.
+pub fn render() -> Option<String> {
+    HANDLE.get().map(PrometheusHandle::render)
+}
+
+/// A label value bounded in length (policy reasons are free text).
+fn bounded(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// One finished request.
+pub fn request(backend: &str, policy: &str, reason: &str, status: u16, stream: bool, total: Duration) {
+    let labels = [
+        ("backend", backend.to_owned()),
+        ("policy", policy.to_owned()),
+        ("reason", bounded(reason)),
+        ("status", status.to_string()),
+        ("stream", stream.to_string()),
+    ];
+    metrics::counter!("switchyard_requests_total", &labels).increment(1);
+    metrics::histogram!("switchyard_request_duration_seconds", "backend" => backend.to_owned())
+        .record(total.as_secs_f64());
+}
+
+/// Time to the first streamed token.
+pub fn time_to_first_token(backend: &str, ttft: Duration) {
+    metrics::histogram!("switchyard_time_to_first_token_seconds", "backend" => backend.to_owned())
+        .record(ttft.as_secs_f64());
+}
+
+/// Policy decision time, and whether the policy failed (fallback used).
+pub fn decision(policy: &str, elapsed: Duration, failed: bool) {
+    metrics::histogram!("switchyard_policy_decision_seconds", "policy" => policy.to_owned())
+        .record(elapsed.as_secs_f64());
+    if failed {
+        metrics::counter!("switchyard_policy_fallback_decisions_total", "policy" => policy.to_owned())
+            .increment(1);
+    }
+}
+
+/// Tokens and cost of a completion.
+pub fn usage(backend: &str, prompt: u32, completion: u32, cost_usd: f64) {
+    metrics::counter!("switchyard_tokens_total", "backend" => backend.to_owned(), "kind" => "prompt")
+        .increment(u64::from(prompt));
+    metrics::counter!("switchyard_tokens_total", "backend" => backend.to_owned(), "kind" => "completion")
+        .increment(u64::from(completion));
+    metrics::gauge!("switchyard_cost_usd_total", "backend" => backend.to_owned()).increment(cost_usd);
+}
+
+/// A target failed and the next one was tried.
+pub fn fallback(from: &str) {
+    metrics::counter!("switchyard_fallbacks_total", "from" => from.to_owned()).increment(1);
+}
+
+/// Breaker state of a backend: 0 closed, 1 open, 2 half-open.
+pub fn breaker(backend: &str, state: f64) {
+    metrics::gauge!("switchyard_breaker_state", "backend" => backend.to_owned()).set(state);
+}
