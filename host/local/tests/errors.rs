@@ -183,7 +183,11 @@ fn dropping_the_receiver_cancels_and_frees_the_worker() {
     })
     .unwrap();
     // A long generation whose reader goes away at once.
-    drop(engine.submit(ask("Write a very long story.", 100_000)).unwrap());
+    drop(
+        engine
+            .submit(ask("Write a very long story.", 100_000))
+            .unwrap(),
+    );
     while engine.queue_depth() != 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

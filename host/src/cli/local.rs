@@ -57,7 +57,9 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     fn path(&self) -> PathBuf {
-        self.model.clone().unwrap_or_else(switchyard_local::default_model_path)
+        self.model
+            .clone()
+            .unwrap_or_else(switchyard_local::default_model_path)
     }
 }
 
