@@ -1,1 +1,4 @@
-//! Switchyard policy SDK.
+//! Switchyard policy SDK: the PII detector shared with the host (`pii`), and the
+//! building blocks for routing policies written in Rust.
+
+pub mod pii;
