@@ -1,10 +1,163 @@
 //! `switchyard policy check|test|route`: validate, test and try policy components.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::domain::{Decision, PolicyRequest, Target, Verdict};
+use crate::policy::cases::{self, Case, CaseFile};
+use crate::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum PolicyCommand {}
+pub enum PolicyCommand {
+    /// Load a component: compile, link against the world, call info().
+    Check { file: PathBuf },
+    /// Run a case file through the real sandbox; exit 1 when any case fails.
+    Test { file: PathBuf, cases: PathBuf },
+    /// Route one request (a case-file `request` object) with the demo backends; print JSON.
+    Route {
+        file: PathBuf,
+        request: PathBuf,
+        /// Policy parameter KEY=VALUE (repeatable).
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(cmd))
+}
+
+fn fallback() -> Decision {
+    Decision {
+        targets: vec![Target {
+            backend: "local".to_owned(),
+            model: None,
+        }],
+        reason: "fallback".to_owned(),
+        messages: None,
+        max_tokens: None,
+        labels: BTreeMap::new(),
+    }
+}
+
+fn load(file: &Path, params: BTreeMap<String, String>) -> anyhow::Result<LoadedPolicy> {
+    let engine = PolicyEngine::new(EngineConfig::default())?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("policy")
+        .to_owned();
+    let spec = PolicySpec {
+        name,
+        params,
+        fallback: fallback(),
+    };
+    engine
+        .load_file(spec, file)
+        .with_context(|| format!("loading {}", file.display()))
+}
+
+async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check { file } => {
+            let policy = load(&file, BTreeMap::new())?;
+            print_check(&policy);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { file, cases } => {
+            let text = std::fs::read_to_string(&cases)
+                .with_context(|| format!("reading {}", cases.display()))?;
+            let case_file =
+                CaseFile::parse(&text).with_context(|| format!("parsing {}", cases.display()))?;
+            let policy = load(&file, BTreeMap::new())?;
+            let results = cases::run(&policy, &case_file).await;
+            let failed = results.iter().filter(|r| !r.passed()).count();
+            print_results(&results);
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PolicyCommand::Route {
+            file,
+            request,
+            params,
+        } => {
+            let text = std::fs::read_to_string(&request)
+                .with_context(|| format!("reading {}", request.display()))?;
+            let case_request = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", request.display()))?;
+            let case = Case {
+                name: "request".to_owned(),
+                request: case_request,
+                backends: None,
+                params: BTreeMap::new(),
+                spend: BTreeMap::new(),
+                expect: cases::Expect::default(),
+            };
+            let host = StaticHost::default();
+            let req: PolicyRequest = cases::build_request(&case, &host);
+            let policy = load(&file, params.into_iter().collect())?;
+            let eval = policy.decide(&req, Arc::new(host)).await;
+            print_route(
+                &eval.verdict,
+                eval.failure.as_ref().map(ToString::to_string),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_check(policy: &LoadedPolicy) {
+    let info = policy.info();
+    println!(
+        "ok: {}@{} info: name={:?} version={:?} description={:?}",
+        policy.name(),
+        policy.short_digest(),
+        info.name,
+        info.version,
+        info.description
+    );
+}
+
+#[allow(clippy::print_stdout)]
+fn print_results(results: &[cases::CaseResult]) {
+    for r in results {
+        if r.passed() {
+            println!("PASS {}", r.name);
+        } else {
+            println!("FAIL {}", r.name);
+            for p in &r.problems {
+                println!("    {p}");
+            }
+            if let Ok(json) = serde_json::to_string(&r.verdict) {
+                println!("    verdict: {json}");
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    println!("{} passed, {} failed", results.len() - failed, failed);
+}
+
+#[allow(clippy::print_stdout)]
+fn print_route(verdict: &Verdict, failure: Option<String>) -> anyhow::Result<()> {
+    let out = serde_json::json!({ "verdict": verdict, "failure": failure });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }

@@ -1,2 +1,139 @@
 //! Policy runtime: loads policy components, runs them sandboxed, and turns their output
 //! into a [`crate::domain::Verdict`].
+
+mod engine;
+mod host;
+mod pii;
+
+pub mod cases;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::domain::{Decision, Verdict};
+
+pub use engine::{LoadedPolicy, PolicyEngine};
+pub use host::{HostState, StaticHost};
+
+/// Engine-wide limits and settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Epoch deadline per guest call (the ticker runs every millisecond).
+    pub deadline: Duration,
+    /// Limit on the whole call, host calls included.
+    pub outer_timeout: Duration,
+    /// Linear memory cap per instance.
+    pub memory_limit_bytes: usize,
+    /// Largest component file accepted by `load`.
+    pub max_component_bytes: usize,
+    /// Bytes a guest may hand to the host per call (wasmtime hostcall fuel).
+    pub hostcall_fuel: usize,
+    /// Compiled-component cache directory; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Concurrent instances the pooling allocator reserves room for.
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(5),
+            outer_timeout: Duration::from_millis(50),
+            memory_limit_bytes: 64 << 20,
+            max_component_bytes: 64 << 20,
+            hostcall_fuel: 4 << 20,
+            cache_dir: None,
+            max_instances: 64,
+        }
+    }
+}
+
+/// What a policy is configured with: its name, parameters and the fallback decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySpec {
+    pub name: String,
+    pub params: BTreeMap<String, String>,
+    pub fallback: Decision,
+}
+
+/// Metadata from the component's `info()` export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+}
+
+/// How a guest misbehaved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    Trap,
+    Deadline,
+    Memory,
+    UnknownBackend,
+    EmptyTargets,
+    BadStatus,
+    Timeout,
+    Internal,
+}
+
+impl FailureKind {
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Deadline => "deadline",
+            Self::Memory => "memory",
+            Self::UnknownBackend => "unknown_backend",
+            Self::EmptyTargets => "empty_targets",
+            Self::BadStatus => "bad_status",
+            Self::Timeout => "timeout",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A guest failure: its kind and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// The result of one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub verdict: Verdict,
+    /// `Some` means the guest misbehaved and `verdict` is the spec's fallback decision.
+    pub failure: Option<PolicyFailure>,
+    pub elapsed: Duration,
+}
+
+/// Errors from creating the engine or loading a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("creating the policy engine failed: {0}")]
+    Engine(String),
+    #[error("reading policy file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy component is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    #[error("compiling the policy component failed (truncated or invalid?): {0}")]
+    Compile(String),
+    #[error("policy does not fit world `switchyard:policy/policy@0.1.0`: {0}")]
+    WrongWorld(String),
+    #[error("policy info() call failed: {0}")]
+    Info(String),
+}

@@ -1,0 +1,328 @@
+//! Policy case files (`policies/<name>/cases.json`): parsing, running each case through
+//! the real sandbox, and checking its expectations.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{LoadedPolicy, PolicySpec, StaticHost};
+use crate::domain::{BackendKind, BackendStatus, ChatMessage, PolicyRequest, SpendStatus, Verdict};
+
+/// A whole case file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    #[serde(default)]
+    pub backends: Option<Vec<BackendStatus>>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub spend: BTreeMap<String, SpendStatus>,
+    pub cases: Vec<Case>,
+}
+
+/// One case: a request, optional overrides, and what must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    pub request: CaseRequest,
+    #[serde(default)]
+    pub backends: Option<Vec<BackendStatus>>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub spend: BTreeMap<String, SpendStatus>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// A request with every field but `messages` optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRequest {
+    pub messages: Vec<ChatMessage>,
+    pub id: Option<String>,
+    pub model: Option<String>,
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub streaming: bool,
+    pub prompt_tokens: Option<u32>,
+}
+
+/// Expectations; every key optional, all must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub targets: Option<Vec<String>>,
+    pub first: Option<String>,
+    pub excludes: Option<Vec<String>>,
+    pub kinds: Option<Vec<BackendKind>>,
+    pub reject: Option<u16>,
+    pub reason_contains: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub max_tokens: Option<u32>,
+    pub rewritten: Option<bool>,
+    pub text_excludes: Option<Vec<String>>,
+    pub fallback: Option<bool>,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    /// Empty when the case passed.
+    pub problems: Vec<String>,
+    pub verdict: Verdict,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Errors reading a case file.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("case file is not valid: {0}")]
+    Parse(#[from] serde_json::Error),
+}
+
+impl CaseFile {
+    pub fn parse(text: &str) -> Result<Self, CaseError> {
+        Ok(serde_json::from_str(text)?)
+    }
+}
+
+/// Builds the request the host would send for `case` (prompt tokens counted by `host`).
+pub fn build_request(case: &Case, host: &StaticHost) -> PolicyRequest {
+    use super::HostState;
+    let r = &case.request;
+    let prompt_tokens = r.prompt_tokens.unwrap_or_else(|| {
+        r.messages
+            .iter()
+            .map(|m| host.count_tokens(&m.content))
+            .fold(0u32, u32::saturating_add)
+    });
+    PolicyRequest {
+        id: r.id.clone().unwrap_or_else(|| case.name.clone()),
+        model: r.model.clone().unwrap_or_else(|| "auto".to_owned()),
+        messages: r.messages.clone(),
+        max_tokens: r.max_tokens,
+        temperature: r.temperature,
+        streaming: r.streaming,
+        tenant: r.tenant.clone().unwrap_or_else(|| "default".to_owned()),
+        labels: r.labels.clone(),
+        prompt_tokens,
+    }
+}
+
+/// Runs every case of `file` against `policy` (its spec's name and fallback are kept;
+/// params are the file's merged with each case's).
+pub async fn run(policy: &LoadedPolicy, file: &CaseFile) -> Vec<CaseResult> {
+    let mut results = Vec::with_capacity(file.cases.len());
+    for case in &file.cases {
+        let mut host = StaticHost::default();
+        if let Some(b) = case.backends.clone().or_else(|| file.backends.clone()) {
+            host.backends = b;
+        }
+        host.spend = file.spend.clone();
+        host.spend.extend(case.spend.clone());
+        let mut params = policy.spec().params.clone();
+        params.extend(file.params.clone());
+        params.extend(case.params.clone());
+        let spec = PolicySpec {
+            params,
+            ..policy.spec().clone()
+        };
+        let request = build_request(case, &host);
+        let backends = host.backends.clone();
+        let eval = policy
+            .with_spec(spec)
+            .decide(&request, Arc::new(host))
+            .await;
+        let mut problems = check(&case.expect, &eval.verdict, &backends);
+        match (case.expect.fallback, &eval.failure) {
+            (Some(true), None) => problems.push("expected the guest to fail (fallback)".into()),
+            (Some(false) | None, Some(f)) => problems.push(format!("guest failed: {f}")),
+            _ => {}
+        }
+        results.push(CaseResult {
+            name: case.name.clone(),
+            problems,
+            verdict: eval.verdict,
+        });
+    }
+    results
+}
+
+/// Checks `expect` against a verdict; returns the problems found.
+pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let decision = match verdict {
+        Verdict::Reject(r) => {
+            match expect.reject {
+                Some(status) if status == r.status => {}
+                Some(status) => {
+                    problems.push(format!("rejected with {}, expected {status}", r.status))
+                }
+                None => problems.push(format!("unexpected rejection {}: {}", r.status, r.message)),
+            }
+            if let Some(s) = &expect.reason_contains {
+                if !r.message.contains(s.as_str()) {
+                    problems.push(format!("rejection message {:?} lacks {s:?}", r.message));
+                }
+            }
+            return problems;
+        }
+        Verdict::Route(d) => d,
+    };
+    if let Some(status) = expect.reject {
+        problems.push(format!("expected rejection {status}, got a route"));
+    }
+    let names: Vec<&str> = decision
+        .targets
+        .iter()
+        .map(|t| t.backend.as_str())
+        .collect();
+    if let Some(want) = &expect.targets {
+        if names != want.iter().map(String::as_str).collect::<Vec<_>>() {
+            problems.push(format!("targets {names:?}, expected {want:?}"));
+        }
+    }
+    if let Some(first) = &expect.first {
+        if names.first() != Some(&first.as_str()) {
+            problems.push(format!(
+                "first target {:?}, expected {first:?}",
+                names.first()
+            ));
+        }
+    }
+    if let Some(excl) = &expect.excludes {
+        for e in excl {
+            if names.contains(&e.as_str()) {
+                problems.push(format!("targets {names:?} include excluded {e:?}"));
+            }
+        }
+    }
+    if let Some(kinds) = &expect.kinds {
+        for name in &names {
+            let kind = backends.iter().find(|b| b.name == *name).map(|b| b.kind);
+            if !kind.is_some_and(|k| kinds.contains(&k)) {
+                problems.push(format!(
+                    "target {name:?} has kind {kind:?}, expected one of {kinds:?}"
+                ));
+            }
+        }
+    }
+    if let Some(s) = &expect.reason_contains {
+        if !decision.reason.contains(s.as_str()) {
+            problems.push(format!("reason {:?} lacks {s:?}", decision.reason));
+        }
+    }
+    if let Some(labels) = &expect.labels {
+        for (k, v) in labels {
+            if decision.labels.get(k) != Some(v) {
+                problems.push(format!(
+                    "label {k}={:?}, expected {v:?}",
+                    decision.labels.get(k)
+                ));
+            }
+        }
+    }
+    if let Some(max) = expect.max_tokens {
+        if decision.max_tokens != Some(max) {
+            problems.push(format!(
+                "max_tokens {:?}, expected {max}",
+                decision.max_tokens
+            ));
+        }
+    }
+    if let Some(rewritten) = expect.rewritten {
+        if decision.messages.is_some() != rewritten {
+            problems.push(format!(
+                "rewritten is {}, expected {rewritten}",
+                decision.messages.is_some()
+            ));
+        }
+    }
+    if let Some(excl) = &expect.text_excludes {
+        for m in decision.messages.iter().flatten() {
+            for e in excl {
+                if m.content.contains(e.as_str()) {
+                    problems.push(format!("rewritten messages still contain {e:?}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Decision, Rejection, Target};
+
+    fn route(names: &[&str]) -> Verdict {
+        Verdict::Route(Decision {
+            targets: names
+                .iter()
+                .map(|n| Target {
+                    backend: (*n).to_owned(),
+                    model: None,
+                })
+                .collect(),
+            reason: "pii found".into(),
+            messages: None,
+            max_tokens: Some(256),
+            labels: BTreeMap::from([("route".to_owned(), "local".to_owned())]),
+        })
+    }
+
+    #[test]
+    fn parses_the_brief_format_and_checks() {
+        let file = CaseFile::parse(
+            r#"{"params":{"a":"b"},"cases":[{"name":"c","request":{"messages":[{"role":"user","content":"hi"}],"tenant":"acme"},
+            "expect":{"targets":["local"],"first":"local","excludes":["openai"],"kinds":["local"],"reason_contains":"pii",
+            "labels":{"route":"local"},"max_tokens":256,"rewritten":false}}]}"#,
+        )
+        .unwrap();
+        let host = StaticHost::default();
+        let case = &file.cases[0];
+        let req = build_request(case, &host);
+        assert_eq!(
+            (req.id.as_str(), req.model.as_str(), req.tenant.as_str()),
+            ("c", "auto", "acme")
+        );
+        assert!(req.prompt_tokens > 0);
+        assert!(check(&case.expect, &route(&["local"]), &host.backends).is_empty());
+        let bad = check(&case.expect, &route(&["openai", "local"]), &host.backends);
+        assert_eq!(bad.len(), 4, "{bad:?}");
+    }
+
+    #[test]
+    fn rejection_expectations() {
+        let expect = Expect {
+            reject: Some(429),
+            ..Expect::default()
+        };
+        let v = Verdict::Reject(Rejection {
+            status: 429,
+            message: "budget".into(),
+        });
+        assert!(check(&expect, &v, &[]).is_empty());
+        assert_eq!(check(&Expect::default(), &v, &[]).len(), 1);
+        assert_eq!(check(&expect, &route(&["local"]), &[]).len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(CaseFile::parse(r#"{"cases":[],"bogus":1}"#).is_err());
+    }
+}

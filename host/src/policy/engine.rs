@@ -1,0 +1,749 @@
+//! The wasmtime engine behind policies: the one `bindgen!` site, pooling allocator, epoch
+//! ticker, memory limits, compiled-component cache, loading and per-request decisions.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{
+    EngineConfig, Evaluation, FailureKind, HostState, PolicyError, PolicyFailure, PolicyInfo,
+    PolicySpec,
+};
+use crate::domain::{self, Verdict};
+
+wasmtime::component::bindgen!({
+    world: "policy",
+    path: "../wit",
+});
+
+use exports::switchyard::policy::router::{Decision as WitDecision, Rejection as WitRejection};
+use switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, types};
+
+/// Epoch tick period of the background ticker.
+const TICK: Duration = Duration::from_millis(1);
+/// Log lines a guest may emit per call before the rest are dropped.
+const MAX_LOG_LINES: u32 = 32;
+/// Longest guest log message kept (bytes).
+const MAX_LOG_BYTES: usize = 1024;
+/// Captured guest stdout/stderr per call (bytes).
+const MAX_STDIO_BYTES: usize = 4096;
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<HostCtx>,
+    config: EngineConfig,
+    fingerprint: String,
+    compiles: AtomicU64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Compiles and runs policy components. Cheap to clone.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-store state: the host facts, the spec params, WASI with no capabilities, limits.
+struct HostCtx {
+    host: Arc<dyn HostState>,
+    params: Arc<BTreeMap<String, String>>,
+    policy: Arc<str>,
+    request_id: String,
+    logs: u32,
+    limits: StoreLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for HostCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostCtx {}
+
+impl backends::Host for HostCtx {
+    fn list(&mut self) -> Vec<backends::BackendStatus> {
+        self.host
+            .backends()
+            .into_iter()
+            .map(|b| backends::BackendStatus {
+                name: b.name,
+                kind: match b.kind {
+                    domain::BackendKind::Local => backends::BackendKind::Local,
+                    domain::BackendKind::Cloud => backends::BackendKind::Cloud,
+                },
+                models: b.models,
+                healthy: b.healthy,
+                latency_p50_ms: b.latency_p50_ms,
+                latency_p95_ms: b.latency_p95_ms,
+                error_rate: b.error_rate,
+                in_flight: b.in_flight,
+                queue_depth: b.queue_depth,
+                usd_per_mtok_in: b.usd_per_mtok_in,
+                usd_per_mtok_out: b.usd_per_mtok_out,
+                context_window: b.context_window,
+                labels: to_labels(&b.labels),
+            })
+            .collect()
+    }
+}
+
+impl pii::Host for HostCtx {
+    fn detect(&mut self, text: String) -> Vec<pii::PiiMatch> {
+        use super::pii::Kind;
+        super::pii::detect(&text)
+            .into_iter()
+            .map(|(kind, start, end)| pii::PiiMatch {
+                kind: match kind {
+                    Kind::Email => pii::PiiKind::Email,
+                    Kind::Phone => pii::PiiKind::Phone,
+                    Kind::CreditCard => pii::PiiKind::CreditCard,
+                    Kind::UsSsn => pii::PiiKind::UsSsn,
+                    Kind::Iban => pii::PiiKind::Iban,
+                    Kind::IpAddress => pii::PiiKind::IpAddress,
+                    Kind::ApiKey => pii::PiiKind::ApiKey,
+                },
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+                end: u32::try_from(end).unwrap_or(u32::MAX),
+            })
+            .collect()
+    }
+}
+
+impl tokens::Host for HostCtx {
+    fn count(&mut self, text: String) -> u32 {
+        self.host.count_tokens(&text)
+    }
+}
+
+impl spend::Host for HostCtx {
+    fn get(&mut self, scope: String) -> spend::SpendStatus {
+        let s = self.host.spend(&scope);
+        spend::SpendStatus {
+            scope: s.scope,
+            today_usd: s.today_usd,
+            month_usd: s.month_usd,
+            daily_budget_usd: s.daily_budget_usd,
+            monthly_budget_usd: s.monthly_budget_usd,
+            hard_cap_usd: s.hard_cap_usd,
+        }
+    }
+}
+
+impl params::Host for HostCtx {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.params.get(&key).cloned()
+    }
+    fn all(&mut self) -> Vec<types::Label> {
+        to_labels(&self.params)
+    }
+}
+
+impl clock::Host for HostCtx {
+    fn now_ms(&mut self) -> u64 {
+        self.host.now_ms()
+    }
+}
+
+impl logging::Host for HostCtx {
+    fn log(&mut self, level: logging::Level, message: String, fields: Vec<types::Label>) {
+        self.logs = self.logs.saturating_add(1);
+        if self.logs > MAX_LOG_LINES {
+            if self.logs == MAX_LOG_LINES + 1 {
+                tracing::warn!(policy = %self.policy, request_id = %self.request_id,
+                    "policy log cap reached; dropping further lines for this call");
+            }
+            return;
+        }
+        let message = truncate(&message, MAX_LOG_BYTES);
+        let fields: Vec<String> = fields
+            .iter()
+            .take(16)
+            .map(|l| format!("{}={}", truncate(&l.key, 64), truncate(&l.value, 256)))
+            .collect();
+        let fields = fields.join(" ");
+        let (policy, id) = (&*self.policy, &self.request_id);
+        match level {
+            logging::Level::Trace => {
+                tracing::trace!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Debug => {
+                tracing::debug!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Info => {
+                tracing::info!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Warn => {
+                tracing::warn!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Error => {
+                tracing::error!(policy, request_id = %id, fields, "policy: {message}")
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn to_labels(map: &BTreeMap<String, String>) -> Vec<types::Label> {
+    map.iter()
+        .map(|(k, v)| types::Label {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn from_labels(labels: Vec<types::Label>) -> BTreeMap<String, String> {
+    labels.into_iter().map(|l| (l.key, l.value)).collect()
+}
+
+fn to_role(role: domain::Role) -> types::Role {
+    match role {
+        domain::Role::System => types::Role::System,
+        domain::Role::User => types::Role::User,
+        domain::Role::Assistant => types::Role::Assistant,
+        domain::Role::Tool => types::Role::Tool,
+    }
+}
+
+fn from_role(role: types::Role) -> domain::Role {
+    match role {
+        types::Role::System => domain::Role::System,
+        types::Role::User => domain::Role::User,
+        types::Role::Assistant => domain::Role::Assistant,
+        types::Role::Tool => domain::Role::Tool,
+    }
+}
+
+fn to_request(r: &domain::PolicyRequest) -> types::Request {
+    types::Request {
+        id: r.id.clone(),
+        model: r.model.clone(),
+        messages: r
+            .messages
+            .iter()
+            .map(|m| types::Message {
+                role: to_role(m.role),
+                content: m.content.clone(),
+            })
+            .collect(),
+        max_tokens: r.max_tokens,
+        temperature: r.temperature,
+        streaming: r.streaming,
+        tenant: r.tenant.clone(),
+        labels: to_labels(&r.labels),
+        prompt_tokens: r.prompt_tokens,
+    }
+}
+
+fn from_decision(d: WitDecision) -> domain::Decision {
+    domain::Decision {
+        targets: d
+            .targets
+            .into_iter()
+            .map(|t| domain::Target {
+                backend: t.backend,
+                model: t.model,
+            })
+            .collect(),
+        reason: d.reason,
+        messages: d.messages.map(|ms| {
+            ms.into_iter()
+                .map(|m| domain::ChatMessage {
+                    role: from_role(m.role),
+                    content: m.content,
+                })
+                .collect()
+        }),
+        max_tokens: d.max_tokens,
+        labels: from_labels(d.labels),
+    }
+}
+
+fn from_rejection(r: WitRejection) -> domain::Rejection {
+    domain::Rejection {
+        status: r.status,
+        message: r.message,
+    }
+}
+
+impl PolicyEngine {
+    /// Builds the engine and starts its epoch ticker thread.
+    pub fn new(config: EngineConfig) -> Result<Self, PolicyError> {
+        let err = |e: wasmtime::Error| PolicyError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = config.max_instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(32))
+            .total_memories(instances.saturating_mul(4))
+            .total_tables(instances.saturating_mul(32))
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(64)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .max_memory_size(config.memory_limit_bytes);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(err)?;
+        let mut linker = Linker::<HostCtx>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
+        Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
+
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        config.memory_limit_bytes.hash(&mut hasher);
+        instances.hash(&mut hasher);
+        let fingerprint = format!("wt{}-{:016x}", wasmtime_version(), hasher.finish());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match ticker_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| PolicyError::Engine(format!("starting the epoch ticker: {e}")))?;
+
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                config,
+                fingerprint,
+                compiles: AtomicU64::new(0),
+                stop,
+            }),
+        })
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// How many components this engine compiled with Cranelift (cache misses).
+    pub fn compile_count(&self) -> u64 {
+        self.inner.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Reads `path` and loads it; see [`PolicyEngine::load`].
+    pub fn load_file(&self, spec: PolicySpec, path: &Path) -> Result<LoadedPolicy, PolicyError> {
+        let read_err = |source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        let limit = self.inner.config.max_component_bytes;
+        if usize::try_from(size).map_or(true, |s| s > limit) {
+            return Err(PolicyError::TooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        self.load(spec, &bytes)
+    }
+
+    /// Blocking (Cranelift or cache read): call at startup or in spawn_blocking, never per request.
+    pub fn load(&self, spec: PolicySpec, bytes: &[u8]) -> Result<LoadedPolicy, PolicyError> {
+        let limit = self.inner.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(PolicyError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        check_component_header(bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let component = self.component(bytes, &digest)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let mut policy = LoadedPolicy {
+            inner: Arc::new(LoadedInner {
+                engine: self.clone(),
+                pre,
+                digest,
+                info: PolicyInfo {
+                    name: String::new(),
+                    version: String::new(),
+                    description: String::new(),
+                },
+            }),
+            spec: Arc::new(spec),
+            name: Arc::from(""),
+        };
+        policy.name = Arc::from(policy.spec.name.as_str());
+        let info = policy.call_info().map_err(PolicyError::Info)?;
+        if let Some(inner) = Arc::get_mut(&mut policy.inner) {
+            inner.info = info;
+        }
+        Ok(policy)
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.inner.config.cache_dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{}.cwasm", self.inner.fingerprint)))
+    }
+
+    fn component(&self, bytes: &[u8], digest: &str) -> Result<Component, PolicyError> {
+        let engine = &self.inner.engine;
+        let cache = self.cache_path(digest);
+        if let Some(path) = cache.as_deref().filter(|p| p.is_file()) {
+            // SAFETY: `path` lies in our own cache directory, named by the sha256 of the
+            // source bytes and this engine's compatibility fingerprint, and is only ever
+            // written by `store_cache` below (temp file + rename), so it holds an artifact
+            // this wasmtime version serialized from a component we compiled.
+            #[allow(unsafe_code)]
+            let cached = unsafe { Component::deserialize_file(engine, path) };
+            match cached {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
+                        "compiled policy cache entry unusable; recompiling");
+                }
+            }
+        }
+        self.inner.compiles.fetch_add(1, Ordering::Relaxed);
+        let component =
+            Component::new(engine, bytes).map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
+        if let Some(path) = cache {
+            if let Err(e) = store_cache(&component, &path) {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "writing the compiled policy cache failed");
+            }
+        }
+        Ok(component)
+    }
+}
+
+fn wasmtime_version() -> &'static str {
+    // The cache key also carries `precompile_compatibility_hash`, which covers the version.
+    "48"
+}
+
+fn store_cache(component: &Component, path: &Path) -> Result<(), String> {
+    let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
+    let dir = path.parent().ok_or("cache path has no parent")?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
+
+/// Rejects core modules and non-wasm bytes with a clear message before compiling.
+fn check_component_header(bytes: &[u8]) -> Result<(), PolicyError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(PolicyError::NotComponent(
+            "missing the \\0asm magic header (not a wasm file, or empty/truncated)".into(),
+        ));
+    }
+    // Core modules carry version 1 (layer 0); components carry layer 1 in bytes 6..8.
+    if bytes[6..8] == [0, 0] {
+        return Err(PolicyError::NotComponent(
+            "this is a core wasm module; build the policy as a component (wasm32-wasip2)".into(),
+        ));
+    }
+    Ok(())
+}
+
+struct LoadedInner {
+    engine: PolicyEngine,
+    pre: PolicyPre<HostCtx>,
+    digest: String,
+    info: PolicyInfo,
+}
+
+/// A compiled, linked policy ready to decide. Cheap to clone.
+#[derive(Clone)]
+pub struct LoadedPolicy {
+    inner: Arc<LoadedInner>,
+    spec: Arc<PolicySpec>,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("name", &self.name)
+            .field("digest", &self.inner.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Outcome {
+    Verdict(Verdict),
+    Failed(PolicyFailure),
+}
+
+impl LoadedPolicy {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// sha256 hex of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+    /// First 12 hex chars of the digest; `name@short_digest` in headers.
+    pub fn short_digest(&self) -> &str {
+        &self.inner.digest[..12]
+    }
+    pub fn info(&self) -> &PolicyInfo {
+        &self.inner.info
+    }
+    pub fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+    /// The same compiled component under another spec (name, params, fallback); no recompile.
+    pub fn with_spec(&self, spec: PolicySpec) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            name: Arc::from(spec.name.as_str()),
+            spec: Arc::new(spec),
+        }
+    }
+
+    fn new_store(&self, host: Arc<dyn HostState>, request_id: &str) -> Store<HostCtx> {
+        let config = &self.inner.engine.inner.config;
+        let stdout = MemoryOutputPipe::new(MAX_STDIO_BYTES);
+        let stderr = MemoryOutputPipe::new(MAX_STDIO_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let ctx = HostCtx {
+            host,
+            params: Arc::new(self.spec.params.clone()),
+            policy: self.name.clone(),
+            request_id: request_id.to_owned(),
+            logs: 0,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(config.memory_limit_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            wasi,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.inner.engine.inner.engine, ctx);
+        store.limiter(|c| &mut c.limits);
+        let ticks = u64::try_from(config.deadline.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store.set_hostcall_fuel(config.hostcall_fuel);
+        store
+    }
+
+    fn call_info(&self) -> Result<PolicyInfo, String> {
+        let host: Arc<dyn HostState> = Arc::new(super::StaticHost::default());
+        let mut store = self.new_store(host, "info");
+        let result = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| p.switchyard_policy_router().call_info(&mut store));
+        flush_stdio(&store);
+        let info = result.map_err(|e| format!("{e:#}"))?;
+        Ok(PolicyInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+        })
+    }
+
+    /// Runs the guest on a blocking thread with a fresh store; any failure yields the
+    /// spec's fallback decision.
+    pub async fn decide(
+        &self,
+        request: &domain::PolicyRequest,
+        host: Arc<dyn HostState>,
+    ) -> Evaluation {
+        let start = Instant::now();
+        let outer = self.inner.engine.inner.config.outer_timeout;
+        let this = self.clone();
+        let req = request.clone();
+        let task = tokio::task::spawn_blocking(move || this.run_blocking(&req, host));
+        let outcome = match tokio::time::timeout(outer, task).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join)) => Outcome::Failed(PolicyFailure {
+                kind: FailureKind::Internal,
+                message: format!("policy task failed: {join}"),
+            }),
+            Err(_) => Outcome::Failed(PolicyFailure {
+                kind: FailureKind::Timeout,
+                message: format!("policy call exceeded {} ms", outer.as_millis()),
+            }),
+        };
+        self.finish(outcome, &request.id, start.elapsed())
+    }
+
+    /// The same as [`LoadedPolicy::decide`] on the calling thread, without the outer
+    /// timeout (the epoch deadline still applies). For benchmarks and tools.
+    pub fn decide_blocking(
+        &self,
+        request: &domain::PolicyRequest,
+        host: Arc<dyn HostState>,
+    ) -> Evaluation {
+        let start = Instant::now();
+        let outcome = self.run_blocking(request, host);
+        self.finish(outcome, &request.id, start.elapsed())
+    }
+
+    fn finish(&self, outcome: Outcome, request_id: &str, elapsed: Duration) -> Evaluation {
+        match outcome {
+            Outcome::Verdict(verdict) => Evaluation {
+                verdict,
+                failure: None,
+                elapsed,
+            },
+            Outcome::Failed(failure) => {
+                tracing::warn!(policy = %self.name, digest = %self.inner.digest,
+                    request_id, kind = failure.kind.as_str(), error = %failure.message,
+                    "policy failed; using the fallback decision");
+                metrics::counter!("switchyard_policy_failures_total",
+                    "policy" => self.name.to_string(), "kind" => failure.kind.as_str())
+                .increment(1);
+                Evaluation {
+                    verdict: Verdict::Route(self.spec.fallback.clone()),
+                    failure: Some(failure),
+                    elapsed,
+                }
+            }
+        }
+    }
+
+    fn run_blocking(&self, request: &domain::PolicyRequest, host: Arc<dyn HostState>) -> Outcome {
+        let mut store = self.new_store(host.clone(), &request.id);
+        let wit_request = to_request(request);
+        let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
+            p.switchyard_policy_router()
+                .call_route(&mut store, &wit_request)
+        });
+        flush_stdio(&store);
+        match result {
+            Ok(Ok(decision)) => validate_decision(from_decision(decision), host.as_ref()),
+            Ok(Err(rejection)) => {
+                let rejection = from_rejection(rejection);
+                if (400..=599).contains(&rejection.status) {
+                    Outcome::Verdict(Verdict::Reject(rejection))
+                } else {
+                    Outcome::Failed(PolicyFailure {
+                        kind: FailureKind::BadStatus,
+                        message: format!(
+                            "rejection status {} is outside 400..=599",
+                            rejection.status
+                        ),
+                    })
+                }
+            }
+            Err(e) => Outcome::Failed(classify(&e)),
+        }
+    }
+}
+
+fn validate_decision(decision: domain::Decision, host: &dyn HostState) -> Outcome {
+    if decision.targets.is_empty() {
+        return Outcome::Failed(PolicyFailure {
+            kind: FailureKind::EmptyTargets,
+            message: "decision has no targets".into(),
+        });
+    }
+    let known = host.backends();
+    for target in &decision.targets {
+        if !known.iter().any(|b| b.name == target.backend) {
+            return Outcome::Failed(PolicyFailure {
+                kind: FailureKind::UnknownBackend,
+                message: format!("decision names unknown backend {:?}", target.backend),
+            });
+        }
+    }
+    Outcome::Verdict(Verdict::Route(decision))
+}
+
+fn classify(e: &wasmtime::Error) -> PolicyFailure {
+    let message = format!("{e:#}");
+    let kind = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FailureKind::Deadline,
+        _ if message.contains("forcing trap when growing memory")
+            || message.contains("memory") && message.contains("limit") =>
+        {
+            FailureKind::Memory
+        }
+        _ => FailureKind::Trap,
+    };
+    PolicyFailure { kind, message }
+}
+
+fn flush_stdio(store: &Store<HostCtx>) {
+    let ctx = store.data();
+    for (stream, pipe) in [("stdout", &ctx.stdout), ("stderr", &ctx.stderr)] {
+        let bytes = pipe.contents();
+        if !bytes.is_empty() {
+            let text = String::from_utf8_lossy(&bytes);
+            tracing::debug!(policy = %ctx.policy, request_id = %ctx.request_id, stream,
+                "policy output: {}", text.trim_end());
+        }
+    }
+}
