@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds every policy into ${SWITCHYARD_POLICY_OUT:-target/policies}/<name>.wasm:
+# Rust crates policies/<name>/Cargo.toml (package policy-<name>) for wasm32-wasip2 with the
+# `policy` profile, then policies/python/build.sh and policies/js/build.sh when present.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target_dir="${CARGO_TARGET_DIR:-target}"
+out="${SWITCHYARD_POLICY_OUT:-target/policies}"
+mkdir -p "$out"
+
+names=()
+for manifest in policies/*/Cargo.toml; do
+    [ -e "$manifest" ] || continue
+    names+=("$(basename "$(dirname "$manifest")")")
+done
+
+if [ "${#names[@]}" -gt 0 ]; then
+    pkgs=()
+    for n in "${names[@]}"; do pkgs+=(-p "policy-$n"); done
+    echo "==> building Rust policies: ${names[*]}"
+    cargo build --profile policy --target wasm32-wasip2 "${pkgs[@]}"
+    for n in "${names[@]}"; do
+        src="$target_dir/wasm32-wasip2/policy/$n.wasm"
+        cp "$src" "$out/$n.wasm"
+        echo "    $out/$n.wasm ($(wc -c <"$out/$n.wasm") bytes)"
+    done
+else
+    echo "==> no Rust policies found under policies/*/Cargo.toml"
+fi
+
+for lang in python js; do
+    script="policies/$lang/build.sh"
+    if [ -x "$script" ] || [ -f "$script" ]; then
+        echo "==> $script"
+        SWITCHYARD_POLICY_OUT="$out" bash "$script"
+    fi
+done
+echo "==> policies in $out:"
+ls -l "$out"
