@@ -174,10 +174,10 @@ pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> 
                 }
                 None => problems.push(format!("unexpected rejection {}: {}", r.status, r.message)),
             }
-            if let Some(s) = &expect.reason_contains {
-                if !r.message.contains(s.as_str()) {
-                    problems.push(format!("rejection message {:?} lacks {s:?}", r.message));
-                }
+            if let Some(s) = &expect.reason_contains
+                && !r.message.contains(s.as_str())
+            {
+                problems.push(format!("rejection message {:?} lacks {s:?}", r.message));
             }
             return problems;
         }
@@ -191,18 +191,18 @@ pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> 
         .iter()
         .map(|t| t.backend.as_str())
         .collect();
-    if let Some(want) = &expect.targets {
-        if names != want.iter().map(String::as_str).collect::<Vec<_>>() {
-            problems.push(format!("targets {names:?}, expected {want:?}"));
-        }
+    if let Some(want) = &expect.targets
+        && names != want.iter().map(String::as_str).collect::<Vec<_>>()
+    {
+        problems.push(format!("targets {names:?}, expected {want:?}"));
     }
-    if let Some(first) = &expect.first {
-        if names.first() != Some(&first.as_str()) {
-            problems.push(format!(
-                "first target {:?}, expected {first:?}",
-                names.first()
-            ));
-        }
+    if let Some(first) = &expect.first
+        && names.first() != Some(&first.as_str())
+    {
+        problems.push(format!(
+            "first target {:?}, expected {first:?}",
+            names.first()
+        ));
     }
     if let Some(excl) = &expect.excludes {
         for e in excl {
@@ -221,10 +221,10 @@ pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> 
             }
         }
     }
-    if let Some(s) = &expect.reason_contains {
-        if !decision.reason.contains(s.as_str()) {
-            problems.push(format!("reason {:?} lacks {s:?}", decision.reason));
-        }
+    if let Some(s) = &expect.reason_contains
+        && !decision.reason.contains(s.as_str())
+    {
+        problems.push(format!("reason {:?} lacks {s:?}", decision.reason));
     }
     if let Some(labels) = &expect.labels {
         for (k, v) in labels {
@@ -236,21 +236,21 @@ pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> 
             }
         }
     }
-    if let Some(max) = expect.max_tokens {
-        if decision.max_tokens != Some(max) {
-            problems.push(format!(
-                "max_tokens {:?}, expected {max}",
-                decision.max_tokens
-            ));
-        }
+    if let Some(max) = expect.max_tokens
+        && decision.max_tokens != Some(max)
+    {
+        problems.push(format!(
+            "max_tokens {:?}, expected {max}",
+            decision.max_tokens
+        ));
     }
-    if let Some(rewritten) = expect.rewritten {
-        if decision.messages.is_some() != rewritten {
-            problems.push(format!(
-                "rewritten is {}, expected {rewritten}",
-                decision.messages.is_some()
-            ));
-        }
+    if let Some(rewritten) = expect.rewritten
+        && decision.messages.is_some() != rewritten
+    {
+        problems.push(format!(
+            "rewritten is {}, expected {rewritten}",
+            decision.messages.is_some()
+        ));
     }
     if let Some(excl) = &expect.text_excludes {
         for m in decision.messages.iter().flatten() {
@@ -265,6 +265,7 @@ pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::{Decision, Rejection, Target};

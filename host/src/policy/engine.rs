@@ -462,11 +462,11 @@ impl PolicyEngine {
         self.inner.compiles.fetch_add(1, Ordering::Relaxed);
         let component =
             Component::new(engine, bytes).map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
-        if let Some(path) = cache {
-            if let Err(e) = store_cache(&component, &path) {
-                tracing::warn!(path = %path.display(), error = %e,
-                    "writing the compiled policy cache failed");
-            }
+        if let Some(path) = cache
+            && let Err(e) = store_cache(&component, &path)
+        {
+            tracing::warn!(path = %path.display(), error = %e,
+                "writing the compiled policy cache failed");
         }
         Ok(component)
     }
