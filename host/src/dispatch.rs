@@ -11,10 +11,10 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::backends::instrumented::Instrumented;
 use crate::backends::{BackendError, ChatRequest, ChatResponse, ChatStream, Usage};
-use crate::ledger::{Ledger, LedgerError, Reservation};
 use crate::domain::{
     BackendStatus, ChatMessage, Decision, PolicyRequest, SpendStatus, Target, Verdict,
 };
+use crate::ledger::{Ledger, LedgerError, Reservation};
 
 /// A client's chat request after the HTTP layer parsed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,7 +332,13 @@ impl Dispatcher {
         let estimate = f64::from(routed.prompt_tokens) * facts.usd_per_mtok_in / 1e6
             + f64::from(completion) * facts.usd_per_mtok_out / 1e6;
         let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-        match ledger.reserve(tenant, &routed.request_id, attempt, backend.name(), estimate) {
+        match ledger.reserve(
+            tenant,
+            &routed.request_id,
+            attempt,
+            backend.name(),
+            estimate,
+        ) {
             Ok(r) => Ok(Some(r)),
             Err(e @ LedgerError::HardCap { .. }) => Err(DispatchError::Budget(e.to_string())),
             Err(e) => {

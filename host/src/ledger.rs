@@ -224,7 +224,16 @@ impl Ledger {
             "INSERT INTO attempts (tenant, day, month, request_id, attempt, backend, state,
                                    estimate_usd, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved', ?7, ?8)",
-            params![tenant, day, month, request_id, attempt, backend, estimate_usd, now],
+            params![
+                tenant,
+                day,
+                month,
+                request_id,
+                attempt,
+                backend,
+                estimate_usd,
+                now
+            ],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -310,7 +319,11 @@ impl Ledger {
     }
 
     /// State of the attempt row (`reserved`, `settled`, `released`), for tests and audits.
-    pub fn attempt_state(&self, request_id: &str, attempt: u32) -> Result<Option<String>, LedgerError> {
+    pub fn attempt_state(
+        &self,
+        request_id: &str,
+        attempt: u32,
+    ) -> Result<Option<String>, LedgerError> {
         Ok(self
             .conn()
             .query_row(
@@ -354,14 +367,19 @@ mod tests {
         let ledger = capped(0.10);
         let r1 = ledger.reserve("acme", "req1", 0, "openai", 0.06).unwrap();
         // Open reservations count against the cap.
-        let err = ledger.reserve("acme", "req2", 0, "openai", 0.05).unwrap_err();
+        let err = ledger
+            .reserve("acme", "req2", 0, "openai", 0.05)
+            .unwrap_err();
         assert!(matches!(err, LedgerError::HardCap { .. }), "{err}");
         assert!(ledger.settle(&r1, 0.02).unwrap());
         assert!(!ledger.settle(&r1, 0.09).unwrap(), "settle is idempotent");
         assert!(!ledger.release(&r1).unwrap());
         let r2 = ledger.reserve("acme", "req2", 0, "openai", 0.05).unwrap();
         assert!(ledger.release(&r2).unwrap());
-        assert_eq!(ledger.attempt_state("req2", 0).unwrap().as_deref(), Some("released"));
+        assert_eq!(
+            ledger.attempt_state("req2", 0).unwrap().as_deref(),
+            Some("released")
+        );
         let s = ledger.status("acme").unwrap();
         assert!((s.today_usd - 0.02).abs() < 1e-12);
         assert_eq!(s.hard_cap_usd, Some(0.10));
@@ -380,17 +398,27 @@ mod tests {
         let handles: Vec<_> = (0..100)
             .map(|i| {
                 let ledger = ledger.clone();
-                std::thread::spawn(move || ledger.reserve("acme", &format!("r{i}"), 0, "b", 0.01).is_ok())
+                std::thread::spawn(move || {
+                    ledger
+                        .reserve("acme", &format!("r{i}"), 0, "b", 0.01)
+                        .is_ok()
+                })
             })
             .collect();
-        let admitted = handles.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+        let admitted = handles
+            .into_iter()
+            .filter(|_| true)
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
         assert!(admitted <= 10, "{admitted}");
         assert!(admitted >= 9, "{admitted}");
     }
 
     #[test]
     fn reopening_settles_open_reservations_and_keeps_rows() {
-        let dir = std::env::temp_dir().join(format!("switchyard-ledger-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-ledger-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ledger.db");
         let _ = std::fs::remove_file(&path);
@@ -402,7 +430,10 @@ mod tests {
             // Dropped with "b" still open, as a crash would leave it.
         }
         let ledger = Ledger::open(&path, BTreeMap::new(), Budget::default()).unwrap();
-        assert_eq!(ledger.attempt_state("b", 0).unwrap().as_deref(), Some("settled"));
+        assert_eq!(
+            ledger.attempt_state("b", 0).unwrap().as_deref(),
+            Some("settled")
+        );
         let t = &ledger.tenants().unwrap()[0];
         assert!((t.total_usd - 0.375).abs() < 1e-12);
         assert_eq!(t.open_reservations, 0);

@@ -46,7 +46,14 @@ fn bounded(s: &str) -> String {
 }
 
 /// One finished request.
-pub fn request(backend: &str, policy: &str, reason: &str, status: u16, stream: bool, total: Duration) {
+pub fn request(
+    backend: &str,
+    policy: &str,
+    reason: &str,
+    status: u16,
+    stream: bool,
+    total: Duration,
+) {
     let labels = [
         ("backend", backend.to_owned()),
         ("policy", policy.to_owned()),
@@ -81,7 +88,8 @@ pub fn usage(backend: &str, prompt: u32, completion: u32, cost_usd: f64) {
         .increment(u64::from(prompt));
     metrics::counter!("switchyard_tokens_total", "backend" => backend.to_owned(), "kind" => "completion")
         .increment(u64::from(completion));
-    metrics::gauge!("switchyard_cost_usd_total", "backend" => backend.to_owned()).increment(cost_usd);
+    metrics::gauge!("switchyard_cost_usd_total", "backend" => backend.to_owned())
+        .increment(cost_usd);
 }
 
 /// A target failed and the next one was tried.

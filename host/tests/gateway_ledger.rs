@@ -23,15 +23,18 @@ async fn spawn_mock() -> SocketAddr {
         let body: Value = serde_json::from_str(&body).unwrap();
         let n = body["max_tokens"].as_u64().unwrap();
         if body["stream"] == true {
-            let chunk = json!({"choices":[{"index":0,"delta":{"content":"hey"},"finish_reason":"stop"}]});
+            let chunk =
+                json!({"choices":[{"index":0,"delta":{"content":"hey"},"finish_reason":"stop"}]});
             let usage = json!({"choices":[],"usage":{"prompt_tokens":0,"completion_tokens":n}});
             let text = format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
             return ([("content-type", "text/event-stream")], text).into_response();
         }
         // A little latency so requests overlap.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        axum::Json(json!({"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},
-            "finish_reason":"stop"}],"usage":{"prompt_tokens":0,"completion_tokens":n}}))
+        axum::Json(
+            json!({"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},
+            "finish_reason":"stop"}],"usage":{"prompt_tokens":0,"completion_tokens":n}}),
+        )
         .into_response()
     }
     let app = axum::Router::new().route("/v1/chat/completions", post(handler));

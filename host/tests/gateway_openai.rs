@@ -511,8 +511,14 @@ async fn metrics_endpoint_reports_requests_fallbacks_and_breakers() {
     let text = resp.text().await.unwrap();
     assert!(text.contains("switchyard_requests_total{"), "{text}");
     assert!(text.contains(r#"backend="b""#), "{text}");
-    assert!(text.contains(r#"switchyard_fallbacks_total{from="a"}"#), "{text}");
+    assert!(
+        text.contains(r#"switchyard_fallbacks_total{from="a"}"#),
+        "{text}"
+    );
     assert!(text.contains("switchyard_breaker_state{"), "{text}");
-    assert!(text.contains("switchyard_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("switchyard_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("switchyard_tokens_total{"), "{text}");
 }

@@ -23,7 +23,11 @@ const ANTHROPIC_KEY: &str = "sk-ant-test-ZZZZ-never-log-me";
 const GEMINI_KEY: &str = "AIza-test-YYYY-never-log-me";
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[derive(Default)]
@@ -33,21 +37,32 @@ struct Upstream {
 }
 
 fn reply(body: String, sse: bool) -> Response {
-    let ct = if sse { "text/event-stream" } else { "application/json" };
+    let ct = if sse {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     ([(axum::http::header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 async fn anthropic(State(up): State<Arc<Upstream>>, headers: HeaderMap, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    up.seen.lock().unwrap().push(("anthropic".into(), body, headers.clone()));
+    up.seen
+        .lock()
+        .unwrap()
+        .push(("anthropic".into(), body, headers.clone()));
     if headers.get("x-api-key").map(|v| v.to_str().unwrap()) != Some(ANTHROPIC_KEY)
         || headers.get("anthropic-version").is_none()
     {
         return (StatusCode::UNAUTHORIZED, "{}").into_response();
     }
     if up.anthropic_overloaded {
-        return (StatusCode::from_u16(529).unwrap(), fixture("anthropic_overloaded.json")).into_response();
+        return (
+            StatusCode::from_u16(529).unwrap(),
+            fixture("anthropic_overloaded.json"),
+        )
+            .into_response();
     }
     if stream {
         reply(fixture("anthropic_stream.sse"), true)
@@ -64,13 +79,18 @@ async fn gemini(
     body: String,
 ) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap();
-    up.seen.lock().unwrap().push((format!("gemini {action} {query:?}"), body, headers.clone()));
+    up.seen
+        .lock()
+        .unwrap()
+        .push((format!("gemini {action} {query:?}"), body, headers.clone()));
     if headers.get("x-goog-api-key").map(|v| v.to_str().unwrap()) != Some(GEMINI_KEY) {
         return (StatusCode::FORBIDDEN, "{}").into_response();
     }
     match (action.split_once(':').map(|(_, a)| a), query.as_deref()) {
         (Some("generateContent"), None) => reply(fixture("gemini_generate.json"), false),
-        (Some("streamGenerateContent"), Some("alt=sse")) => reply(fixture("gemini_stream.sse"), true),
+        (Some("streamGenerateContent"), Some("alt=sse")) => {
+            reply(fixture("gemini_stream.sse"), true)
+        }
         _ => (StatusCode::NOT_FOUND, "{}").into_response(),
     }
 }
@@ -114,9 +134,14 @@ async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
         _ => None,
     };
     let router = StaticRouter::new(targets.iter().map(|t| (*t).to_owned()).collect());
-    let dispatcher =
-        Dispatcher::from_config(&config, Arc::new(router), BTreeMap::new(), Arc::new(estimate_tokens), &env)
-            .unwrap();
+    let dispatcher = Dispatcher::from_config(
+        &config,
+        Arc::new(router),
+        BTreeMap::new(),
+        Arc::new(estimate_tokens),
+        &env,
+    )
+    .unwrap();
     let app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
@@ -154,7 +179,10 @@ fn collect_stream(text: &str) -> (String, Vec<String>, Value) {
         .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
         .collect();
     assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     let content = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
@@ -174,10 +202,17 @@ async fn anthropic_completion_is_translated_both_ways() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-switchyard-backend"], "anthropic");
     // claude-sonnet-4-5 list price $3/$15: 2095 in, 503 out.
-    let cost: f64 = resp.headers()["x-switchyard-cost-usd"].to_str().unwrap().parse().unwrap();
+    let cost: f64 = resp.headers()["x-switchyard-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((cost - (2095.0 * 3.0 + 503.0 * 15.0) / 1e6).abs() < 1e-9);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Hi! My name is Claude.");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hi! My name is Claude."
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["usage"]["prompt_tokens"], 2095);
     assert_eq!(v["usage"]["completion_tokens"], 503);
@@ -209,13 +244,22 @@ async fn gemini_completion_and_stream() {
     let resp = post_chat(gw, &body(false)).await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Hello! How can I help you today?");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hello! How can I help you today?"
+    );
     assert_eq!(v["usage"]["total_tokens"], 13);
     {
         let seen = seen.seen.lock().unwrap();
         assert_eq!(seen[0].0, "gemini gemini-2.0-flash:generateContent None");
-        assert_eq!(seen[0].1["systemInstruction"]["parts"][0]["text"], "be brief");
-        assert_eq!(seen[0].1["contents"], json!([{"role": "user", "parts": [{"text": "hi"}]}]));
+        assert_eq!(
+            seen[0].1["systemInstruction"]["parts"][0]["text"],
+            "be brief"
+        );
+        assert_eq!(
+            seen[0].1["contents"],
+            json!([{"role": "user", "parts": [{"text": "hi"}]}])
+        );
     }
 
     let resp = post_chat(gw, &body(true)).await;
@@ -242,5 +286,10 @@ async fn anthropic_overload_fails_over_to_gemini_and_keys_stay_secret() {
     let resp = post_chat(gw, &body(false)).await;
     assert_eq!(resp.status(), 502);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("Overloaded"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Overloaded")
+    );
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::openai::{send, sse_events};
 use super::sse::SseEvent;
-use super::{ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage};
+use super::{
+    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
+};
 use crate::config::{BackendConfig, Timeouts};
 use crate::domain::{BackendKind, Role};
 
@@ -40,7 +42,11 @@ impl Anthropic {
         })
     }
 
-    async fn post(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, BackendError> {
+    async fn post(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, BackendError> {
         let body = serde_json::to_vec(&WireRequest::from_request(request, stream))
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::openai::{send, sse_events};
 use super::sse::SseEvent;
-use super::{ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage};
+use super::{
+    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
+};
 use crate::config::{BackendConfig, Timeouts};
 use crate::domain::{BackendKind, Role};
 
@@ -36,15 +38,27 @@ impl Gemini {
         })
     }
 
-    async fn post(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, BackendError> {
-        if request.model.is_empty() || !request.model.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+    async fn post(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, BackendError> {
+        if request.model.is_empty()
+            || !request
+                .model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
             return Err(BackendError::InvalidRequest(format!(
                 "model name {:?} is not valid for Gemini",
                 request.model
             )));
         }
         let url = if stream {
-            format!("{}/models/{}:streamGenerateContent?alt=sse", self.base_url, request.model)
+            format!(
+                "{}/models/{}:streamGenerateContent?alt=sse",
+                self.base_url, request.model
+            )
         } else {
             format!("{}/models/{}:generateContent", self.base_url, request.model)
         };
@@ -210,7 +224,11 @@ impl<'a> WireRequest<'a> {
                 .iter()
                 .filter(|m| m.role != Role::System)
                 .map(|m| WireContentOut {
-                    role: if m.role == Role::Assistant { "model" } else { "user" },
+                    role: if m.role == Role::Assistant {
+                        "model"
+                    } else {
+                        "user"
+                    },
                     parts: [WirePartOut { text: &m.content }],
                 })
                 .collect(),

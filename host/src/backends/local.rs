@@ -106,7 +106,10 @@ impl Backend for LocalBackend {
         self.engine.is_ok()
     }
     fn queue_depth(&self) -> u32 {
-        self.engine.as_ref().map(LocalEngine::queue_depth).unwrap_or(0)
+        self.engine
+            .as_ref()
+            .map(LocalEngine::queue_depth)
+            .unwrap_or(0)
     }
 
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
@@ -148,45 +151,50 @@ impl Backend for LocalBackend {
         async move {
             let rx = self.submit(request).await?;
             let state = (rx, VecDeque::<StreamEvent>::new(), false);
-            let stream = futures_util::stream::unfold(state, |(mut rx, mut pending, mut done)| async move {
-                loop {
-                    if let Some(ev) = pending.pop_front() {
-                        return Some((Ok(ev), (rx, pending, done)));
-                    }
-                    if done {
-                        return None;
-                    }
-                    match rx.recv().await {
-                        Some(GenerateEvent::Delta(text)) => pending.push_back(StreamEvent::Delta(text)),
-                        Some(GenerateEvent::Done {
-                            finish_reason,
-                            prompt_tokens,
-                            completion_tokens,
-                        }) => {
-                            done = true;
-                            pending.push_back(StreamEvent::Finish(finish(finish_reason).to_owned()));
-                            pending.push_back(StreamEvent::Usage(Usage {
+            let stream =
+                futures_util::stream::unfold(state, |(mut rx, mut pending, mut done)| async move {
+                    loop {
+                        if let Some(ev) = pending.pop_front() {
+                            return Some((Ok(ev), (rx, pending, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        match rx.recv().await {
+                            Some(GenerateEvent::Delta(text)) => {
+                                pending.push_back(StreamEvent::Delta(text))
+                            }
+                            Some(GenerateEvent::Done {
+                                finish_reason,
                                 prompt_tokens,
                                 completion_tokens,
-                            }));
-                        }
-                        Some(GenerateEvent::Error(e)) => {
-                            return Some((
-                                Err(BackendError::Unavailable(format!("local model: {e}"))),
-                                (rx, pending, true),
-                            ));
-                        }
-                        None => {
-                            return Some((
-                                Err(BackendError::Unavailable(
-                                    "local model stopped before finishing".into(),
-                                )),
-                                (rx, pending, true),
-                            ));
+                            }) => {
+                                done = true;
+                                pending.push_back(StreamEvent::Finish(
+                                    finish(finish_reason).to_owned(),
+                                ));
+                                pending.push_back(StreamEvent::Usage(Usage {
+                                    prompt_tokens,
+                                    completion_tokens,
+                                }));
+                            }
+                            Some(GenerateEvent::Error(e)) => {
+                                return Some((
+                                    Err(BackendError::Unavailable(format!("local model: {e}"))),
+                                    (rx, pending, true),
+                                ));
+                            }
+                            None => {
+                                return Some((
+                                    Err(BackendError::Unavailable(
+                                        "local model stopped before finishing".into(),
+                                    )),
+                                    (rx, pending, true),
+                                ));
+                            }
                         }
                     }
-                }
-            });
+                });
             let stream: ChatStream = stream.boxed();
             Ok(stream)
         }
@@ -202,11 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn unloaded_model_is_not_ready_and_fails_over() {
-        let backend = LocalBackend::new(
-            "local".into(),
-            vec!["m".into()],
-            Err("no such file".into()),
-        );
+        let backend =
+            LocalBackend::new("local".into(), vec!["m".into()], Err("no such file".into()));
         assert!(!backend.ready());
         let err = backend
             .chat(ChatRequest {

@@ -230,11 +230,10 @@ pub fn build_cloud(
             Ok(Arc::new(backend))
         }
         ConnectorKind::Anthropic => {
-            let backend =
-                anthropic::Anthropic::new(cfg, key).map_err(|e| BuildError::Client {
-                    backend: cfg.name.clone(),
-                    message: e.to_string(),
-                })?;
+            let backend = anthropic::Anthropic::new(cfg, key).map_err(|e| BuildError::Client {
+                backend: cfg.name.clone(),
+                message: e.to_string(),
+            })?;
             Ok(Arc::new(backend))
         }
         ConnectorKind::Gemini => {

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Config, PolicySource};
 use crate::backends::Backend;
 use crate::backends::local::LocalBackend;
+use crate::config::{Config, PolicySource};
 use crate::dispatch::{Dispatcher, Router, StaticRouter, TokenCounter, estimate_tokens};
-use switchyard_local::{LocalConfig, LocalEngine};
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
+use switchyard_local::{LocalConfig, LocalEngine};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -71,8 +71,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let router = router_for(&config)?;
     let env = |var: &str| std::env::var(var).ok();
     let (local, tokens) = start_local_backends(&config).await;
-    let ledger = Ledger::open(&config.ledger_path, config.tenants.clone(), Budget::default())
-        .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
+    let ledger = Ledger::open(
+        &config.ledger_path,
+        config.tenants.clone(),
+        Budget::default(),
+    )
+    .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
     let dispatcher = Dispatcher::from_config(&config, router, local, tokens, &env)?
         .with_ledger(Arc::new(ledger));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -136,7 +140,11 @@ async fn start_local_backends(
         }
         out.insert(
             cfg.name.clone(),
-            Arc::new(LocalBackend::new(cfg.name.clone(), cfg.models.clone(), started)),
+            Arc::new(LocalBackend::new(
+                cfg.name.clone(),
+                cfg.models.clone(),
+                started,
+            )),
         );
     }
     (out, tokens)
