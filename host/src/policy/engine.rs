@@ -31,6 +31,8 @@ use switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, t
 
 /// Epoch tick period of the background ticker.
 const TICK: Duration = Duration::from_millis(1);
+/// Deadline for the `info()` call made once at load time.
+const INFO_DEADLINE: Duration = Duration::from_secs(1);
 /// Log lines a guest may emit per call before the rest are dropped.
 const MAX_LOG_LINES: u32 = 32;
 /// Longest guest log message kept (bytes).
@@ -212,6 +214,11 @@ impl logging::Host for HostCtx {
             }
         }
     }
+}
+
+/// Epoch ticks covering `d` (at least one).
+fn ticks(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -587,10 +594,9 @@ impl LoadedPolicy {
         };
         let mut store = Store::new(&self.inner.engine.inner.engine, ctx);
         store.limiter(|c| &mut c.limits);
-        let ticks = u64::try_from(config.deadline.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        store.set_epoch_deadline(ticks);
+        // Instantiation (start functions of big guests) gets the outer timeout; the call
+        // itself gets `deadline` (set right before it).
+        store.set_epoch_deadline(ticks(config.outer_timeout));
         store.epoch_deadline_trap();
         store.set_hostcall_fuel(config.hostcall_fuel);
         store
@@ -599,11 +605,10 @@ impl LoadedPolicy {
     fn call_info(&self) -> Result<PolicyInfo, String> {
         let host: Arc<dyn HostState> = Arc::new(super::StaticHost::default());
         let mut store = self.new_store(host, "info");
-        let result = self
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .and_then(|p| p.switchyard_policy_router().call_info(&mut store));
+        let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
+            store.set_epoch_deadline(ticks(INFO_DEADLINE));
+            p.switchyard_policy_router().call_info(&mut store)
+        });
         flush_stdio(&store);
         let info = result.map_err(|e| format!("{e:#}"))?;
         Ok(PolicyInfo {
@@ -676,8 +681,10 @@ impl LoadedPolicy {
 
     fn run_blocking(&self, request: &domain::PolicyRequest, host: Arc<dyn HostState>) -> Outcome {
         let mut store = self.new_store(host.clone(), &request.id);
+        let deadline = self.inner.engine.inner.config.deadline;
         let wit_request = to_request(request);
         let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
+            store.set_epoch_deadline(ticks(deadline));
             p.switchyard_policy_router()
                 .call_route(&mut store, &wit_request)
         });
