@@ -24,6 +24,7 @@ bash policies/js/test.sh
 
 step "policy case files through the sandbox"
 out="${SWITCHYARD_POLICY_OUT:-target/policies}"
+shopt -s nullglob
 failed=0
 for cases in policies/*/cases.json policies/python/*/cases.json policies/js/*/cases.json; do
   name=$(basename "$(dirname "$cases")")
