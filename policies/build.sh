@@ -2,7 +2,9 @@
 # Builds every policy into ${SWITCHYARD_POLICY_OUT:-target/policies}/<name>.wasm:
 # Rust crates policies/<name>/Cargo.toml (package policy-<name>) for wasm32-wasip2 with the
 # `policy` profile (test guests under policies/testing/ too), then policies/python/build.sh
-# and policies/js/build.sh. `build.sh rust` builds the Rust policies only.
+# and policies/js/build.sh. Each policy's cases.json is copied beside its component as
+# <name>.cases.json: the gateway runs it as a self-test before a version goes live.
+# `build.sh rust` builds the Rust policies only.
 set -euo pipefail
 only="${1:-all}"
 case "$only" in all|rust) ;; *) echo "usage: $0 [rust]" >&2; exit 2 ;; esac
@@ -27,6 +29,9 @@ if [ "${#names[@]}" -gt 0 ]; then
         src="$target_dir/wasm32-wasip2/policy/policy_$n.wasm"
         [ -e "$src" ] || src="$target_dir/wasm32-wasip2/policy/$n.wasm"
         cp "$src" "$out/$n.wasm"
+        for d in policies/$n policies/testing/$n; do
+            if [ -f "$d/cases.json" ]; then cp "$d/cases.json" "$out/$n.cases.json"; fi
+        done
         echo "    $out/$n.wasm ($(wc -c <"$out/$n.wasm") bytes)"
     done
 else
@@ -40,6 +45,10 @@ for lang in python js; do
         echo "==> $script"
         SWITCHYARD_POLICY_OUT="$out" bash "$script"
     fi
+    for cases in policies/"$lang"/*/cases.json; do
+        [ -e "$cases" ] || continue
+        cp "$cases" "$out/$(basename "$(dirname "$cases")").cases.json"
+    done
 done
 echo "==> policies in $out:"
 ls -l "$out"
