@@ -1,0 +1,91 @@
+//! Backend selection helpers shared by policies: resolve names from params, filter by
+//! kind, order by price or latency, and keep healthy backends that fit ahead of the rest.
+
+use std::cmp::Ordering;
+
+use crate::backend::{BackendKind, BackendStatus};
+
+/// The backends named in `names`, in that order; unknown names and repeats are skipped.
+pub fn named<'a>(backends: &'a [BackendStatus], names: &[String]) -> Vec<&'a BackendStatus> {
+    let mut out: Vec<&BackendStatus> = Vec::new();
+    for name in names {
+        if let Some(b) = backends.iter().find(|b| &b.name == name)
+            && !out.iter().any(|o| o.name == b.name)
+        {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The backends of `kind`, in config order.
+pub fn of_kind(backends: &[BackendStatus], kind: BackendKind) -> Vec<&BackendStatus> {
+    backends.iter().filter(|b| b.kind == kind).collect()
+}
+
+/// Drops backends whose context window cannot hold `tokens`, then moves unhealthy ones
+/// behind the healthy ones (each group keeps its order).
+pub fn usable(list: Vec<&BackendStatus>, tokens: u32) -> Vec<&BackendStatus> {
+    let (healthy, unhealthy): (Vec<_>, Vec<_>) = list
+        .into_iter()
+        .filter(|b| b.fits(tokens))
+        .partition(|b| b.healthy);
+    healthy.into_iter().chain(unhealthy).collect()
+}
+
+/// Sorts by blended price, cheapest first (stable).
+pub fn sort_by_price(list: &mut [&BackendStatus]) {
+    list.sort_by(|a, b| a.blended_price().total_cmp(&b.blended_price()));
+}
+
+/// Orders by p95 latency, then error rate, then in-flight plus queue depth (stable).
+pub fn compare_latency(a: &BackendStatus, b: &BackendStatus) -> Ordering {
+    a.latency_p95_ms
+        .total_cmp(&b.latency_p95_ms)
+        .then(a.error_rate.total_cmp(&b.error_rate))
+        .then(a.load_depth().cmp(&b.load_depth()))
+}
+
+/// The names of `list`, in order.
+pub fn names(list: &[&BackendStatus]) -> Vec<String> {
+    list.iter().map(|b| b.name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::demo_backends;
+
+    #[test]
+    fn named_skips_unknown_and_repeats() {
+        let all = demo_backends();
+        let want = ["gemini", "nope", "local", "gemini"].map(String::from);
+        assert_eq!(names(&named(&all, &want)), ["gemini", "local"]);
+    }
+
+    #[test]
+    fn usable_drops_small_windows_and_puts_unhealthy_last() {
+        let mut all = demo_backends();
+        all[1].healthy = false;
+        let list: Vec<&BackendStatus> = all.iter().collect();
+        assert_eq!(
+            names(&usable(list.clone(), 10)),
+            ["local", "anthropic", "gemini", "openai"]
+        );
+        assert_eq!(names(&usable(list, 150_000)), ["anthropic", "gemini"]);
+    }
+
+    #[test]
+    fn price_and_latency_order() {
+        let all = demo_backends();
+        let mut cloud = of_kind(&all, BackendKind::Cloud);
+        sort_by_price(&mut cloud);
+        assert_eq!(names(&cloud), ["gemini", "openai", "anthropic"]);
+        let mut by_latency: Vec<&BackendStatus> = all.iter().collect();
+        by_latency.sort_by(|a, b| compare_latency(a, b));
+        assert_eq!(
+            names(&by_latency),
+            ["gemini", "local", "openai", "anthropic"]
+        );
+    }
+}

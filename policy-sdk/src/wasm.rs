@@ -1,0 +1,240 @@
+//! wasm32 only: the generated bindings for world `policy`, `WasmHost` (the `Host` trait
+//! over the WIT imports), conversions between WIT and SDK types, and the `Router`
+//! adapter that [`export_policy!`](crate::export_policy) exports.
+
+use std::marker::PhantomData;
+
+use crate::backend::{BackendKind, BackendStatus, SpendStatus};
+use crate::host::{Host, LogLevel, Policy};
+use crate::pii::{PiiKind, PiiMatch};
+use crate::types::{Decision, Message, PolicyInfo, Request, Role, Target};
+
+/// The bindings generated from `wit/` (world `policy`). Policies never use them directly.
+#[doc(hidden)]
+#[allow(unsafe_code, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "policy",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_router",
+        default_bindings_module: "policy_sdk::__wasm::bindings",
+    });
+}
+
+use bindings::exports::switchyard::policy::router::Guest;
+use bindings::switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, types};
+
+/// The [`Host`] of a running component: every call goes to the gateway through the
+/// WIT imports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WasmHost;
+
+impl Host for WasmHost {
+    fn backends(&self) -> Vec<BackendStatus> {
+        backends::list().into_iter().map(backend_from_wit).collect()
+    }
+
+    fn detect_pii(&self, text: &str) -> Vec<PiiMatch> {
+        pii::detect(text)
+            .into_iter()
+            .map(|m| PiiMatch {
+                kind: pii_kind_from_wit(m.kind),
+                start: m.start as usize,
+                end: m.end as usize,
+            })
+            .collect()
+    }
+
+    fn count_tokens(&self, text: &str) -> u32 {
+        tokens::count(text)
+    }
+
+    fn spend(&self, scope: &str) -> SpendStatus {
+        let s = spend::get(scope);
+        SpendStatus {
+            scope: s.scope,
+            today_usd: s.today_usd,
+            month_usd: s.month_usd,
+            daily_budget_usd: s.daily_budget_usd,
+            monthly_budget_usd: s.monthly_budget_usd,
+            hard_cap_usd: s.hard_cap_usd,
+        }
+    }
+
+    fn param(&self, key: &str) -> Option<String> {
+        params::get(key)
+    }
+
+    fn params(&self) -> Vec<(String, String)> {
+        params::all()
+            .into_iter()
+            .map(|l| (l.key, l.value))
+            .collect()
+    }
+
+    fn now_ms(&self) -> u64 {
+        clock::now_ms()
+    }
+
+    fn log(&self, level: LogLevel, message: &str, fields: &[(&str, &str)]) {
+        let level = match level {
+            LogLevel::Trace => logging::Level::Trace,
+            LogLevel::Debug => logging::Level::Debug,
+            LogLevel::Info => logging::Level::Info,
+            LogLevel::Warn => logging::Level::Warn,
+            LogLevel::Error => logging::Level::Error,
+        };
+        let fields: Vec<types::Label> = fields
+            .iter()
+            .map(|(k, v)| types::Label {
+                key: (*k).to_owned(),
+                value: (*v).to_owned(),
+            })
+            .collect();
+        logging::log(level, message, &fields);
+    }
+}
+
+/// Adapts a [`Policy`] to the generated `router` export.
+#[doc(hidden)]
+pub struct Router<P>(PhantomData<P>);
+
+impl<P: Policy + 'static> Guest for Router<P> {
+    fn info() -> types::PolicyInfo {
+        let PolicyInfo {
+            name,
+            version,
+            description,
+        } = P::info();
+        types::PolicyInfo {
+            name,
+            version,
+            description,
+        }
+    }
+
+    fn route(request: types::Request) -> Result<types::Decision, types::Rejection> {
+        match P::route(&WasmHost, &request_from_wit(request)) {
+            Ok(d) => Ok(decision_to_wit(d)),
+            Err(r) => Err(types::Rejection {
+                status: r.status,
+                message: r.message,
+            }),
+        }
+    }
+}
+
+fn role_from_wit(role: types::Role) -> Role {
+    match role {
+        types::Role::System => Role::System,
+        types::Role::User => Role::User,
+        types::Role::Assistant => Role::Assistant,
+        types::Role::Tool => Role::Tool,
+    }
+}
+
+fn role_to_wit(role: Role) -> types::Role {
+    match role {
+        Role::System => types::Role::System,
+        Role::User => types::Role::User,
+        Role::Assistant => types::Role::Assistant,
+        Role::Tool => types::Role::Tool,
+    }
+}
+
+fn labels_to_wit(labels: impl IntoIterator<Item = (String, String)>) -> Vec<types::Label> {
+    labels
+        .into_iter()
+        .map(|(key, value)| types::Label { key, value })
+        .collect()
+}
+
+fn request_from_wit(r: types::Request) -> Request {
+    Request {
+        id: r.id,
+        model: r.model,
+        messages: r
+            .messages
+            .into_iter()
+            .map(|m| Message::new(role_from_wit(m.role), m.content))
+            .collect(),
+        max_tokens: r.max_tokens,
+        temperature: r.temperature,
+        streaming: r.streaming,
+        tenant: r.tenant,
+        labels: r.labels.into_iter().map(|l| (l.key, l.value)).collect(),
+        prompt_tokens: r.prompt_tokens,
+    }
+}
+
+fn decision_to_wit(d: Decision) -> types::Decision {
+    types::Decision {
+        targets: d
+            .targets
+            .into_iter()
+            .map(|Target { backend, model }| types::Target { backend, model })
+            .collect(),
+        reason: d.reason,
+        messages: d.messages.map(|ms| {
+            ms.into_iter()
+                .map(|m| types::Message {
+                    role: role_to_wit(m.role),
+                    content: m.content,
+                })
+                .collect()
+        }),
+        max_tokens: d.max_tokens,
+        labels: labels_to_wit(d.labels),
+    }
+}
+
+fn backend_from_wit(b: backends::BackendStatus) -> BackendStatus {
+    BackendStatus {
+        name: b.name,
+        kind: match b.kind {
+            backends::BackendKind::Local => BackendKind::Local,
+            backends::BackendKind::Cloud => BackendKind::Cloud,
+        },
+        models: b.models,
+        healthy: b.healthy,
+        latency_p50_ms: b.latency_p50_ms,
+        latency_p95_ms: b.latency_p95_ms,
+        error_rate: b.error_rate,
+        in_flight: b.in_flight,
+        queue_depth: b.queue_depth,
+        usd_per_mtok_in: b.usd_per_mtok_in,
+        usd_per_mtok_out: b.usd_per_mtok_out,
+        context_window: b.context_window,
+        labels: b.labels.into_iter().map(|l| (l.key, l.value)).collect(),
+    }
+}
+
+fn pii_kind_from_wit(kind: pii::PiiKind) -> PiiKind {
+    match kind {
+        pii::PiiKind::Email => PiiKind::Email,
+        pii::PiiKind::Phone => PiiKind::Phone,
+        pii::PiiKind::CreditCard => PiiKind::CreditCard,
+        pii::PiiKind::UsSsn => PiiKind::UsSsn,
+        pii::PiiKind::Iban => PiiKind::Iban,
+        pii::PiiKind::IpAddress => PiiKind::IpAddress,
+        pii::PiiKind::ApiKey => PiiKind::ApiKey,
+    }
+}
+
+/// Exports a [`Policy`] as the component's `router` (on wasm32; a no-op natively, so
+/// policy crates invoke it unconditionally).
+///
+/// ```ignore
+/// policy_sdk::export_policy!(MyPolicy);
+/// ```
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            type __SwitchyardRouter = $crate::__wasm::Router<$policy>;
+    $crate::__export_router!(__SwitchyardRouter with_types_in $crate::__wasm::bindings);
+        };
+    };
+}
