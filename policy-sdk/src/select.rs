@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 
 use crate::backend::{BackendKind, BackendStatus};
+use crate::types::{Decision, Rejection};
 
 /// The backends named in `names`, in that order; unknown names and repeats are skipped.
 pub fn named<'a>(backends: &'a [BackendStatus], names: &[String]) -> Vec<&'a BackendStatus> {
@@ -49,6 +50,17 @@ pub fn compare_latency(a: &BackendStatus, b: &BackendStatus) -> Ordering {
 /// The names of `list`, in order.
 pub fn names(list: &[&BackendStatus]) -> Vec<String> {
     list.iter().map(|b| b.name.clone()).collect()
+}
+
+/// A decision over `order` (default models) with `reason`, or a 503 rejection when
+/// `order` is empty: a policy never returns an empty target list.
+pub fn decide(order: &[&BackendStatus], reason: &str) -> Result<Decision, Rejection> {
+    if order.is_empty() {
+        return Err(Rejection::unavailable(format!(
+            "no backend can take the request ({reason})"
+        )));
+    }
+    Ok(Decision::to_all(names(order)).reason(reason))
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ macro_rules! export_policy {
         #[allow(unsafe_code)]
         const _: () = {
             type __SwitchyardRouter = $crate::__wasm::Router<$policy>;
-    $crate::__export_router!(__SwitchyardRouter with_types_in $crate::__wasm::bindings);
+    $crate::__wasm::bindings::__export_router!(__SwitchyardRouter with_types_in $crate::__wasm::bindings);
         };
     };
 }
