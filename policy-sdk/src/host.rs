@@ -53,20 +53,26 @@ pub trait Host {
     /// Parameter `key` parsed as a number; `default` when unset, and a warning log
     /// plus `default` when it does not parse or is not finite.
     fn param_f64(&self, key: &str, default: f64) -> f64 {
-        parse_param(self, key, default)
-            .filter(|v: &f64| v.is_finite())
-            .unwrap_or_else(|| {
+        match parse_param::<Self, f64>(self, key) {
+            None => default,
+            Some(Some(v)) if v.is_finite() => v,
+            Some(_) => {
                 warn_invalid(self, key);
                 default
-            })
+            }
+        }
     }
 
     /// Parameter `key` parsed as a `u32` (see [`Host::param_f64`]).
     fn param_u32(&self, key: &str, default: u32) -> u32 {
-        parse_param(self, key, default).unwrap_or_else(|| {
-            warn_invalid(self, key);
-            default
-        })
+        match parse_param::<Self, u32>(self, key) {
+            None => default,
+            Some(Some(v)) => v,
+            Some(None) => {
+                warn_invalid(self, key);
+                default
+            }
+        }
     }
 
     /// Parameter `key` as a flag: `true/yes/on/1` or `false/no/off/0` (see [`Host::param_f64`]).
@@ -98,12 +104,11 @@ pub trait Host {
     }
 }
 
-/// `Some(default)` when unset or blank, `Some(parsed)` when valid, `None` when invalid.
-fn parse_param<H: Host + ?Sized, T: FromStr>(host: &H, key: &str, default: T) -> Option<T> {
+/// `None` when unset or blank, `Some(None)` when it does not parse, else `Some(Some(v))`.
+fn parse_param<H: Host + ?Sized, T: FromStr>(host: &H, key: &str) -> Option<Option<T>> {
     match host.param(key) {
-        None => Some(default),
-        Some(v) if v.trim().is_empty() => Some(default),
-        Some(v) => v.trim().parse().ok(),
+        Some(v) if !v.trim().is_empty() => Some(v.trim().parse().ok()),
+        _ => None,
     }
 }
 

@@ -100,4 +100,13 @@ mod tests {
             ["gemini", "local", "openai", "anthropic"]
         );
     }
+
+    #[test]
+    fn decide_rejects_an_empty_order() {
+        let all = demo_backends();
+        let d = decide(&[&all[0]], "why").map(|d| (d.backends().join(","), d.reason));
+        assert_eq!(d, Ok(("local".to_owned(), "why".to_owned())));
+        let r = decide(&[], "why");
+        assert!(r.is_err_and(|r| r.status == 503 && r.message.contains("no backend")));
+    }
 }

@@ -252,6 +252,7 @@ mod tests {
         assert_eq!(host.param_f64("f", 1.0), 0.5);
         assert_eq!(host.param_f64("missing", 1.0), 1.0);
         assert_eq!(host.param_f64("blank", 1.0), 1.0);
+        assert_eq!(host.param_f64("missing", f64::INFINITY), f64::INFINITY);
         assert_eq!(host.param_u32("n", 1), 12);
         assert!(host.param_bool("b", false));
         assert_eq!(host.param_list("list"), Some(vec!["a".into(), "b".into()]));
@@ -261,6 +262,9 @@ mod tests {
         assert_eq!(host.param_u32("bad", 3), 3);
         let logs = host.logs();
         assert_eq!(logs.len(), 1);
+        let inf = MockHost::new().with_param("f", "inf");
+        assert_eq!(inf.param_f64("f", 2.0), 2.0);
+        assert_eq!(inf.logs().len(), 1);
         assert_eq!(logs[0].level, LogLevel::Warn);
         assert_eq!(logs[0].field("param"), Some("bad"));
         assert!(host.logged("invalid policy parameter"));
