@@ -18,7 +18,7 @@ pub mod rules;
 
 use policy_sdk::{Decision, Host, Policy, PolicyInfo, Rejection, Request, select};
 
-use rules::{Class, Config};
+use rules::Config;
 
 /// The complexity policy.
 #[derive(Debug)]
@@ -43,19 +43,10 @@ impl Policy for Complexity {
             rules::order(&backends, class.level, &cfg),
             request.prompt_tokens,
         );
-        Ok(labelled(select::decide(&order, &class.reason())?, &class))
-    }
-}
-
-/// Adds the classification labels to `d`.
-pub fn labelled(d: Decision, class: &Class) -> Decision {
-    let d = d
-        .label("complexity", class.level.as_str())
-        .label("task", class.task.as_str())
-        .label("complexity-source", class.source.as_str());
-    match &class.keyword {
-        Some(k) => d.label("keyword", k.as_str()),
-        None => d,
+        Ok(rules::labelled(
+            select::decide(&order, &class.reason())?,
+            &class,
+        ))
     }
 }
 

@@ -2,7 +2,7 @@
 //! prompt length, keyword categories) and orders backends for it. Self-contained (only
 //! `policy_sdk`), so the `hybrid` policy compiles it in as well.
 
-use policy_sdk::{BackendStatus, Host, LogLevel, Request, select};
+use policy_sdk::{BackendStatus, Decision, Host, LogLevel, Request, select};
 
 /// How demanding a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,5 +380,17 @@ pub fn order<'a>(
                 cloud
             }
         }
+    }
+}
+
+/// Adds the classification labels to `d`.
+pub fn labelled(d: Decision, class: &Class) -> Decision {
+    let d = d
+        .label("complexity", class.level.as_str())
+        .label("task", class.task.as_str())
+        .label("complexity-source", class.source.as_str());
+    match &class.keyword {
+        Some(k) => d.label("keyword", k.as_str()),
+        None => d,
     }
 }

@@ -16,7 +16,7 @@ pub mod rules;
 
 use policy_sdk::{Decision, Host, Policy, PolicyInfo, Rejection, Request, select};
 
-use rules::{Budget, Config, Tier};
+use rules::{Config, Tier};
 
 /// The cost policy.
 #[derive(Debug)]
@@ -48,16 +48,7 @@ impl Policy for Cost {
         if budget.tier == Tier::Soft && cfg.soft_max_tokens > 0 {
             d = d.cap_tokens(cfg.soft_max_tokens);
         }
-        Ok(labelled(d, &budget))
-    }
-}
-
-/// Adds the budget labels to `d`.
-pub fn labelled(d: Decision, budget: &Budget) -> Decision {
-    let d = d.label("budget-tier", budget.tier.as_str());
-    match budget.percent() {
-        Some(pct) => d.label("budget-pct", pct.to_string()),
-        None => d,
+        Ok(rules::labelled(d, &budget))
     }
 }
 
@@ -142,7 +133,7 @@ mod tests {
 
     #[test]
     fn percent_is_floored_without_float_noise() {
-        let at = |f: f64| Budget {
+        let at = |f: f64| rules::Budget {
             tier: Tier::Ok,
             fraction: Some(f),
             spend: SpendStatus::new("x"),

@@ -2,7 +2,9 @@
 //! `spend` import), puts it in a tier and orders backends for that tier. Self-contained
 //! (only `policy_sdk`), so the `hybrid` policy compiles it in as well.
 
-use policy_sdk::{BackendStatus, Host, LogLevel, Rejection, Request, SpendStatus, select};
+use policy_sdk::{
+    BackendStatus, Decision, Host, LogLevel, Rejection, Request, SpendStatus, select,
+};
 
 /// How much of its budget a tenant has used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,4 +165,13 @@ pub fn exhausted(budget: &Budget) -> Rejection {
             budget.reason()
         ),
     )
+}
+
+/// Adds the budget labels to `d`.
+pub fn labelled(d: Decision, budget: &Budget) -> Decision {
+    let d = d.label("budget-tier", budget.tier.as_str());
+    match budget.percent() {
+        Some(pct) => d.label("budget-pct", pct.to_string()),
+        None => d,
+    }
 }
