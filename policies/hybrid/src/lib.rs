@@ -62,7 +62,7 @@ impl Policy for Hybrid {
                     let d = privacy::route_private(&backends, request, &cfg, &reason)?
                         .label("stage", "privacy")
                         .label("privacy", "local-only");
-                    return Ok(with_pii_kinds(d, &kinds));
+                    return Ok(privacy::with_pii_kinds(d, &kinds));
                 }
                 privacy::Verdict::Redacted { messages, kinds } => {
                     redacted = Some((messages, kinds));
@@ -130,17 +130,9 @@ fn usable<'a>(order: Vec<&'a BackendStatus>, request: &Request) -> Vec<&'a Backe
 fn finish(d: Decision, redacted: Option<(Vec<Message>, Vec<PiiKind>)>) -> Decision {
     match redacted {
         Some((messages, kinds)) => {
-            with_pii_kinds(d.rewrite(messages).label("privacy", "redacted"), &kinds)
+            privacy::with_pii_kinds(d.rewrite(messages).label("privacy", "redacted"), &kinds)
         }
         None => d.label("privacy", "clear"),
-    }
-}
-
-fn with_pii_kinds(d: Decision, kinds: &[PiiKind]) -> Decision {
-    if kinds.is_empty() {
-        d
-    } else {
-        d.label("pii-kinds", privacy::kind_names(kinds))
     }
 }
 

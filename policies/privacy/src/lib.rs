@@ -41,7 +41,7 @@ impl Policy for Privacy {
             Verdict::Private { reason, kinds } => {
                 let d = rules::route_private(&backends, request, &cfg, &reason)?
                     .label("privacy", "local-only");
-                Ok(with_kinds(d, &kinds))
+                Ok(rules::with_pii_kinds(d, &kinds))
             }
             Verdict::Redacted { messages, kinds } => {
                 let reason = format!(
@@ -52,21 +52,13 @@ impl Policy for Privacy {
                 let d = select::decide(&order, &reason)?
                     .rewrite(messages)
                     .label("privacy", "redacted");
-                Ok(with_kinds(d, &kinds))
+                Ok(rules::with_pii_kinds(d, &kinds))
             }
             Verdict::Clear => {
                 let order = pass_through(host, &backends, request);
                 Ok(select::decide(&order, "clear")?.label("privacy", "clear"))
             }
         }
-    }
-}
-
-fn with_kinds(d: Decision, kinds: &[policy_sdk::PiiKind]) -> Decision {
-    if kinds.is_empty() {
-        d
-    } else {
-        d.label("pii-kinds", rules::kind_names(kinds))
     }
 }
 

@@ -182,8 +182,11 @@ pub fn route_private(
     select::decide(&private, reason)
 }
 
-/// Comma-joined kind names, for a label.
-pub fn kind_names(kinds: &[PiiKind]) -> String {
+/// Adds the `pii-kinds` label (comma-joined kind names) when `kinds` is not empty.
+pub fn with_pii_kinds(d: Decision, kinds: &[PiiKind]) -> Decision {
+    if kinds.is_empty() {
+        return d;
+    }
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    names.join(",")
+    d.label("pii-kinds", names.join(","))
 }
