@@ -10,3 +10,4 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod replay;

@@ -2,6 +2,7 @@
 
 pub mod local;
 pub mod policy;
+pub mod replay;
 pub mod serve;
 pub mod spend;
 
@@ -37,6 +38,8 @@ pub enum Command {
     Local(local::LocalCommand),
     /// Print spend per tenant from the ledger.
     Spend(spend::SpendArgs),
+    /// Replay a workload through one or two policies: cost, local share, budgets, PII.
+    Replay(Box<replay::ReplayArgs>),
 }
 
 /// Runs one parsed command; the exit code is the command's verdict.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Local(cmd) => local::run(cmd),
         Command::Spend(args) => spend::run(args),
+        Command::Replay(args) => replay::run(*args),
     }
 }
 

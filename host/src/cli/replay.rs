@@ -1,0 +1,310 @@
+//! `switchyard replay`: run one or two policy components over a workload (decision log,
+//! OpenAI request bodies, or a synthetic mix) against a simulated host and report cost,
+//! local share, budgets, PII sent to cloud, baselines and break-even.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::config::{Config, defaults};
+use crate::domain::{BackendKind, BackendStatus, Decision, Target};
+use crate::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost};
+use crate::replay::{
+    self, DEFAULT_OUTPUT_RATIO, HardwareProfile, JsonlReader, Outage, ReplayOptions, Shape,
+    Synthetic, SyntheticSpec, WorkloadRecord,
+};
+
+/// Arguments of `switchyard replay`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  switchyard replay --policy target/policies/hybrid.wasm --synthetic 1000
+  switchyard replay --policy a.wasm --compare b.wasm --workload requests.jsonl --json
+  switchyard replay --policy cost.wasm --config switchyard.toml --synthetic 5000 --days 30 \\
+      --outage openai:10-12 --hardware price=1800,months=36,watts=350 --chart cost.svg")]
+pub struct ReplayArgs {
+    /// Policy component to replay (A).
+    #[arg(long, required_unless_present = "emit_workload")]
+    pub policy: Option<PathBuf>,
+    /// A second policy component to compare with (B).
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// Gateway config: backends, prices, tenant budgets, policy params and fallback
+    /// (default: the demo backends local, openai, anthropic, gemini).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// JSONL workload: decision-log records or OpenAI request bodies; `-` reads stdin.
+    #[arg(
+        long,
+        conflicts_with = "synthetic",
+        required_unless_present = "synthetic"
+    )]
+    pub workload: Option<PathBuf>,
+    /// Generate a synthetic workload of N requests per day instead.
+    #[arg(long, value_name = "N")]
+    pub synthetic: Option<u64>,
+    /// Days of synthetic workload.
+    #[arg(long, default_value_t = 30, requires = "synthetic")]
+    pub days: u32,
+    /// Seed of the synthetic workload (same seed, same workload).
+    #[arg(long, default_value_t = 42, requires = "synthetic")]
+    pub seed: u64,
+    /// `mix` (realistic task mix) or INPUTxOUTPUT tokens per request, e.g. `500x200`.
+    #[arg(long, default_value = "mix", requires = "synthetic")]
+    pub synthetic_shape: Shape,
+    /// Write the synthetic workload as OpenAI-body JSONL to FILE and exit.
+    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    pub emit_workload: Option<PathBuf>,
+    /// Output tokens per input token where the workload has no observed usage.
+    #[arg(long, default_value_t = DEFAULT_OUTPUT_RATIO)]
+    pub output_ratio: f64,
+    /// Backend outage BACKEND:START_DAY-END_DAY (1-based replay days; repeatable).
+    #[arg(long = "outage", value_name = "BACKEND:START-END")]
+    pub outages: Vec<Outage>,
+    /// Local hardware profile for break-even: `rtx4090` or
+    /// price=1800,months=36,watts=400,usd_per_kwh=0.15,hours_per_day=24[,tokens_per_s=N]
+    #[arg(long)]
+    pub hardware: Option<HardwareProfile>,
+    /// Skip unreadable workload lines (counted in the report) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG chart of daily cost per target.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+    /// Policy parameter KEY=VALUE (repeatable; overrides the config's).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Decisions that differ between A and B to show.
+    #[arg(long, default_value_t = 10)]
+    pub diff_samples: usize,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// What the host reports for a configured backend.
+pub fn backend_status(b: &crate::config::BackendConfig) -> BackendStatus {
+    let (p50, p95) = match b.locality {
+        BackendKind::Local => (400.0, 1200.0),
+        BackendKind::Cloud => (700.0, 1500.0),
+    };
+    BackendStatus {
+        name: b.name.clone(),
+        kind: b.locality,
+        models: b.models.clone(),
+        healthy: true,
+        latency_p50_ms: p50,
+        latency_p95_ms: p95,
+        error_rate: 0.0,
+        in_flight: 0,
+        queue_depth: 0,
+        usd_per_mtok_in: b.usd_per_mtok_in,
+        usd_per_mtok_out: b.usd_per_mtok_out,
+        context_window: b.context_window,
+        labels: b.labels.clone(),
+    }
+}
+
+fn fallback(targets: &[String], backends: &[BackendStatus]) -> Decision {
+    let names: Vec<String> = if targets.is_empty() {
+        backends
+            .iter()
+            .find(|b| b.kind == BackendKind::Local)
+            .or_else(|| backends.first())
+            .map(|b| vec![b.name.clone()])
+            .unwrap_or_default()
+    } else {
+        targets.to_vec()
+    };
+    Decision {
+        targets: names
+            .into_iter()
+            .map(|backend| Target {
+                backend,
+                model: None,
+            })
+            .collect(),
+        reason: "fallback".to_owned(),
+        messages: None,
+        max_tokens: None,
+        labels: BTreeMap::new(),
+    }
+}
+
+fn load(
+    engine: &PolicyEngine,
+    file: &Path,
+    params: &BTreeMap<String, String>,
+    fallback: &Decision,
+) -> anyhow::Result<LoadedPolicy> {
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("policy")
+        .to_owned();
+    let spec = PolicySpec {
+        name,
+        params: params.clone(),
+        fallback: fallback.clone(),
+    };
+    engine
+        .load_file(spec, file)
+        .with_context(|| format!("loading policy {}", file.display()))
+}
+
+fn emit(records: Synthetic, path: &Path) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for r in records {
+        let line = openai_line(&r);
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A workload record as an OpenAI request body with the replay's extra fields.
+pub fn openai_line(r: &WorkloadRecord) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": r.id,
+        "model": r.model,
+        "messages": r.messages,
+        "tenant": r.tenant,
+        "metadata": r.labels,
+    });
+    if let Some(ts) = r.timestamp_ms {
+        v["timestamp"] = serde_json::json!(replay::time::rfc3339(ts));
+    }
+    if let Some(m) = r.max_tokens {
+        v["max_tokens"] = serde_json::json!(m);
+    }
+    if r.prompt_tokens.is_some() || r.completion_tokens.is_some() {
+        v["usage"] = serde_json::json!({
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+        });
+    }
+    v
+}
+
+/// Runs `switchyard replay`.
+pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let synthetic = args.synthetic.map(|per_day| {
+        Synthetic::new(SyntheticSpec {
+            per_day,
+            days: args.days,
+            seed: args.seed,
+            shape: args.synthetic_shape,
+        })
+    });
+    if let Some(path) = &args.emit_workload {
+        let Some(records) = synthetic else {
+            anyhow::bail!("--emit-workload needs --synthetic N");
+        };
+        emit(records, path)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = args
+        .config
+        .as_deref()
+        .map(|p| Config::load(p).with_context(|| format!("loading config {}", p.display())))
+        .transpose()?;
+    let (backends, budgets, mut params, fallback_targets, engine_config) = match &config {
+        Some(c) => (
+            c.backends.iter().map(backend_status).collect::<Vec<_>>(),
+            c.tenants.clone(),
+            c.policy.params.clone(),
+            c.policy.fallback_targets.clone(),
+            EngineConfig {
+                deadline: c.policy.deadline,
+                outer_timeout: c.policy.outer_timeout,
+                memory_limit_bytes: c.policy.memory_limit_bytes,
+                cache_dir: c.policy.cache_dir.clone(),
+                ..EngineConfig::default()
+            },
+        ),
+        None => (
+            StaticHost::default().backends,
+            BTreeMap::new(),
+            BTreeMap::new(),
+            Vec::new(),
+            EngineConfig {
+                cache_dir: defaults::policy_cache_dir(|v| std::env::var(v).ok()),
+                ..EngineConfig::default()
+            },
+        ),
+    };
+    params.extend(args.params.iter().cloned());
+    let fallback = fallback(&fallback_targets, &backends);
+    let engine = PolicyEngine::new(engine_config)?;
+    let mut policies = Vec::new();
+    for file in args.policy.iter().chain(args.compare.iter()) {
+        policies.push(load(&engine, file, &params, &fallback)?);
+    }
+    let source = match (&args.workload, args.synthetic) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(n)) => match args.synthetic_shape {
+            Shape::Mix => format!(
+                "synthetic mix, {n}/day × {} days, seed {}",
+                args.days, args.seed
+            ),
+            Shape::Fixed { input, output } => format!(
+                "synthetic {input} in / {output} out, {n}/day × {} days",
+                args.days
+            ),
+        },
+        (None, None) => String::new(),
+    };
+    let opts = ReplayOptions {
+        backends,
+        budgets,
+        outages: args.outages.clone(),
+        output_ratio: args.output_ratio,
+        hardware: args.hardware.clone(),
+        skip_bad: args.skip_bad,
+        source,
+        diff_samples: args.diff_samples,
+    };
+    let report = match (synthetic, &args.workload) {
+        (Some(records), _) => replay::replay(&policies, records.map(Ok), &opts)?,
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let stdin = std::io::stdin();
+            replay::replay(&policies, JsonlReader::new(stdin.lock()), &opts)?
+        }
+        (None, Some(path)) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("opening workload {}", path.display()))?;
+            let reader: Box<dyn BufRead> =
+                Box::new(std::io::BufReader::with_capacity(1 << 20, file));
+            replay::replay(&policies, JsonlReader::new(reader), &opts)
+                .with_context(|| format!("replaying {}", path.display()))?
+        }
+        (None, None) => anyhow::bail!("give --workload FILE or --synthetic N"),
+    };
+    if let Some(path) = &args.chart {
+        std::fs::write(path, replay::chart::daily_cost_svg(&report))
+            .with_context(|| format!("writing chart {}", path.display()))?;
+    }
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&report)?;
+        s.push('\n');
+        s
+    } else {
+        report.render_text()
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
