@@ -79,6 +79,10 @@ pub struct ReplayArgs {
     /// Policy parameter KEY=VALUE (repeatable; overrides the config's).
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Epoch deadline of one decision, ms (default: the config's, else the gateway's 5 ms).
+    /// Raise it when a loaded machine turns slow decisions into fallbacks.
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<u64>,
     /// Decisions that differ between A and B to show.
     #[arg(long, default_value_t = 10)]
     pub diff_samples: usize,
@@ -246,6 +250,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     params.extend(args.params.iter().cloned());
+    let mut engine_config = engine_config;
+    if let Some(ms) = args.deadline_ms {
+        engine_config.deadline = std::time::Duration::from_millis(ms.max(1));
+        engine_config.outer_timeout = engine_config.outer_timeout.max(engine_config.deadline * 2);
+    }
     let fallback = fallback(&fallback_targets, &backends);
     let engine = PolicyEngine::new(engine_config)?;
     let mut policies = Vec::new();

@@ -100,6 +100,7 @@ struct TenantAcc {
     requests: u64,
     cost: f64,
     capped: u64,
+    charged_over_budget: u64,
 }
 
 struct PolicyRun {
@@ -234,6 +235,16 @@ impl PolicyRun {
             tenant.capped += 1;
             return (key, shown);
         }
+        if cost > 0.0 {
+            let budget = self.host.budget(&req.tenant);
+            let spent = self.host.spend(&req.tenant);
+            let exhausted = |spent: f64, limit: Option<f64>| limit.is_some_and(|l| spent >= l);
+            if exhausted(spent.today_usd, budget.daily_usd)
+                || exhausted(spent.month_usd, budget.monthly_usd)
+            {
+                tenant.charged_over_budget += 1;
+            }
+        }
         self.host.charge(&req.tenant, cost);
         tenant.cost += cost;
         self.routed += 1;
@@ -296,6 +307,14 @@ impl PolicyRun {
                     monthly_budget_usd: budget.monthly_usd,
                     hard_cap_usd: budget.hard_cap_usd,
                     capped: acc.capped,
+                    charged_over_budget: acc.charged_over_budget,
+                    overshoot_usd: [
+                        budget.daily_usd.map(|l| peak_day - l),
+                        budget.monthly_usd.map(|l| peak_month - l),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .fold(0.0, f64::max),
                 }
             })
             .collect();

@@ -198,6 +198,27 @@ pub struct TenantReport {
     pub capped: u64,
     /// Peak day ≤ daily budget and peak month ≤ monthly budget (where set).
     pub within_budget: bool,
+    /// Paid requests served while the day's or month's budget was already used up.
+    pub charged_over_budget: u64,
+    /// Largest amount a day or month went past its budget (the request that crossed it
+    /// included).
+    pub overshoot_usd: f64,
+}
+
+impl TenantReport {
+    fn budget_verdict(&self) -> String {
+        if self.within_budget {
+            "yes".to_owned()
+        } else if self.charged_over_budget == 0 {
+            format!("crossed by {} (last request)", usd(self.overshoot_usd))
+        } else {
+            format!(
+                "NO: {} paid request(s) past budget, over by {}",
+                group(self.charged_over_budget),
+                usd(self.overshoot_usd)
+            )
+        }
+    }
 }
 
 /// Cost of one UTC day, per target.
@@ -659,7 +680,7 @@ impl Report {
                 "daily budget",
                 "peak month",
                 "monthly budget",
-                "within",
+                "within budget",
             ],
             &[false, true, true, true, true, true, true, false],
         );
@@ -672,7 +693,7 @@ impl Report {
                 opt_usd(tr.daily_budget_usd),
                 usd(tr.peak_month_usd),
                 opt_usd(tr.monthly_budget_usd),
-                if tr.within_budget { "yes" } else { "NO" }.to_owned(),
+                tr.budget_verdict(),
             ]);
         }
         t.render("  ", out);
