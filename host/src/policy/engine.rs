@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -26,8 +26,10 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-use exports::switchyard::policy::router::{Decision as WitDecision, Rejection as WitRejection};
-use switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, types};
+use self::exports::switchyard::policy::router::{
+    Decision as WitDecision, Rejection as WitRejection,
+};
+use self::switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, types};
 
 /// Epoch tick period of the background ticker.
 const TICK: Duration = Duration::from_millis(1);
@@ -126,8 +128,8 @@ impl pii::Host for HostCtx {
         use super::pii::Kind;
         super::pii::detect(&text)
             .into_iter()
-            .map(|(kind, start, end)| pii::PiiMatch {
-                kind: match kind {
+            .map(|m| pii::PiiMatch {
+                kind: match m.kind {
                     Kind::Email => pii::PiiKind::Email,
                     Kind::Phone => pii::PiiKind::Phone,
                     Kind::CreditCard => pii::PiiKind::CreditCard,
@@ -136,8 +138,8 @@ impl pii::Host for HostCtx {
                     Kind::IpAddress => pii::PiiKind::IpAddress,
                     Kind::ApiKey => pii::PiiKind::ApiKey,
                 },
-                start: u32::try_from(start).unwrap_or(u32::MAX),
-                end: u32::try_from(end).unwrap_or(u32::MAX),
+                start: u32::try_from(m.start).unwrap_or(u32::MAX),
+                end: u32::try_from(m.end).unwrap_or(u32::MAX),
             })
             .collect()
     }
@@ -352,11 +354,21 @@ impl PolicyEngine {
         std::thread::Builder::new()
             .name("policy-epoch".into())
             .spawn(move || {
+                // Ticks follow the wall clock: when a sleep overshoots (a loaded machine),
+                // the missed ticks are added at once, so a deadline of N ms expires after
+                // about N ms of wall time rather than N oversleeping sleeps.
+                let started = Instant::now();
+                let tick_ns = TICK.as_nanos().max(1);
+                let mut ticked: u128 = 0;
                 while !ticker_stop.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    match ticker_engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    let Some(engine) = ticker_engine.upgrade() else {
+                        break;
+                    };
+                    let due = started.elapsed().as_nanos() / tick_ns;
+                    while ticked < due {
+                        engine.increment_epoch();
+                        ticked += 1;
                     }
                 }
             })
@@ -434,6 +446,7 @@ impl PolicyEngine {
             }),
             spec: Arc::new(spec),
             name: Arc::from(""),
+            warm: WarmPool::new(self.inner.config.warm_instances),
         };
         policy.name = Arc::from(policy.spec.name.as_str());
         let info = policy.call_info().map_err(PolicyError::Info)?;
@@ -526,6 +539,53 @@ pub struct LoadedPolicy {
     inner: Arc<LoadedInner>,
     spec: Arc<PolicySpec>,
     name: Arc<str>,
+    warm: Arc<WarmPool>,
+}
+
+/// An instance kept for the next decision, with the store it lives in.
+struct Warm {
+    store: Store<HostCtx>,
+    policy: Policy,
+}
+
+/// Idle instances of one policy under one spec (see [`EngineConfig::warm_instances`]).
+struct WarmPool {
+    idle: Mutex<Vec<Warm>>,
+    cap: usize,
+}
+
+impl WarmPool {
+    fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(Vec::with_capacity(cap)),
+            cap,
+        })
+    }
+
+    fn take(&self) -> Option<Warm> {
+        if self.cap == 0 {
+            return None;
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    /// Keeps `warm` unless the pool is full (then it is dropped, freeing its slot).
+    fn put(&self, warm: Warm) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.cap {
+            idle.push(warm);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -566,6 +626,8 @@ impl LoadedPolicy {
             inner: self.inner.clone(),
             name: Arc::from(spec.name.as_str()),
             spec: Arc::new(spec),
+            // Warm instances carry the spec's params and name: never share them.
+            warm: WarmPool::new(self.inner.engine.inner.config.warm_instances),
         }
     }
 
@@ -679,17 +741,44 @@ impl LoadedPolicy {
         }
     }
 
+    /// Idle warm instances this policy holds now (always 0 when the pool is off).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.len()
+    }
+
+    /// A warm instance re-targeted at this request, or a fresh store and instance.
+    fn instance(&self, host: &Arc<dyn HostState>, request_id: &str) -> Result<Warm, PolicyFailure> {
+        if let Some(mut warm) = self.warm.take() {
+            let ctx = warm.store.data_mut();
+            ctx.host = host.clone();
+            ctx.request_id = request_id.to_owned();
+            ctx.logs = 0;
+            return Ok(warm);
+        }
+        let mut store = self.new_store(host.clone(), request_id);
+        match self.inner.pre.instantiate(&mut store) {
+            Ok(policy) => Ok(Warm { store, policy }),
+            Err(e) => {
+                flush_stdio(&store);
+                Err(classify(&e))
+            }
+        }
+    }
+
     fn run_blocking(&self, request: &domain::PolicyRequest, host: Arc<dyn HostState>) -> Outcome {
-        let mut store = self.new_store(host.clone(), &request.id);
         let deadline = self.inner.engine.inner.config.deadline;
         let wit_request = to_request(request);
-        let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
-            store.set_epoch_deadline(ticks(deadline));
-            p.switchyard_policy_router()
-                .call_route(&mut store, &wit_request)
-        });
-        flush_stdio(&store);
-        match result {
+        let mut warm = match self.instance(&host, &request.id) {
+            Ok(warm) => warm,
+            Err(failure) => return Outcome::Failed(failure),
+        };
+        warm.store.set_epoch_deadline(ticks(deadline));
+        let result = warm
+            .policy
+            .switchyard_policy_router()
+            .call_route(&mut warm.store, &wit_request);
+        let quiet = !flush_stdio(&warm.store) && warm.store.data().logs <= MAX_LOG_LINES;
+        let outcome = match result {
             Ok(Ok(decision)) => validate_decision(from_decision(decision), host.as_ref()),
             Ok(Err(rejection)) => {
                 let rejection = from_rejection(rejection);
@@ -706,7 +795,13 @@ impl LoadedPolicy {
                 }
             }
             Err(e) => Outcome::Failed(classify(&e)),
+        };
+        // Only an instance that just answered well, and wrote nothing to stdio (whose
+        // buffers are per store), is kept; a trap or an interrupt leaves it unusable.
+        if quiet && matches!(outcome, Outcome::Verdict(_)) {
+            self.warm.put(warm);
         }
+        outcome
     }
 }
 
@@ -729,28 +824,38 @@ fn validate_decision(decision: domain::Decision, host: &dyn HostState) -> Outcom
     Outcome::Verdict(Verdict::Route(decision))
 }
 
+/// Sorts a failed instantiate/call into a [`FailureKind`]. Only the epoch interrupt is a
+/// deadline; the store limiter's forced trap is the memory cap; running out of the pooling
+/// allocator's slots is the host's problem (internal), not the guest's; anything else the
+/// guest did (unreachable, out-of-bounds, too much data handed to the host) is a trap.
 fn classify(e: &wasmtime::Error) -> PolicyFailure {
     let message = format!("{e:#}");
     let kind = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => FailureKind::Deadline,
-        _ if message.contains("forcing trap when growing memory")
-            || message.contains("memory") && message.contains("limit") =>
+        Some(_) => FailureKind::Trap,
+        None if e.is::<wasmtime::PoolConcurrencyLimitError>() => FailureKind::Internal,
+        None if message.contains("forcing trap when growing memory")
+            || message.contains("forcing a memory growth failure") =>
         {
             FailureKind::Memory
         }
-        _ => FailureKind::Trap,
+        None => FailureKind::Trap,
     };
     PolicyFailure { kind, message }
 }
 
-fn flush_stdio(store: &Store<HostCtx>) {
+/// Logs what the guest wrote to stdout/stderr; true when it wrote anything.
+fn flush_stdio(store: &Store<HostCtx>) -> bool {
     let ctx = store.data();
+    let mut wrote = false;
     for (stream, pipe) in [("stdout", &ctx.stdout), ("stderr", &ctx.stderr)] {
         let bytes = pipe.contents();
         if !bytes.is_empty() {
+            wrote = true;
             let text = String::from_utf8_lossy(&bytes);
             tracing::debug!(policy = %ctx.policy, request_id = %ctx.request_id, stream,
                 "policy output: {}", text.trim_end());
         }
     }
+    wrote
 }

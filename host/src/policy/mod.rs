@@ -33,6 +33,13 @@ pub struct EngineConfig {
     pub cache_dir: Option<PathBuf>,
     /// Concurrent instances the pooling allocator reserves room for.
     pub max_instances: u32,
+    /// Idle instances kept per loaded policy for reuse (0, the default, instantiates a
+    /// fresh store for every decision). An instance is put back only after a call that
+    /// returned a valid verdict without trapping, hitting a limit or writing to stdio;
+    /// guest globals then survive into the next request, so turn this on only for
+    /// policies that keep no per-request state. Each idle instance holds one of
+    /// `max_instances` pool slots.
+    pub warm_instances: usize,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +52,7 @@ impl Default for EngineConfig {
             hostcall_fuel: 4 << 20,
             cache_dir: None,
             max_instances: 64,
+            warm_instances: 0,
         }
     }
 }

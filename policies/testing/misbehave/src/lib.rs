@@ -1,0 +1,140 @@
+//! A deliberately misbehaving policy for the sandbox tests and benchmarks. The request
+//! label `misbehave` picks what it does:
+//!
+//! | label             | behaviour                                                        |
+//! |-------------------|------------------------------------------------------------------|
+//! | `loop`            | spins forever (the epoch deadline must stop it)                  |
+//! | `alloc`           | allocates and touches memory without bound (the memory cap)      |
+//! | `trap`            | panics, which is `unreachable` in wasm                           |
+//! | `unknown-backend` | routes to a backend the host does not have                       |
+//! | `empty-targets`   | returns a decision with no targets                               |
+//! | `bad-status`      | rejects with HTTP status 99                                      |
+//! | `flood`           | hands the host imports 8 MiB strings, again and again (hostcall fuel) |
+//! | `count`           | the normal targets, reason `count:N`: N counts calls in this instance |
+//! | anything else     | the normal decision: `local`, then `openai`, reason `normal`     |
+//!
+//! `flood-bytes` overrides the size of each string handed to the host in `flood` mode.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use policy_sdk::{Decision, Host, LogLevel, Policy, PolicyInfo, Rejection, Request};
+
+/// Calls of `route` in this instance (shows whether an instance is reused).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The misbehaving policy.
+pub struct Misbehave;
+
+/// Default size of each string `flood` hands to the host: twice the engine's default
+/// hostcall fuel (4 MiB), so the very first call is refused.
+pub const FLOOD_BYTES: usize = 8 << 20;
+
+impl Policy for Misbehave {
+    fn info() -> PolicyInfo {
+        PolicyInfo::new(
+            "misbehave",
+            env!("CARGO_PKG_VERSION"),
+            "test guest: misbehaves as the `misbehave` request label asks",
+        )
+    }
+
+    fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        match request.label("misbehave").unwrap_or("") {
+            "loop" => spin(),
+            "alloc" => hoard(),
+            "trap" => panic!("misbehave: trap requested"),
+            "unknown-backend" => Ok(Decision::to("no-such-backend").reason("unknown-backend")),
+            "empty-targets" => Ok(Decision::new(Vec::new()).reason("empty-targets")),
+            "bad-status" => Err(Rejection {
+                status: 99,
+                message: "misbehave: status 99".into(),
+            }),
+            "flood" => {
+                let size = request
+                    .label("flood-bytes")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(FLOOD_BYTES);
+                flood(host, size)
+            }
+            "count" => Ok(normal().reason(format!("count:{calls}"))),
+            _ => Ok(normal()),
+        }
+    }
+}
+
+/// The decision for a well-behaved request.
+pub fn normal() -> Decision {
+    Decision::to_all(["local", "openai"]).reason("normal")
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn hoard() -> ! {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // 1 MiB at a time; each one grows linear memory.
+        let mut block: Vec<u8> = Vec::with_capacity(1 << 20);
+        block.push(1);
+        kept.push(std::hint::black_box(block));
+    }
+}
+
+fn flood(host: &dyn Host, size: usize) -> Result<Decision, Rejection> {
+    let big = "x".repeat(size);
+    let mut total: u64 = 0;
+    loop {
+        total = total.wrapping_add(u64::from(host.count_tokens(&big)));
+        total = total.wrapping_add(host.detect_pii(&big).len() as u64);
+        host.log(LogLevel::Info, &big, &[("flood", &big)]);
+        std::hint::black_box(total);
+    }
+}
+
+policy_sdk::export_policy!(Misbehave);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use policy_sdk::testing::MockHost;
+
+    fn ask(mode: &str) -> Result<Decision, Rejection> {
+        Misbehave::route(
+            &MockHost::new(),
+            &Request::user("hi").with_label("misbehave", mode),
+        )
+    }
+
+    #[test]
+    fn normal_and_unknown_modes_route_local_then_openai() {
+        for mode in ["", "normal", "something-else"] {
+            let d = ask(mode).unwrap();
+            assert_eq!(d.backends(), ["local", "openai"]);
+            assert_eq!(d.reason, "normal");
+        }
+        let d = Misbehave::route(&MockHost::new(), &Request::user("hi")).unwrap();
+        assert_eq!(d.backends(), ["local", "openai"]);
+    }
+
+    #[test]
+    fn bad_outputs_are_returned_as_asked() {
+        assert_eq!(
+            ask("unknown-backend").unwrap().backends(),
+            ["no-such-backend"]
+        );
+        assert!(ask("empty-targets").unwrap().targets.is_empty());
+        assert_eq!(ask("bad-status").unwrap_err().status, 99);
+    }
+
+    #[test]
+    #[should_panic(expected = "trap requested")]
+    fn trap_panics() {
+        let _ = ask("trap");
+    }
+}
