@@ -36,6 +36,30 @@ pub mod defaults {
     pub const ESTIMATE_COMPLETION_TOKENS: u32 = 1024;
     /// Policy artifact of the embedded default configuration.
     pub const POLICY_PATH: &str = "target/policies/hybrid.wasm";
+    /// Env var of the admin API's bearer token.
+    pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
+    /// Quiet time before a changed policy or config file is re-read.
+    pub const WATCH_DEBOUNCE_MS: u64 = 50;
+    /// Epoch deadline of one policy decision.
+    pub const POLICY_DEADLINE_MS: u64 = 5;
+    /// Limit on a whole policy call, host calls included.
+    pub const POLICY_OUTER_TIMEOUT_MS: u64 = 50;
+    /// Linear memory cap of one policy instance.
+    pub const POLICY_MEMORY_MB: usize = 64;
+
+    /// Compiled-policy cache: `$XDG_CACHE_HOME/switchyard/policies`, else
+    /// `$HOME/.cache/switchyard/policies`; none when neither is set.
+    pub fn policy_cache_dir(env: impl Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+        let base = env("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                env("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| std::path::Path::new(&h).join(".cache"))
+            })?;
+        Some(base.join("switchyard").join("policies"))
+    }
     /// Base URLs of the providers.
     pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
     pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
@@ -100,6 +124,50 @@ struct RawConfig {
     ledger: RawLedger,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    policies: Vec<RawNamedPolicy>,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+/// Client API keys (`[[auth.keys]]`): each maps to a tenant. Only digests are stored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    keys: Vec<RawClientKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientKey {
+    tenant: String,
+    /// sha256 hex of the key (`printf %s "$KEY" | sha256sum`).
+    key_sha256: String,
+}
+
+/// A scoped policy besides the default one (`[[policies]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamedPolicy {
+    name: String,
+    path: PathBuf,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    tenants: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_env: Option<String>,
+    watch: Option<bool>,
+    debounce_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,11 +195,16 @@ struct RawServer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    name: Option<String>,
     path: Option<PathBuf>,
     static_targets: Option<Vec<String>>,
     #[serde(default)]
     params: BTreeMap<String, String>,
     fallback_targets: Option<Vec<String>>,
+    deadline_ms: Option<u64>,
+    outer_timeout_ms: Option<u64>,
+    memory_limit_mb: Option<usize>,
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +224,8 @@ struct RawBackend {
     total_timeout_ms: Option<u64>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// `local` for an OpenAI-compatible server on your own hardware (vLLM, Ollama).
+    locality: Option<crate::domain::BackendKind>,
     model_path: Option<PathBuf>,
     device: Option<String>,
     queue_capacity: Option<usize>,
@@ -180,6 +255,29 @@ pub struct Config {
     pub ledger_path: PathBuf,
     /// Budgets by tenant.
     pub tenants: BTreeMap<String, crate::ledger::Budget>,
+    pub admin: AdminConfig,
+    /// Client API keys by sha256 hex digest → tenant; empty leaves the API open.
+    pub client_keys: BTreeMap<String, String>,
+}
+
+/// Live-policy administration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Env var holding the admin API's bearer token (the API is closed while it is unset).
+    pub token_env: String,
+    /// Watch policy files and the config file and reload on change.
+    pub watch: bool,
+    pub debounce: Duration,
+}
+
+/// A scoped policy (`[[policies]]`): decides requests for its model aliases or tenants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedPolicy {
+    pub name: String,
+    pub path: PathBuf,
+    pub params: BTreeMap<String, String>,
+    pub models: Vec<String>,
+    pub tenants: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,10 +290,21 @@ pub struct ServerConfig {
 /// How decisions are made.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
+    /// Name of the default policy (default: the component's file stem).
+    pub name: Option<String>,
     pub source: PolicySource,
     pub params: BTreeMap<String, String>,
     /// Targets used when the policy fails (trap, timeout, bad decision).
     pub fallback_targets: Vec<String>,
+    /// Epoch deadline of one decision.
+    pub deadline: Duration,
+    /// Limit on a whole policy call, host calls included.
+    pub outer_timeout: Duration,
+    pub memory_limit_bytes: usize,
+    /// Compiled-component cache; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Scoped policies besides the default one.
+    pub scoped: Vec<NamedPolicy>,
 }
 
 /// Where the routing rule comes from.
@@ -230,6 +339,8 @@ pub struct BackendConfig {
     pub usd_per_mtok_out: f64,
     pub timeouts: Timeouts,
     pub labels: BTreeMap<String, String>,
+    /// What policies see: `local` keeps data on hardware you run.
+    pub locality: crate::domain::BackendKind,
     pub local: Option<LocalBackendConfig>,
 }
 
@@ -307,6 +418,9 @@ impl Config {
             backends,
             ledger: RawLedger::default(),
             tenants: BTreeMap::new(),
+            policies: Vec::new(),
+            admin: RawAdmin::default(),
+            auth: RawAuth::default(),
         };
         validate(raw)
     }
@@ -332,6 +446,7 @@ impl RawBackend {
             first_byte_timeout_ms: None,
             total_timeout_ms: None,
             labels: BTreeMap::new(),
+            locality: None,
             model_path: None,
             device: None,
             queue_capacity: None,
@@ -417,6 +532,55 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .map(|b| vec![b.name.clone()])
             .unwrap_or_default(),
     };
+    let deadline = Duration::from_millis(
+        raw.policy
+            .deadline_ms
+            .unwrap_or(defaults::POLICY_DEADLINE_MS),
+    );
+    let outer_timeout = Duration::from_millis(
+        raw.policy
+            .outer_timeout_ms
+            .unwrap_or(defaults::POLICY_OUTER_TIMEOUT_MS),
+    );
+    if deadline.is_zero() || outer_timeout < deadline {
+        return Err(invalid(
+            "policy.outer_timeout_ms",
+            "deadline_ms must be > 0 and outer_timeout_ms >= deadline_ms",
+        ));
+    }
+    let scoped = validate_scoped(raw.policies, raw.policy.name.as_deref())?;
+    let mut client_keys = BTreeMap::new();
+    for (i, k) in raw.auth.keys.into_iter().enumerate() {
+        let digest = k.key_sha256.to_ascii_lowercase();
+        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid(
+                format!("auth.keys[{i}].key_sha256"),
+                "must be 64 hex digits (the sha256 of the key)",
+            ));
+        }
+        if k.tenant.is_empty() {
+            return Err(invalid(
+                format!("auth.keys[{i}].tenant"),
+                "must not be empty",
+            ));
+        }
+        if client_keys.insert(digest, k.tenant).is_some() {
+            return Err(invalid(format!("auth.keys[{i}]"), "duplicate key"));
+        }
+    }
+    if matches!(source, PolicySource::Static(_)) && !scoped.is_empty() {
+        return Err(invalid(
+            "policies",
+            "scoped policies need the default [policy] to be a component (`path`), not static_targets",
+        ));
+    }
+    let memory_mb = raw
+        .policy
+        .memory_limit_mb
+        .unwrap_or(defaults::POLICY_MEMORY_MB);
+    if !(1..=4096).contains(&memory_mb) {
+        return Err(invalid("policy.memory_limit_mb", "must be in 1..=4096"));
+    }
     let mut tenants = BTreeMap::new();
     for (name, t) in raw.tenants {
         for (field, v) in [
@@ -447,13 +611,80 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| PathBuf::from(defaults::LEDGER_PATH)),
         tenants,
         server,
+        client_keys,
+        admin: AdminConfig {
+            token_env: raw
+                .admin
+                .token_env
+                .unwrap_or_else(|| defaults::ADMIN_TOKEN_ENV.to_owned()),
+            watch: raw.admin.watch.unwrap_or(true),
+            debounce: Duration::from_millis(
+                raw.admin.debounce_ms.unwrap_or(defaults::WATCH_DEBOUNCE_MS),
+            ),
+        },
         policy: PolicyConfig {
+            name: raw.policy.name,
             source,
+            scoped,
             params: raw.policy.params,
             fallback_targets,
+            deadline,
+            outer_timeout,
+            memory_limit_bytes: memory_mb << 20,
+            cache_dir: raw
+                .policy
+                .cache_dir
+                .or_else(|| defaults::policy_cache_dir(|v| std::env::var(v).ok())),
         },
         backends,
     })
+}
+
+fn validate_scoped(
+    raw: Vec<RawNamedPolicy>,
+    default_name: Option<&str>,
+) -> Result<Vec<NamedPolicy>, ConfigError> {
+    let mut names: BTreeSet<String> = default_name.map(str::to_owned).into_iter().collect();
+    let mut out = Vec::new();
+    for (i, p) in raw.into_iter().enumerate() {
+        let key = format!("policies[{i}]");
+        let ok_name = !p.name.is_empty()
+            && p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(invalid(
+                format!("{key}.name"),
+                "must be non-empty letters, digits, '-' or '_'",
+            ));
+        }
+        if !names.insert(p.name.clone()) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("duplicate policy name {:?}", p.name),
+            ));
+        }
+        if p.models.is_empty() && p.tenants.is_empty() {
+            return Err(invalid(
+                key,
+                "a scoped policy needs `models` (aliases) or `tenants` to apply to",
+            ));
+        }
+        if p.models.iter().any(|m| m == "auto") {
+            return Err(invalid(
+                format!("{key}.models"),
+                "`auto` belongs to the default [policy]",
+            ));
+        }
+        out.push(NamedPolicy {
+            name: p.name,
+            path: p.path,
+            params: p.params,
+            models: p.models,
+            tenants: p.tenants,
+        });
+    }
+    Ok(out)
 }
 
 fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigError> {
@@ -573,6 +804,17 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
         }
         None
     };
+    let locality = match (b.kind, b.locality) {
+        (ConnectorKind::Local, _) => crate::domain::BackendKind::Local,
+        (ConnectorKind::OpenaiCompatible, Some(l)) => l,
+        (_, Some(_)) => {
+            return Err(invalid(
+                format!("{key}.locality"),
+                "only an openai_compatible backend can set it",
+            ));
+        }
+        (_, None) => crate::domain::BackendKind::Cloud,
+    };
     Ok(BackendConfig {
         name: b.name,
         kind: b.kind,
@@ -584,6 +826,7 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
         usd_per_mtok_out,
         timeouts,
         labels: b.labels,
+        locality,
         local,
     })
 }
@@ -661,5 +904,55 @@ mod tests {
         let names: Vec<_> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["local", "anthropic"]);
         assert_eq!(cfg.policy.source, PolicySource::Wasm("p.wasm".into()));
+    }
+
+    #[test]
+    fn scoped_policies_locality_and_admin() {
+        let cfg = Config::parse(
+            r#"
+            [policy]
+            path = "hybrid.wasm"
+            deadline_ms = 10
+            [[policies]]
+            name = "eu"
+            path = "privacy.wasm"
+            models = ["auto-private"]
+            tenants = ["acme"]
+            [admin]
+            token_env = "MY_ADMIN"
+            debounce_ms = 20
+            [[backends]]
+            name = "vllm"
+            kind = "openai_compatible"
+            locality = "local"
+            base_url = "http://10.0.0.5:8000/v1"
+            models = ["qwen"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.policy.scoped.len(), 1);
+        assert_eq!(cfg.policy.scoped[0].models, ["auto-private"]);
+        assert_eq!(cfg.policy.deadline, Duration::from_millis(10));
+        assert_eq!(cfg.admin.token_env, "MY_ADMIN");
+        assert_eq!(cfg.admin.debounce, Duration::from_millis(20));
+        assert_eq!(cfg.backends[0].locality, crate::domain::BackendKind::Local);
+
+        let err = Config::parse(
+            "[[policies]]\nname=\"x\"\npath=\"x.wasm\"\n[[backends]]\nname=\"a\"\nkind=\"openai\"\nmodels=[\"m\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("policies[0]"), "{err}");
+
+        let err = Config::parse(
+            "[[backends]]\nname=\"a\"\nkind=\"openai\"\nlocality=\"local\"\nmodels=[\"m\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("backends.a.locality"), "{err}");
+
+        let err = Config::parse(
+            "[policy]\ndeadline_ms = 100\nouter_timeout_ms = 10\n[[backends]]\nname=\"a\"\nkind=\"openai\"\nmodels=[\"m\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("outer_timeout_ms"), "{err}");
     }
 }

@@ -35,6 +35,8 @@ pub struct ClientRequest {
 /// What a routing rule returned for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteEvaluation {
+    /// `name@short_digest` of the rule version that decided (shown in responses).
+    pub policy: String,
     pub verdict: Verdict,
     /// Set when the rule failed and `verdict` is the configured fallback.
     pub failure: Option<String>,
@@ -45,6 +47,10 @@ pub struct RouteEvaluation {
 pub trait Router: Send + Sync + 'static {
     /// `name@short_digest`, shown in the `x-switchyard-policy` header.
     fn label(&self) -> String;
+    /// Model aliases besides `auto` that this rule decides (scoped policies).
+    fn aliases(&self) -> Vec<String> {
+        Vec::new()
+    }
     fn decide<'a>(
         &'a self,
         request: &'a PolicyRequest,
@@ -88,6 +94,7 @@ impl Router for StaticRouter {
             labels: BTreeMap::new(),
         });
         std::future::ready(RouteEvaluation {
+            policy: self.label(),
             verdict,
             failure: None,
             elapsed: Duration::ZERO,
@@ -154,6 +161,8 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Routed {
     pub request_id: String,
+    /// Tenant billed for the request.
+    pub tenant: String,
     pub policy: String,
     pub reason: String,
     pub backend: String,
@@ -373,9 +382,15 @@ impl Dispatcher {
         self.backends.values()
     }
 
+    /// Model aliases the router decides besides `auto`.
+    pub fn aliases(&self) -> Vec<String> {
+        self.router.aliases()
+    }
+
     /// Whether `model` names something this gateway routes.
     pub fn is_routable(&self, model: &str) -> bool {
         model == "auto"
+            || self.router.aliases().iter().any(|a| a == model)
             || self
                 .backends
                 .values()
@@ -412,8 +427,8 @@ impl Dispatcher {
             labels: request.labels.clone(),
             prompt_tokens: self.host.count_tokens(&prompt),
         };
-        let policy = self.router.label();
         let eval = self.router.decide(&policy_request, self.host.clone()).await;
+        let policy = eval.policy.clone();
         crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
         let decision = match eval.verdict {
             Verdict::Reject(r) => {
@@ -488,6 +503,7 @@ impl Dispatcher {
         Ok((
             Routed {
                 request_id: policy_request.id,
+                tenant: policy_request.tenant,
                 policy,
                 reason: decision.reason,
                 backend: String::new(),

@@ -10,4 +10,5 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod replay;

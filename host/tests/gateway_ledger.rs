@@ -71,6 +71,7 @@ async fn spawn_gateway(upstream: SocketAddr, ledger: Arc<Ledger>) -> SocketAddr 
     let app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: 1 << 20,
+        client_keys: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

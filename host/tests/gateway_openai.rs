@@ -176,6 +176,7 @@ async fn spawn_gateway(a: SocketAddr, b: SocketAddr, extra_server: &str) -> Sock
     let app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
+        client_keys: Arc::new(config.client_keys.clone()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -246,6 +247,50 @@ async fn completion_from_primary_with_headers_usage_and_cost() {
     assert_eq!(seen.bodies[0]["max_tokens"], 50);
     assert_eq!(seen.bodies[0]["messages"][0]["content"], "hi");
     assert!(mock_b.seen.lock().unwrap().bodies.is_empty());
+}
+
+#[tokio::test]
+async fn client_api_keys_authenticate_and_fix_the_tenant() {
+    use sha2::Digest;
+    let (a, _mock_a) = spawn_mock(Mode::Ok, "from a").await;
+    let (b, _mock_b) = spawn_mock(Mode::Ok, "from b").await;
+    let digest = hex::encode(sha2::Sha256::digest(b"client-key-globex"));
+    let auth = format!("[[auth.keys]]\ntenant = \"globex\"\nkey_sha256 = \"{digest}\"\n");
+    let gw = spawn_gateway(a, b, &auth).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{gw}/v1/chat/completions");
+
+    let resp = post_chat(gw, &chat_body(false)).await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+
+    let wrong = client
+        .post(&url)
+        .bearer_auth("client-key-other")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let models = client
+        .get(format!("http://{gw}/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 401);
+
+    // The key's tenant wins over a tenant header.
+    let ok = client
+        .post(&url)
+        .bearer_auth("client-key-globex")
+        .header("x-switchyard-tenant", "acme")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-switchyard-tenant"], "globex");
 }
 
 #[tokio::test]

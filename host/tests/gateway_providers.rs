@@ -145,6 +145,7 @@ async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
     let app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
+        client_keys: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -20,6 +20,7 @@ use crate::domain::{BackendKind, Role};
 pub struct OpenAi {
     name: String,
     models: Vec<String>,
+    locality: BackendKind,
     url: String,
     key: Option<ApiKey>,
     timeouts: Timeouts,
@@ -31,6 +32,7 @@ impl OpenAi {
         Ok(Self {
             name: cfg.name.clone(),
             models: cfg.models.clone(),
+            locality: cfg.locality,
             url: format!("{}/chat/completions", cfg.base_url),
             key,
             timeouts: cfg.timeouts,
@@ -118,7 +120,7 @@ impl Backend for OpenAi {
         &self.name
     }
     fn kind(&self) -> BackendKind {
-        BackendKind::Cloud
+        self.locality
     }
     fn models(&self) -> &[String] {
         &self.models

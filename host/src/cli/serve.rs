@@ -13,8 +13,12 @@ use crate::backends::Backend;
 use crate::backends::local::LocalBackend;
 use crate::config::{Config, PolicySource};
 use crate::dispatch::{Dispatcher, Router, StaticRouter, TokenCounter, estimate_tokens};
+use crate::domain::{Decision, Target};
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
+use crate::policy::{EngineConfig, PolicyEngine};
+use crate::reload::admin::{self, AdminState};
+use crate::reload::{self, ConfigReader, PolicySet, SlotConfig};
 use switchyard_local::{LocalConfig, LocalEngine};
 
 /// How long shutdown waits for in-flight requests.
@@ -51,24 +55,97 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))?;
+    runtime.block_on(serve(config, args.config.clone()))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn router_for(config: &Config) -> anyhow::Result<Arc<dyn Router>> {
-    match &config.policy.source {
-        PolicySource::Static(targets) => Ok(Arc::new(StaticRouter::new(targets.clone()))),
-        PolicySource::Wasm(path) => anyhow::bail!(
-            "policy component {} cannot be loaded: the policy runtime is not linked into this \
-             build yet; use `[policy] static_targets = [...]` in a config file",
-            path.display()
-        ),
+/// The fallback decision of every policy: the configured fallback targets.
+fn fallback_decision(config: &Config) -> Decision {
+    Decision {
+        targets: config
+            .policy
+            .fallback_targets
+            .iter()
+            .map(|b| Target {
+                backend: b.clone(),
+                model: None,
+            })
+            .collect(),
+        reason: "fallback".to_owned(),
+        messages: None,
+        max_tokens: None,
+        labels: BTreeMap::new(),
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// The policy slots a config describes: the default policy first, then the scoped ones.
+fn slot_configs(config: &Config) -> Vec<SlotConfig> {
+    let PolicySource::Wasm(path) = &config.policy.source else {
+        return Vec::new();
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("policy")
+        .to_owned();
+    let mut slots = vec![SlotConfig {
+        name: config.policy.name.clone().unwrap_or(stem),
+        path: path.clone(),
+        params: config.policy.params.clone(),
+        fallback: fallback_decision(config),
+        models: Vec::new(),
+        tenants: Vec::new(),
+    }];
+    slots.extend(config.policy.scoped.iter().map(|p| SlotConfig {
+        name: p.name.clone(),
+        path: p.path.clone(),
+        params: p.params.clone(),
+        fallback: fallback_decision(config),
+        models: p.models.clone(),
+        tenants: p.tenants.clone(),
+    }));
+    slots
+}
+
+/// The live policies, compiled (or taken from the compiled cache), linked and self-tested
+/// here, before the listener opens. `None` for a static target list.
+async fn policies_for(config: &Config) -> anyhow::Result<Option<Arc<PolicySet>>> {
+    let slots = slot_configs(config);
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    for slot in &slots {
+        if !slot.path.exists() {
+            anyhow::bail!(
+                "policy component {} does not exist; build the shipped policies with \
+                 `bash policies/build.sh rust`, or point `[policy] path` at your own",
+                slot.path.display()
+            );
+        }
+    }
+    let engine = PolicyEngine::new(EngineConfig {
+        deadline: config.policy.deadline,
+        outer_timeout: config.policy.outer_timeout,
+        memory_limit_bytes: config.policy.memory_limit_bytes,
+        cache_dir: config.policy.cache_dir.clone(),
+        ..EngineConfig::default()
+    })?;
+    let started = std::time::Instant::now();
+    let set = PolicySet::load(engine, slots)
+        .await
+        .map_err(|e| anyhow::anyhow!("loading policies: {e}"))?;
+    tracing::info!(ms = started.elapsed().as_millis() as u64, "policies ready");
+    Ok(Some(Arc::new(set)))
+}
+
+async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     crate::metrics::install()?;
-    let router = router_for(&config)?;
+    let policies = policies_for(&config).await?;
+    let router: Arc<dyn Router> = match (&policies, &config.policy.source) {
+        (Some(set), _) => set.clone(),
+        (None, PolicySource::Static(targets)) => Arc::new(StaticRouter::new(targets.clone())),
+        (None, PolicySource::Wasm(_)) => anyhow::bail!("no policy loaded"),
+    };
     let env = |var: &str| std::env::var(var).ok();
     let (local, tokens) = start_local_backends(&config).await;
     let ledger = Ledger::open(
@@ -84,10 +161,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, policy = %dispatcher.policy_label(), "switchyard listening");
-    let app = http::router(AppState {
+    let mut app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
+        client_keys: Arc::new(config.client_keys.clone()),
     });
+    let _watcher = match &policies {
+        Some(set) => {
+            let token = std::env::var(&config.admin.token_env)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Arc::from);
+            if token.is_none() {
+                tracing::info!(env = %config.admin.token_env, "admin API closed: its token env var is unset");
+            }
+            let admin = AdminState {
+                policies: set.clone(),
+                token,
+            };
+            app = app.merge(admin::router(
+                admin,
+                EngineConfig::default().max_component_bytes,
+            ));
+            if config.admin.watch {
+                let reader = config_path.map(|path| {
+                    let shown = path.clone();
+                    let read: ConfigReader = Box::new(move || {
+                        Config::load(&path)
+                            .map(|c| slot_configs(&c))
+                            .map_err(|e| e.to_string())
+                    });
+                    (shown, read)
+                });
+                Some(
+                    reload::watch(set.clone(), reader, config.admin.debounce)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                )
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
     http::serve(
         listener,
         app,

@@ -27,6 +27,43 @@ use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Routed};
 pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     pub max_body_bytes: usize,
+    /// Client API keys (sha256 hex → tenant). Empty: no authentication, the tenant comes
+    /// from the request. Otherwise a valid `Authorization: Bearer KEY` is required and
+    /// fixes the tenant.
+    pub client_keys: Arc<BTreeMap<String, String>>,
+}
+
+/// The tenant of a request's API key, or a 401 when keys are configured and the request
+/// has no valid one.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if state.client_keys.is_empty() {
+        return Ok(None);
+    }
+    use sha2::Digest;
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(key) = key else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "missing API key: send Authorization: Bearer <key>",
+        )
+        .with_code("invalid_api_key"));
+    };
+    let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    match state.client_keys.get(&digest) {
+        Some(tenant) => Ok(Some(tenant.clone())),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid API key",
+        )
+        .with_code("invalid_api_key")),
+    }
 }
 
 /// The gateway's routes.
@@ -127,6 +164,7 @@ fn decision_headers(headers: &mut HeaderMap, routed: &Routed, cost: Option<f64>)
         headers.insert(HeaderName::from_static(name), header_value(value));
     };
     put("x-request-id", &routed.request_id);
+    put("x-switchyard-tenant", &routed.tenant);
     put("x-switchyard-policy", &routed.policy);
     put("x-switchyard-reason", &routed.reason);
     if !routed.backend.is_empty() {
@@ -240,10 +278,18 @@ async fn chat_completions(
         Err(rejection) => return ApiError::invalid(rejection.body_text()).into_response(),
     };
     let started = std::time::Instant::now();
-    let (request, include_usage) = match parse_request(&headers, &body) {
+    let key_tenant = match authenticate(&state, &headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let (mut request, include_usage) = match parse_request(&headers, &body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    if let Some(tenant) = key_tenant {
+        // The key decides who pays; a client cannot bill another tenant by header.
+        request.tenant = tenant;
+    }
     let span = tracing::info_span!(
         "request",
         tenant = %request.tenant,
@@ -525,13 +571,19 @@ fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) ->
     response
 }
 
-async fn models(State(state): State<AppState>) -> Response {
-    let mut data = vec![wire::ModelEntry {
-        id: "auto".to_owned(),
-        object: "model",
-        created: 0,
-        owned_by: "switchyard".to_owned(),
-    }];
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authenticate(&state, &headers) {
+        return e.into_response();
+    }
+    let aliases = std::iter::once("auto".to_owned()).chain(state.dispatcher.aliases());
+    let mut data: Vec<wire::ModelEntry> = aliases
+        .map(|id| wire::ModelEntry {
+            id,
+            object: "model",
+            created: 0,
+            owned_by: "switchyard".to_owned(),
+        })
+        .collect();
     for backend in state.dispatcher.backends() {
         for model in backend.backend().models() {
             if !data.iter().any(|d| d.id == *model) {

@@ -4,6 +4,7 @@
 mod engine;
 mod host;
 mod pii;
+mod router;
 
 pub mod cases;
 
@@ -15,6 +16,7 @@ use crate::domain::{Decision, Verdict};
 
 pub use engine::{LoadedPolicy, PolicyEngine};
 pub use host::{HostState, StaticHost};
+pub use router::{digest_of, policy_label};
 
 /// Engine-wide limits and settings.
 #[derive(Debug, Clone)]

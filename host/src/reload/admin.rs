@@ -1,0 +1,155 @@
+//! Admin API for live policies, behind a bearer token: list, reload, rollback, upload a
+//! version (live, canary or shadow), promote or abort the candidate.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CandidateMode, PolicySet, ReloadOutcome, UpdateError};
+
+/// What the admin handlers share.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub policies: Arc<PolicySet>,
+    /// The bearer token; `None` leaves the admin API closed (401 on every call).
+    pub token: Option<Arc<str>>,
+}
+
+/// `/admin/...` routes; `max_upload_bytes` bounds an uploaded component.
+pub fn router(state: AdminState, max_upload_bytes: usize) -> Router {
+    Router::new()
+        .route("/admin/policies", get(list))
+        .route("/admin/policies/{name}/reload", post(reload))
+        .route("/admin/policies/{name}/rollback", post(rollback))
+        .route("/admin/policies/{name}/versions", post(upload))
+        .route("/admin/policies/{name}/promote", post(promote))
+        .route("/admin/policies/{name}/abort", post(abort))
+        .layer(DefaultBodyLimit::max(max_upload_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"message": message.into(), "type": "admin_error"}})),
+    )
+        .into_response()
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "the admin API is disabled: set the admin token env var (default SWITCHYARD_ADMIN_TOKEN)",
+        );
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        _ => error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+    }
+}
+
+fn outcome(result: Result<ReloadOutcome, UpdateError>) -> Response {
+    match result {
+        Ok(outcome) => axum::Json(outcome).into_response(),
+        Err(e @ UpdateError::UnknownPolicy(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ UpdateError::Prepare(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e @ UpdateError::Invalid(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn list(State(state): State<AdminState>) -> Response {
+    axum::Json(json!({ "policies": state.policies.report() })).into_response()
+}
+
+async fn reload(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    outcome(state.policies.reload(&name).await)
+}
+
+async fn rollback(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    outcome(state.policies.rollback(&name).await)
+}
+
+async fn promote(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    outcome(state.policies.promote(&name).await)
+}
+
+async fn abort(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    outcome(state.policies.abort(&name).await)
+}
+
+/// `?mode=live|canary|shadow&percent=N`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    percent: Option<f64>,
+}
+
+async fn upload(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    Query(query): Query<UploadQuery>,
+    body: Bytes,
+) -> Response {
+    let mode = match (query.mode.as_deref(), query.percent) {
+        (None | Some("live"), None) => None,
+        (Some("canary"), Some(percent)) => Some(CandidateMode::Canary { percent }),
+        (Some("canary"), None) => {
+            return error(StatusCode::BAD_REQUEST, "mode=canary needs percent=N");
+        }
+        (Some("shadow"), None) => Some(CandidateMode::Shadow),
+        (Some(other), _) if !["live", "canary", "shadow"].contains(&other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown mode {other:?}: live, canary or shadow"),
+            );
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "percent is only used with mode=canary",
+            );
+        }
+    };
+    if body.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be the component bytes",
+        );
+    }
+    outcome(state.policies.upload(&name, body.to_vec(), mode).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,213 @@
+//! Shared by the tests that run `switchyard serve` as a process: mock upstreams, built
+//! policy components, a config writer and a gateway handle that is killed on drop.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// A component built by `bash policies/build.sh` (tests/run.sh runs it before the tests).
+pub fn built_policy(name: &str) -> PathBuf {
+    let out = std::env::var("SWITCHYARD_POLICY_OUT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/policies").into());
+    let path = Path::new(&out).join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash policies/build.sh` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// One compiled-component cache for every test process: each component compiles once.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/test-policy-cache"
+    ))
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An OpenAI-compatible upstream that answers every request with `reply`.
+pub async fn spawn_upstream(reply: &'static str) -> SocketAddr {
+    let handler = move |body: String| async move {
+        let body: Value = serde_json::from_str(&body).unwrap();
+        axum::Json(json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A config with a local-locality backend `local` and a cloud backend `openai`, both
+/// mock upstreams, deciding with the component at `policy`. `extra` is appended.
+pub fn write_config(
+    dir: &Path,
+    policy: &Path,
+    local: SocketAddr,
+    cloud: SocketAddr,
+    extra: &str,
+) -> PathBuf {
+    let toml = format!(
+        r#"
+        [policy]
+        path = "{policy}"
+        cache_dir = "{cache}"
+        fallback_targets = ["local"]
+        deadline_ms = 50
+        outer_timeout_ms = 500
+        [ledger]
+        path = "{ledger}"
+        [[backends]]
+        name = "local"
+        kind = "openai_compatible"
+        locality = "local"
+        base_url = "http://{local}/v1"
+        models = ["small"]
+        [[backends]]
+        name = "openai"
+        kind = "openai_compatible"
+        base_url = "http://{cloud}/v1"
+        models = ["big"]
+        usd_per_mtok_in = 2.5
+        usd_per_mtok_out = 10.0
+        {extra}
+        "#,
+        policy = policy.display(),
+        cache = cache_dir().display(),
+        ledger = dir.join("ledger.db").display(),
+    );
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// The admin token the spawned gateways accept.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub fn serve_command(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A running `switchyard serve`, killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    /// Starts the gateway and waits until `/readyz` answers (compiling a large JS or
+    /// Python component takes seconds on a loaded machine).
+    pub async fn start(config: &Path) -> Self {
+        let addr = free_port();
+        let child = serve_command(config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut gateway = Gateway { child, addr };
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            let ready = client
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return gateway;
+            }
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                panic!("gateway exited during startup: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "gateway did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A chat completion; returns status, headers and body.
+    pub async fn chat(
+        &self,
+        client: &reqwest::Client,
+        text: &str,
+        tenant: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = client
+            .post(self.url("/v1/chat/completions"))
+            .header("x-switchyard-tenant", tenant)
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// An admin API call with the test token.
+    pub async fn admin(&self, client: &reqwest::Client, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// `name@short_digest` of a component file, as the gateway labels responses.
+pub fn label(name: &str, file: &Path) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(std::fs::read(file).unwrap()));
+    format!("{name}@{}", &digest[..12])
+}

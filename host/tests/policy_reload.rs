@@ -1,0 +1,485 @@
+//! Hot reload against a running `switchyard serve`: policy files swapped under steady load
+//! with broken files mixed in (no failed request, only valid versions ever answer), the
+//! admin API (auth, upload, rollback), a canary split and shadow agreement counts.
+//!
+//! Versions: the JS `keyword` and Python `ab_split` components and the Rust `trapper`
+//! test guest, built by `bash policies/build.sh`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod gateway_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway_support::{Gateway, built_policy, label, scratch, spawn_upstream, write_config};
+
+/// The tests here measure and load a gateway each; one at a time keeps the load honest.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A component for another world: it exports a lone function and no router.
+fn wrong_world() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (export "other" (func $f)))"#,
+    )
+    .unwrap()
+}
+
+/// Replaces `path` the way `mv` does: write a temp file, rename over.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Keyword params (the other versions ignore them) plus `extra` config.
+fn params_config(extra: &str) -> String {
+    format!(
+        "{extra}\n[policy.params]\nlocal_keywords = \"summarize\"\ncloud_keywords = \"implement\"\n"
+    )
+}
+
+/// Waits until a request is answered by `want` (polling), returns the time it took.
+async fn wait_for_label(gateway: &Gateway, client: &reqwest::Client, want: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, headers, _) = gateway.chat(client, "Summarize: hi", "probe").await;
+        assert_eq!(status, 200);
+        if headers["x-switchyard-policy"] == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{want} never became live"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The backend that served each scripted (text, tenant) request.
+async fn first_targets(
+    gateway: &Gateway,
+    client: &reqwest::Client,
+    script: &[(String, String)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (text, tenant) in script {
+        let (status, headers, _) = gateway.chat(client, text, tenant).await;
+        assert_eq!(status, 200);
+        out.push(headers["x-switchyard-backend"].to_str().unwrap().to_owned());
+    }
+    out
+}
+
+struct Record {
+    started: Instant,
+    /// The gateway's request counter (from `x-request-id`): the order of decisions.
+    seq: u128,
+    status: u16,
+    policy: String,
+}
+
+/// `chatcmpl-<process prefix><counter>` → a number ordered like the counter.
+fn request_seq(headers: &reqwest::header::HeaderMap) -> u128 {
+    let id = headers["x-request-id"].to_str().unwrap();
+    u128::from_str_radix(id.trim_start_matches("chatcmpl-"), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_under_load_fail_no_request_and_broken_files_never_go_live() {
+    let _serial = SERIAL.lock().await;
+    let a = std::fs::read(built_policy("keyword")).unwrap();
+    let b = std::fs::read(built_policy("ab_split")).unwrap();
+    let trap = std::fs::read(built_policy("trapper")).unwrap();
+    let (label_a, label_b) = (
+        label("live", &built_policy("keyword")),
+        label("live", &built_policy("ab_split")),
+    );
+    let dir = scratch("reload-load");
+    let live = dir.join("live.wasm");
+    replace(&live, &b);
+    let local = spawn_upstream("local").await;
+    let cloud = spawn_upstream("cloud").await;
+    let config = write_config(&dir, &live, local, cloud, &params_config(""));
+    let gateway = Arc::new(Gateway::start(&config).await);
+    let client = reqwest::Client::new();
+    // Compile both versions once (uncached compile), so the swaps below are cache hits.
+    replace(&live, &a);
+    let uncached = wait_for_label(&gateway, &client, &label_a).await;
+    println!(
+        "first swap to keyword (compiled unless cached): {} ms",
+        uncached.as_millis()
+    );
+
+    let records = Arc::new(Mutex::new(Vec::<Record>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let begin = Instant::now();
+    // Open-loop load: a request every 4 ms (250/s), each on its own task, whatever the
+    // latency of the ones before.
+    let load = {
+        let (gateway, client, records, stop) = (
+            gateway.clone(),
+            client.clone(),
+            records.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(4));
+            let mut tasks = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                n += 1;
+                let (gateway, client, records) = (gateway.clone(), client.clone(), records.clone());
+                tasks.push(tokio::spawn(async move {
+                    let started = Instant::now();
+                    let text = if n.is_multiple_of(2) {
+                        "Summarize: a"
+                    } else {
+                        "Implement: b"
+                    };
+                    let (status, headers, _) =
+                        gateway.chat(&client, text, &format!("tenant-{n}")).await;
+                    let policy = headers
+                        .get("x-switchyard-policy")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    let seq = if status == 200 {
+                        request_seq(&headers)
+                    } else {
+                        0
+                    };
+                    records.lock().unwrap().push(Record {
+                        started,
+                        seq,
+                        status,
+                        policy,
+                    });
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    };
+
+    // 60 swaps over ~21 s: valid versions alternate, a broken file between each pair.
+    let truncated = a[..a.len() / 2].to_vec();
+    let broken: [(&str, Vec<u8>); 3] = [
+        ("truncated", truncated),
+        ("wrong world", wrong_world()),
+        ("traps", trap),
+    ];
+    let mut writes: Vec<(Instant, String)> = Vec::new();
+    let mut current = label_a.clone();
+    for i in 0..60 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        if i % 2 == 1 {
+            let (_, bytes) = &broken[(i / 2) % 3];
+            std::fs::write(&live, bytes).unwrap();
+        } else {
+            let (bytes, next) = if current == label_a {
+                (&b, label_b.clone())
+            } else {
+                (&a, label_a.clone())
+            };
+            replace(&live, bytes);
+            writes.push((Instant::now(), next.clone()));
+            current = next;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    let elapsed = begin.elapsed();
+    let mut records = std::mem::take(&mut *records.lock().unwrap());
+    records.sort_by_key(|r| r.started);
+
+    let failed = records.iter().filter(|r| r.status != 200).count();
+    let mut by_label: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &records {
+        *by_label.entry(r.policy.as_str()).or_default() += 1;
+    }
+    println!(
+        "{} requests in {:.1} s ({:.0}/s), {} failed, by policy {:?}",
+        records.len(),
+        elapsed.as_secs_f64(),
+        records.len() as f64 / elapsed.as_secs_f64(),
+        failed,
+        by_label
+    );
+    assert_eq!(failed, 0, "requests failed during reloads");
+    assert!(
+        records.len() as f64 / elapsed.as_secs_f64() >= 200.0,
+        "the load was under 200 requests/s; the test proves nothing"
+    );
+    for r in &records {
+        assert!(
+            r.policy == label_a || r.policy == label_b,
+            "a response came from {:?}, not a valid version",
+            r.policy
+        );
+    }
+
+    // Write → first request decided by the new version, per swap.
+    let mut latencies: Vec<Duration> = Vec::new();
+    for (i, (at, want)) in writes.iter().enumerate() {
+        let until = writes.get(i + 1).map(|(t, _)| *t);
+        let first = records
+            .iter()
+            .find(|r| r.started >= *at && until.is_none_or(|u| r.started < u) && r.policy == *want);
+        let first = first.unwrap_or_else(|| panic!("swap {i} to {want} never served"));
+        latencies.push(first.started - *at);
+    }
+    // In decision order the version changes exactly once per swap: no request is decided
+    // by the old version after the new one has decided one.
+    let mut by_seq: Vec<&Record> = records.iter().collect();
+    by_seq.sort_by_key(|r| r.seq);
+    let changes = by_seq
+        .windows(2)
+        .filter(|w| w[0].policy != w[1].policy)
+        .count();
+    assert_eq!(
+        changes,
+        writes.len(),
+        "the version flip-flopped between swaps"
+    );
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "write → new version serving over {} cached swaps: p50 {} ms, p99 {} ms, max {} ms",
+        latencies.len(),
+        pct(0.5).as_millis(),
+        pct(0.99).as_millis(),
+        pct(1.0).as_millis()
+    );
+    assert!(pct(0.5) < Duration::from_secs(1), "{latencies:?}");
+
+    // The broken files were reported, not served.
+    let report: serde_json::Value = client
+        .get(gateway.url("/admin/policies"))
+        .bearer_auth(gateway_support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slot = &report["policies"][0];
+    assert!(slot["rejected_updates"].as_u64().unwrap() >= 20, "{slot}");
+    assert!(slot["swaps"].as_u64().unwrap() >= 30, "{slot}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
+    let _serial = SERIAL.lock().await;
+    let keyword = built_policy("keyword");
+    let ab_split = built_policy("ab_split");
+    let (label_a, label_b) = (label("live", &keyword), label("live", &ab_split));
+    let dir = scratch("reload-admin");
+    let live = dir.join("live.wasm");
+    replace(&live, &std::fs::read(&keyword).unwrap());
+    let local = spawn_upstream("local").await;
+    let cloud = spawn_upstream("cloud").await;
+    let config = write_config(
+        &dir,
+        &live,
+        local,
+        cloud,
+        &params_config("[admin]\nwatch = false"),
+    );
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+
+    // No token, wrong token: 401.
+    let r = client
+        .get(gateway.url("/admin/policies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .get(gateway.url("/admin/policies"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A broken upload is refused with the reason; the live version stays.
+    let (status, body) = gateway
+        .admin(&client, "/admin/policies/live/versions", wrong_world())
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("world"),
+        "{body}"
+    );
+    let (status, _) = gateway
+        .admin(&client, "/admin/policies/nope/versions", b"x".to_vec())
+        .await;
+    assert_eq!(status, 404);
+
+    // Upload B live, then roll back to A.
+    let (status, body) = gateway
+        .admin(
+            &client,
+            "/admin/policies/live/versions",
+            std::fs::read(&ab_split).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["to"], label_b.as_str());
+    let (_, headers, _) = gateway.chat(&client, "Summarize: x", "acme").await;
+    assert_eq!(headers["x-switchyard-policy"], label_b.as_str());
+    let (status, body) = gateway
+        .admin(&client, "/admin/policies/live/rollback", Vec::new())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["to"], label_a.as_str());
+    let (_, headers, _) = gateway.chat(&client, "Summarize: x", "acme").await;
+    assert_eq!(headers["x-switchyard-policy"], label_a.as_str());
+
+    // Canary: B for 30 % of tenants, stable per tenant.
+    let (status, body) = gateway
+        .admin(
+            &client,
+            "/admin/policies/live/versions?mode=canary&percent=30",
+            std::fs::read(&ab_split).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let n = 2_000;
+    let mut on_b = 0;
+    for i in 0..n {
+        let (status, headers, _) = gateway
+            .chat(&client, "Summarize: x", &format!("t-{i}"))
+            .await;
+        assert_eq!(status, 200);
+        if headers["x-switchyard-policy"] == label_b.as_str() {
+            on_b += 1;
+        }
+    }
+    let share = f64::from(on_b) / f64::from(n);
+    println!(
+        "canary 30 %: {on_b} of {n} requests on the candidate ({:.1} %)",
+        share * 100.0
+    );
+    assert!((0.25..=0.35).contains(&share), "{share}");
+    let first: Vec<_> = {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (_, headers, _) = gateway.chat(&client, "Summarize: x", "t-7").await;
+            seen.push(headers["x-switchyard-policy"].to_str().unwrap().to_owned());
+        }
+        seen
+    };
+    assert!(first.windows(2).all(|w| w[0] == w[1]), "{first:?}");
+
+    // Abort: everything back on A.
+    let (status, _) = gateway
+        .admin(&client, "/admin/policies/live/abort", Vec::new())
+        .await;
+    assert_eq!(status, 200);
+    for i in 0..20 {
+        let (_, headers, _) = gateway
+            .chat(&client, "Summarize: x", &format!("t-{i}"))
+            .await;
+        assert_eq!(headers["x-switchyard-policy"], label_a.as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_counts_agreements_and_disagreements() {
+    let _serial = SERIAL.lock().await;
+    let keyword = built_policy("keyword");
+    let ab_split = built_policy("ab_split");
+    let dir = scratch("reload-shadow");
+    let live = dir.join("live.wasm");
+    replace(&live, &std::fs::read(&keyword).unwrap());
+    let local = spawn_upstream("local").await;
+    let cloud = spawn_upstream("cloud").await;
+    let config = write_config(
+        &dir,
+        &live,
+        local,
+        cloud,
+        &params_config("[admin]\nwatch = false"),
+    );
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let script: Vec<(String, String)> = (0..40u32)
+        .map(|i| {
+            let text = if i.is_multiple_of(3) {
+                "Implement: x"
+            } else {
+                "Summarize: x"
+            };
+            (text.to_owned(), format!("shadow-tenant-{}", i % 10))
+        })
+        .collect();
+    // What each version does alone (both list both backends, so the first target decides
+    // whether two decisions agree).
+    let with_a = first_targets(&gateway, &client, &script).await;
+    let (status, _) = gateway
+        .admin(
+            &client,
+            "/admin/policies/live/versions",
+            std::fs::read(&ab_split).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let with_b = first_targets(&gateway, &client, &script).await;
+    let (status, _) = gateway
+        .admin(&client, "/admin/policies/live/rollback", Vec::new())
+        .await;
+    assert_eq!(status, 200);
+    let expected_disagree = with_a.iter().zip(&with_b).filter(|(a, b)| a != b).count();
+    assert!(expected_disagree > 0 && expected_disagree < script.len());
+
+    let (status, body) = gateway
+        .admin(
+            &client,
+            "/admin/policies/live/versions?mode=shadow",
+            std::fs::read(&ab_split).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let live_again = first_targets(&gateway, &client, &script).await;
+    assert_eq!(live_again, with_a, "the shadow must not act");
+
+    let start = Instant::now();
+    let candidate = loop {
+        let report: serde_json::Value = client
+            .get(gateway.url("/admin/policies"))
+            .bearer_auth(gateway_support::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let c = report["policies"][0]["candidate"].clone();
+        if c["served"].as_u64() == Some(script.len() as u64) {
+            break c;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(candidate["mode"], "shadow");
+    assert_eq!(
+        candidate["disagree"].as_u64().unwrap() as usize,
+        expected_disagree
+    );
+    assert_eq!(
+        candidate["agree"].as_u64().unwrap() as usize,
+        script.len() - expected_disagree
+    );
+    assert!(!candidate["samples"].as_array().unwrap().is_empty());
+}
