@@ -277,3 +277,11 @@ fn warm_pool_reuses_only_instances_that_answered_well() {
     assert_eq!(reason(&other.decide_blocking(&count, host())), "count:1");
     assert_eq!(reason(&policy.decide_blocking(&count, host())), "count:2");
 }
+
+#[tokio::test]
+async fn sleeping_on_a_wasi_timer_traps_instead_of_blocking_the_host() {
+    // Without the guard the guest's one-hour sleep would block a host thread (the epoch
+    // cannot interrupt host code) and the outer timeout would report `timeout`.
+    let (_, message) = misbehaves("sleep", FailureKind::Trap).await;
+    assert!(message.contains("may not sleep"), "{message}");
+}

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime::{StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -340,6 +341,7 @@ impl PolicyEngine {
         let engine = Engine::new(&wasm).map_err(err)?;
         let mut linker = Linker::<HostCtx>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
+        forbid_sleep(&mut linker).map_err(err)?;
         Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
 
         let mut hasher = std::hash::DefaultHasher::new();
@@ -490,6 +492,35 @@ impl PolicyEngine {
         }
         Ok(component)
     }
+}
+
+/// The WASI monotonic clock whose subscriptions [`forbid_sleep`] replaces (the version
+/// wasmtime-wasi 48 links; guests importing any 0.2.x match it).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces `subscribe-duration` and `subscribe-instant` with a trap. A pollable from them
+/// makes `wasi:io/poll` block the host thread for as long as the guest asked (forever for
+/// a far-off instant), and the epoch deadline cannot interrupt host code: one sleeping
+/// guest would hold a blocking thread and a pool slot for good. Policies get time from
+/// the `clock` import; `now` and `resolution` stay.
+fn forbid_sleep(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
+    fn refuse() -> wasmtime::Error {
+        wasmtime::format_err!(
+            "policies may not sleep or wait on a timer ({MONOTONIC_CLOCK} subscriptions are disabled)"
+        )
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 fn wasmtime_version() -> &'static str {

@@ -10,6 +10,7 @@
 //! | `empty-targets`   | returns a decision with no targets                               |
 //! | `bad-status`      | rejects with HTTP status 99                                      |
 //! | `flood`           | hands the host imports 8 MiB strings, again and again (hostcall fuel) |
+//! | `sleep`           | sleeps for an hour (WASI timers must not block the host)         |
 //! | `count`           | the normal targets, reason `count:N`: N counts calls in this instance |
 //! | anything else     | the normal decision: `local`, then `openai`, reason `normal`     |
 //!
@@ -56,6 +57,10 @@ impl Policy for Misbehave {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(FLOOD_BYTES);
                 flood(host, size)
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(normal().reason("slept"))
             }
             "count" => Ok(normal().reason(format!("count:{calls}"))),
             _ => Ok(normal()),
