@@ -3,7 +3,7 @@
 //! local share, budgets, PII sent to cloud, baselines and break-even.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -83,6 +83,11 @@ pub struct ReplayArgs {
     /// Raise it when a loaded machine turns slow decisions into fallbacks.
     #[arg(long, value_name = "MS")]
     pub deadline_ms: Option<u64>,
+    /// Idle instances kept per policy and reused across decisions (0: a fresh store per
+    /// decision, as the gateway runs by default). Only for policies that keep no state
+    /// between requests; much faster replays.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub warm_instances: usize,
     /// Decisions that differ between A and B to show.
     #[arg(long, default_value_t = 10)]
     pub diff_samples: usize,
@@ -251,6 +256,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     params.extend(args.params.iter().cloned());
     let mut engine_config = engine_config;
+    engine_config.warm_instances = args.warm_instances;
     if let Some(ms) = args.deadline_ms {
         engine_config.deadline = std::time::Duration::from_millis(ms.max(1));
         engine_config.outer_timeout = engine_config.outer_timeout.max(engine_config.deadline * 2);
@@ -288,14 +294,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let report = match (synthetic, &args.workload) {
         (Some(records), _) => replay::replay(&policies, records.map(Ok), &opts)?,
         (None, Some(path)) if path.as_os_str() == "-" => {
-            let stdin = std::io::stdin();
-            replay::replay(&policies, JsonlReader::new(stdin.lock()), &opts)?
+            let stdin = std::io::BufReader::with_capacity(1 << 20, std::io::stdin());
+            replay::replay(&policies, JsonlReader::new(stdin), &opts)?
         }
         (None, Some(path)) => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("opening workload {}", path.display()))?;
-            let reader: Box<dyn BufRead> =
-                Box::new(std::io::BufReader::with_capacity(1 << 20, file));
+            let reader = std::io::BufReader::with_capacity(1 << 20, file);
             replay::replay(&policies, JsonlReader::new(reader), &opts)
                 .with_context(|| format!("replaying {}", path.display()))?
         }

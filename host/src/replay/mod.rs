@@ -140,6 +140,47 @@ fn output_tokens(ctx: &RecordCtx<'_>, cap: Option<u32>) -> u64 {
     cap.map_or(out, |c| out.min(u64::from(c)))
 }
 
+/// Records handed from the producer thread at a time.
+const BATCH: usize = 64;
+
+/// A record with the work that needs no replay state done.
+struct Prepared {
+    line: u64,
+    timestamp_ms: Option<i64>,
+    task: Option<&'static str>,
+    has_pii: bool,
+    completion_tokens: Option<u32>,
+    /// `prompt_tokens` filled in (observed, else the host estimate).
+    request: PolicyRequest,
+}
+
+fn prepare(rec: WorkloadRecord) -> Prepared {
+    let prompt_tokens = rec.prompt_tokens.unwrap_or_else(|| {
+        rec.messages
+            .iter()
+            .map(|m| crate::dispatch::estimate_tokens(&m.content))
+            .fold(0u32, u32::saturating_add)
+    });
+    Prepared {
+        line: rec.line,
+        timestamp_ms: rec.timestamp_ms,
+        task: rec.task,
+        has_pii: has_pii(&rec.messages),
+        completion_tokens: rec.completion_tokens,
+        request: PolicyRequest {
+            id: rec.id,
+            model: rec.model,
+            messages: rec.messages,
+            max_tokens: rec.max_tokens,
+            temperature: rec.temperature,
+            streaming: rec.streaming,
+            tenant: rec.tenant,
+            labels: rec.labels,
+            prompt_tokens,
+        },
+    }
+}
+
 fn has_pii(messages: &[crate::domain::ChatMessage]) -> bool {
     messages
         .iter()
@@ -460,6 +501,7 @@ pub fn replay<I>(
 ) -> Result<Report, ReplayError>
 where
     I: IntoIterator<Item = Result<WorkloadRecord, LineError>>,
+    I::IntoIter: Send,
 {
     if policies.len() > 2 {
         return Err(ReplayError::PolicyCount(policies.len()));
@@ -494,86 +536,97 @@ where
     let (mut min_day, mut max_day) = (i64::MAX, i64::MIN);
     let mut diff = Differences::default();
     let started = Instant::now();
-    for item in records {
-        let rec = match item {
-            Ok(rec) => rec,
-            Err(e) if opts.skip_bad => {
-                w.skipped_lines += 1;
-                if w.skipped_examples.len() < SKIP_EXAMPLES {
-                    w.skipped_examples.push(e.to_string());
+    // A producer thread reads or generates records and does the per-record work that
+    // needs no replay state (JSON parsing, token estimates, PII detection); this thread
+    // decides and accounts in order.
+    let consumed = std::thread::scope(|scope| -> Result<(), ReplayError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Prepared, LineError>>>(8);
+        let records = records.into_iter();
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for item in records {
+                batch.push(item.map(prepare));
+                if batch.len() == BATCH {
+                    if tx.send(std::mem::take(&mut batch)).is_err() {
+                        return;
+                    }
+                    batch.reserve(BATCH);
                 }
-                continue;
             }
-            Err(e) => return Err(ReplayError::BadLine(e)),
-        };
-        let ts = rec
-            .timestamp_ms
-            .or(last_ts)
-            .unwrap_or(start_day * time::DAY_MS);
-        if last_ts.is_none() {
-            for run in &runs {
-                run.host.set_first_day(time::day_of(ts));
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
             }
-        }
-        last_ts = Some(ts);
-        let day = time::day_of(ts);
-        min_day = min_day.min(day);
-        max_day = max_day.max(day);
-        let prompt_tokens = rec.prompt_tokens.unwrap_or_else(|| {
-            rec.messages
-                .iter()
-                .map(|m| crate::dispatch::estimate_tokens(&m.content))
-                .fold(0u32, u32::saturating_add)
         });
-        let pii = has_pii(&rec.messages);
-        let ctx = RecordCtx {
-            day,
-            prompt_tokens,
-            completion_tokens: rec.completion_tokens,
-            has_pii: pii,
-            output_ratio: opts.output_ratio,
-            backends: &opts.backends,
-        };
-        w.requests += 1;
-        w.input_tokens += u64::from(prompt_tokens);
-        w.output_tokens += output_tokens(&ctx, rec.max_tokens);
-        w.pii_requests += u64::from(pii);
-        if let Some(task) = rec.task {
-            *w.tasks.entry(task.to_owned()).or_default() += 1;
-        }
-        if !tenants.contains(&rec.tenant) {
-            tenants.insert(rec.tenant.clone());
-        }
-        let req = PolicyRequest {
-            id: rec.id,
-            model: rec.model,
-            messages: rec.messages,
-            max_tokens: rec.max_tokens,
-            temperature: rec.temperature,
-            streaming: rec.streaming,
-            tenant: rec.tenant,
-            labels: rec.labels,
-            prompt_tokens,
-        };
-        let mut decided = Vec::with_capacity(runs.len());
-        for run in &mut runs {
-            decided.push(run.step(&req, ts, &ctx));
-        }
-        if let [(ka, sa), (kb, sb)] = decided.as_slice()
-            && ka != kb
-        {
-            diff.count += 1;
-            if diff.sample.len() < opts.diff_samples {
-                diff.sample.push(DiffSample {
-                    line: rec.line,
-                    id: req.id.clone(),
-                    tenant: req.tenant.clone(),
-                    a: sa.clone(),
-                    b: sb.clone(),
-                });
+        for item in rx.into_iter().flatten() {
+            let prepared = match item {
+                Ok(p) => p,
+                Err(e) if opts.skip_bad => {
+                    w.skipped_lines += 1;
+                    if w.skipped_examples.len() < SKIP_EXAMPLES {
+                        w.skipped_examples.push(e.to_string());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(ReplayError::BadLine(e)),
+            };
+            let Prepared {
+                line,
+                timestamp_ms,
+                task,
+                has_pii: pii,
+                completion_tokens,
+                request: req,
+            } = prepared;
+            let ts = timestamp_ms.or(last_ts).unwrap_or(start_day * time::DAY_MS);
+            if last_ts.is_none() {
+                for run in &runs {
+                    run.host.set_first_day(time::day_of(ts));
+                }
+            }
+            last_ts = Some(ts);
+            let day = time::day_of(ts);
+            min_day = min_day.min(day);
+            max_day = max_day.max(day);
+            let ctx = RecordCtx {
+                day,
+                prompt_tokens: req.prompt_tokens,
+                completion_tokens,
+                has_pii: pii,
+                output_ratio: opts.output_ratio,
+                backends: &opts.backends,
+            };
+            w.requests += 1;
+            w.input_tokens += u64::from(req.prompt_tokens);
+            w.output_tokens += output_tokens(&ctx, req.max_tokens);
+            w.pii_requests += u64::from(pii);
+            if let Some(task) = task {
+                *w.tasks.entry(task.to_owned()).or_default() += 1;
+            }
+            if !tenants.contains(&req.tenant) {
+                tenants.insert(req.tenant.clone());
+            }
+            let mut decided = Vec::with_capacity(runs.len());
+            for run in &mut runs {
+                decided.push(run.step(&req, ts, &ctx));
+            }
+            if let [(ka, sa), (kb, sb)] = decided.as_slice()
+                && ka != kb
+            {
+                diff.count += 1;
+                if diff.sample.len() < opts.diff_samples {
+                    diff.sample.push(DiffSample {
+                        line,
+                        id: req.id.clone(),
+                        tenant: req.tenant.clone(),
+                        a: sa.clone(),
+                        b: sb.clone(),
+                    });
+                }
             }
         }
-    }
+        Ok(())
+    });
+    consumed?;
     let elapsed = started.elapsed().as_secs_f64();
     if w.requests == 0 {
         return Err(ReplayError::Empty);
@@ -623,7 +676,10 @@ where
 mod tests {
     use super::*;
 
-    fn fixed(per_day: u64, days: u32) -> impl Iterator<Item = Result<WorkloadRecord, LineError>> {
+    fn fixed(
+        per_day: u64,
+        days: u32,
+    ) -> impl Iterator<Item = Result<WorkloadRecord, LineError>> + Send {
         Synthetic::new(SyntheticSpec {
             per_day,
             days,
