@@ -42,6 +42,8 @@ const MAX_LOG_LINES: u32 = 32;
 const MAX_LOG_BYTES: usize = 1024;
 /// Captured guest stdout/stderr per call (bytes).
 const MAX_STDIO_BYTES: usize = 4096;
+/// Most bytes one WASI `get-random-bytes` call may ask for.
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
 struct EngineInner {
     engine: Engine,
@@ -666,9 +668,13 @@ impl LoadedPolicy {
         let config = &self.inner.engine.inner.config;
         let stdout = MemoryOutputPipe::new(MAX_STDIO_BYTES);
         let stderr = MemoryOutputPipe::new(MAX_STDIO_BYTES);
+        // No preopens, network, env or args: WASI is only there for the guest runtime's
+        // startup (stdio, random seeds). `get-random-bytes` allocates on the host what the
+        // guest asks for, so cap it well below wasmtime-wasi's 64 MiB default.
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let ctx = HostCtx {
             host,
