@@ -474,6 +474,61 @@ fn cli_json_chart_and_bad_lines() {
     assert!(text.contains("line 2:"), "{text}");
 }
 
+#[test]
+fn emitted_workload_replays_like_the_generator() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("mix.jsonl");
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let out = std::process::Command::new(bin)
+        .args([
+            "replay",
+            "--synthetic",
+            "50",
+            "--days",
+            "3",
+            "--seed",
+            "5",
+            "--emit-workload",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(text.lines().count(), 150);
+    let policy = load("privacy", &[("order", "cloud-first")]);
+    let opts = ReplayOptions::default();
+    let from_file = run(&[policy.clone()], JsonlReader::new(text.as_bytes()), &opts);
+    let direct = run(
+        &[policy],
+        Synthetic::new(SyntheticSpec {
+            per_day: 50,
+            days: 3,
+            seed: 5,
+            shape: Shape::Mix,
+        })
+        .map(Ok),
+        &opts,
+    );
+    let (a, b) = (&from_file.policies[0], &direct.policies[0]);
+    assert_eq!(
+        from_file.workload.input_tokens,
+        direct.workload.input_tokens
+    );
+    assert_eq!(
+        from_file.workload.output_tokens,
+        direct.workload.output_tokens
+    );
+    assert_eq!(a.pii_requests, b.pii_requests);
+    assert_eq!(a.pii_to_cloud, 0);
+    assert_eq!(cents(a.cost_usd), cents(b.cost_usd));
+    assert_eq!(from_file.workload.days, 3);
+}
+
 /// Replay throughput through Rust policies, with a fresh store per decision (the
 /// gateway's default) and with one warm instance reused (printed; the target is ≥ 50,000
 /// requests/s on 2 cores — see the replay README for figures measured on this machine).

@@ -86,6 +86,12 @@ fn panel(out: &mut String, p: &PolicyReport, title: &str, y0: f64) {
         );
         v += ystep;
     }
+    let _ = writeln!(
+        out,
+        r#"<text x="14" y="{:.1}" font-size="11" transform="rotate(-90 14 {:.1})" text-anchor="middle">USD per day</text>"#,
+        y0 + TOP + plot_h / 2.0,
+        y0 + TOP + plot_h / 2.0
+    );
     // X labels: about eight dates.
     let every = (dates.len() / 8).max(1);
     for (i, d) in dates.iter().enumerate() {

@@ -210,12 +210,15 @@ impl TenantReport {
         if self.within_budget {
             "yes".to_owned()
         } else if self.charged_over_budget == 0 {
-            format!("crossed by {} (last request)", usd(self.overshoot_usd))
+            format!(
+                "crossed by {} (last request)",
+                small_usd(self.overshoot_usd)
+            )
         } else {
             format!(
                 "NO: {} paid request(s) past budget, over by {}",
                 group(self.charged_over_budget),
-                usd(self.overshoot_usd)
+                small_usd(self.overshoot_usd)
             )
         }
     }
@@ -360,6 +363,15 @@ pub fn usd(x: f64) -> String {
     let sign = if cents < 0.0 { "-" } else { "" };
     let cents = cents.abs() as u64;
     format!("{sign}${}.{:02}", group(cents / 100), cents % 100)
+}
+
+/// Like [`usd`], but amounts under a cent show as `<$0.01`.
+fn small_usd(x: f64) -> String {
+    if x > 0.0 && x < 0.005 {
+        "<$0.01".to_owned()
+    } else {
+        usd(x)
+    }
 }
 
 fn pct(x: f64) -> String {
