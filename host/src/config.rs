@@ -20,6 +20,13 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
     /// Upstream time to response headers (and, for streams, the first event).
     pub const FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
+    /// Base backoff between retries of one backend.
+    pub const RETRY_BACKOFF_MS: u64 = 200;
+    /// Most retries a backend may be configured with.
+    pub const MAX_RETRIES: u32 = 5;
+    /// Longest upstream `Retry-After` honoured before retrying; a longer one moves on to
+    /// the next target instead.
+    pub const MAX_RETRY_AFTER_MS: u64 = 5_000;
     /// Upstream whole-request timeout.
     pub const TOTAL_TIMEOUT_MS: u64 = 600_000;
     /// Context window assumed for a cloud model the price table does not know.
@@ -221,6 +228,10 @@ struct RawBackend {
     usd_per_mtok_out: Option<f64>,
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
+    /// Retries of this backend (connect errors, timeouts, 429, 5xx) before the next target.
+    retries: Option<u32>,
+    /// Base of the jittered exponential backoff between retries.
+    retry_backoff_ms: Option<u64>,
     total_timeout_ms: Option<u64>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -324,6 +335,14 @@ pub struct Timeouts {
     pub total: Duration,
 }
 
+/// Retries of one backend before the dispatcher moves on to the next target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub retries: u32,
+    /// Base of the exponential backoff; each wait is jittered to 0.5–1.5× of it.
+    pub backoff: Duration,
+}
+
 /// One configured backend.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -338,6 +357,7 @@ pub struct BackendConfig {
     pub usd_per_mtok_in: f64,
     pub usd_per_mtok_out: f64,
     pub timeouts: Timeouts,
+    pub retry: Retry,
     pub labels: BTreeMap<String, String>,
     /// What policies see: `local` keeps data on hardware you run.
     pub locality: crate::domain::BackendKind,
@@ -445,6 +465,8 @@ impl RawBackend {
             connect_timeout_ms: None,
             first_byte_timeout_ms: None,
             total_timeout_ms: None,
+            retries: None,
+            retry_backoff_ms: None,
             labels: BTreeMap::new(),
             locality: None,
             model_path: None,
@@ -825,6 +847,12 @@ fn validate_backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigErr
         usd_per_mtok_in,
         usd_per_mtok_out,
         timeouts,
+        retry: Retry {
+            retries: b.retries.unwrap_or(0).min(defaults::MAX_RETRIES),
+            backoff: Duration::from_millis(
+                b.retry_backoff_ms.unwrap_or(defaults::RETRY_BACKOFF_MS),
+            ),
+        },
         labels: b.labels,
         locality,
         local,

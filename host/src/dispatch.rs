@@ -103,6 +103,39 @@ impl Router for StaticRouter {
     }
 }
 
+/// The wait before retry number `retry` (0-based) after `err`, or `None` when the error
+/// is not worth a retry (or the upstream asks for a longer pause than we hold a client).
+fn retry_delay(err: &BackendError, retry: u32, base: Duration) -> Option<Duration> {
+    let retryable = match err {
+        BackendError::Connect(_) | BackendError::Timeout(_) => true,
+        BackendError::Status { status, .. } => *status == 429 || *status >= 500,
+        _ => false,
+    };
+    if !retryable {
+        return None;
+    }
+    if let BackendError::Status {
+        retry_after_s: Some(secs),
+        ..
+    } = err
+    {
+        let wait = Duration::from_secs(*secs);
+        let cap = Duration::from_millis(crate::config::defaults::MAX_RETRY_AFTER_MS);
+        return (wait <= cap).then_some(wait);
+    }
+    Some(
+        base.saturating_mul(1 << retry.min(10))
+            .mul_f64(0.5 + jitter()),
+    )
+}
+
+/// A uniform number in 0..1 from the std hasher's random keys (no RNG dependency).
+fn jitter() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Counts prompt tokens for the policy.
 pub type TokenCounter = Arc<dyn Fn(&str) -> u32 + Send + Sync>;
 
@@ -253,6 +286,7 @@ pub struct Dispatcher {
     fallback: Vec<String>,
     host: Arc<GatewayHost>,
     first_byte: BTreeMap<String, Duration>,
+    retry: BTreeMap<String, crate::config::Retry>,
     next_id: AtomicU64,
     id_prefix: u64,
     ledger: Option<Arc<Ledger>>,
@@ -272,6 +306,7 @@ impl std::fmt::Debug for Dispatcher {
 pub struct DispatchBackend {
     pub backend: Arc<Instrumented>,
     pub first_byte_timeout: Duration,
+    pub retry: crate::config::Retry,
 }
 
 impl Dispatcher {
@@ -286,6 +321,10 @@ impl Dispatcher {
         let first_byte = backends
             .iter()
             .map(|b| (b.backend.name().to_owned(), b.first_byte_timeout))
+            .collect();
+        let retry = backends
+            .iter()
+            .map(|b| (b.backend.name().to_owned(), b.retry))
             .collect();
         let id_prefix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -304,6 +343,7 @@ impl Dispatcher {
                 ledger: None,
             }),
             first_byte,
+            retry,
             next_id: AtomicU64::new(0),
             id_prefix,
             ledger: None,
@@ -366,6 +406,40 @@ impl Dispatcher {
             if let Err(e) = result {
                 tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
             }
+        }
+    }
+
+    /// Before each attempt: a retry of the backend that just failed waits a jittered
+    /// exponential backoff (or the upstream's `Retry-After`, when short) and runs only for
+    /// retryable errors. Returns whether to make the attempt.
+    async fn before_attempt(
+        &self,
+        backend: &Instrumented,
+        last: Option<&(String, BackendError)>,
+        retry: &mut u32,
+    ) -> bool {
+        let Some((previous, err)) = last.filter(|(name, _)| name == backend.name()) else {
+            *retry = 0;
+            return true;
+        };
+        let base = self
+            .retry
+            .get(previous)
+            .map_or(Duration::ZERO, |r| r.backoff);
+        match retry_delay(err, *retry, base) {
+            Some(wait) => {
+                *retry += 1;
+                crate::metrics::retry(backend.name());
+                tracing::info!(
+                    backend = backend.name(),
+                    wait_ms = wait.as_millis() as u64,
+                    retry = *retry,
+                    "retrying"
+                );
+                tokio::time::sleep(wait).await;
+                true
+            }
+            None => false,
         }
     }
 
@@ -481,18 +555,22 @@ impl Dispatcher {
                 .or_else(|| served.iter().find(|m| **m == request.model).cloned())
                 .or_else(|| served.first().cloned())
                 .unwrap_or_default();
-            plan.push((
-                backend.clone(),
-                ChatRequest {
-                    model,
-                    messages: messages.clone(),
-                    max_tokens,
-                    temperature: request.temperature,
-                    top_p: request.top_p,
-                    stop: request.stop.clone(),
-                    seed: request.seed,
-                },
-            ));
+            let chat = ChatRequest {
+                model,
+                messages: messages.clone(),
+                max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                stop: request.stop.clone(),
+                seed: request.seed,
+            };
+            // A retry is the same target again; `before_attempt` decides whether and
+            // when it runs.
+            let retries = self.retry.get(backend.name()).map_or(0, |r| r.retries);
+            for _ in 0..retries {
+                plan.push((backend.clone(), chat.clone()));
+            }
+            plan.push((backend.clone(), chat));
         }
         if plan.is_empty() {
             return Err(DispatchError::NoTargets {
@@ -582,7 +660,14 @@ impl Dispatcher {
     ) -> Result<(Routed, ChatResponse), DispatchError> {
         let (mut routed, plan) = self.plan(request).await?;
         let mut last = None;
+        let mut retry = 0;
         for (i, (backend, chat)) in plan.into_iter().enumerate() {
+            if !self
+                .before_attempt(&backend, last.as_ref(), &mut retry)
+                .await
+            {
+                continue;
+            }
             let model = chat.model.clone();
             let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
             match backend.chat(chat).await {
@@ -620,7 +705,14 @@ impl Dispatcher {
     ) -> Result<(Routed, ChatStream), DispatchError> {
         let (mut routed, plan) = self.plan(request).await?;
         let mut last = None;
+        let mut retry = 0;
         for (i, (backend, chat)) in plan.into_iter().enumerate() {
+            if !self
+                .before_attempt(&backend, last.as_ref(), &mut retry)
+                .await
+            {
+                continue;
+            }
             let model = chat.model.clone();
             let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
             let first_byte = self
@@ -711,6 +803,7 @@ impl Dispatcher {
             backends.push(DispatchBackend {
                 backend: Arc::new(Instrumented::new(backend, BackendFacts::from(cfg))),
                 first_byte_timeout: cfg.timeouts.first_byte,
+                retry: cfg.retry,
             });
         }
         Ok(Self::new(

@@ -92,6 +92,11 @@ pub fn usage(backend: &str, prompt: u32, completion: u32, cost_usd: f64) {
         .increment(cost_usd);
 }
 
+/// One retry of `backend` after a retryable failure.
+pub fn retry(backend: &str) {
+    metrics::counter!("switchyard_retries_total", "backend" => backend.to_owned()).increment(1);
+}
+
 /// A target failed and the next one was tried.
 pub fn fallback(from: &str) {
     metrics::counter!("switchyard_fallbacks_total", "from" => from.to_owned()).increment(1);

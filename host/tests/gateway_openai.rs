@@ -29,6 +29,8 @@ const KEY_B: &str = "sk-test-key-BBBB-never-log-me";
 enum Mode {
     Ok,
     Status(u16),
+    /// `status` for the first `n` requests, then Ok.
+    FailFirst(u16, usize),
     /// SSE stream that sends two deltas and then drops the connection.
     BrokenStream,
 }
@@ -58,7 +60,13 @@ async fn mock_handler(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: S
         seen.bodies.push(body.clone());
     }
     let stream = body["stream"].as_bool().unwrap_or(false);
-    match mock.mode {
+    let seen_count = mock.seen.lock().unwrap().bodies.len();
+    let mode = match mock.mode {
+        Mode::FailFirst(code, n) if seen_count <= n => Mode::Status(code),
+        Mode::FailFirst(..) => Mode::Ok,
+        other => other,
+    };
+    match mode {
         Mode::Status(code) => {
             let mut r = (
                 StatusCode::from_u16(code).unwrap(),
@@ -77,7 +85,7 @@ async fn mock_handler(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: S
             "usage": {"prompt_tokens": 1000, "completion_tokens": 2000, "total_tokens": 3000}
         }))
         .into_response(),
-        Mode::Ok | Mode::BrokenStream => {
+        Mode::Ok | Mode::BrokenStream | Mode::FailFirst(..) => {
             let model = body["model"].as_str().unwrap().to_owned();
             let chunk = |delta: Value, finish: Value| {
                 format!(
@@ -91,7 +99,7 @@ async fn mock_handler(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: S
                 chunk(json!({"content":"Hel"}), Value::Null),
                 chunk(json!({"content":"lo"}), Value::Null),
             ];
-            let broken = matches!(mock.mode, Mode::BrokenStream);
+            let broken = matches!(mode, Mode::BrokenStream);
             if !broken {
                 parts.push(chunk(json!({}), json!("stop")));
                 parts.push(format!(
@@ -134,6 +142,16 @@ async fn spawn_mock(mode: Mode, reply: &'static str) -> (SocketAddr, Arc<Mock>) 
 
 /// Starts a gateway with two OpenAI-compatible backends `a` (primary) and `b`.
 async fn spawn_gateway(a: SocketAddr, b: SocketAddr, extra_server: &str) -> SocketAddr {
+    spawn_gateway_with(a, b, extra_server, "").await
+}
+
+/// `extra_a`: more settings of backend `a`.
+async fn spawn_gateway_with(
+    a: SocketAddr,
+    b: SocketAddr,
+    extra_server: &str,
+    extra_a: &str,
+) -> SocketAddr {
     let toml = format!(
         r#"
         [server]
@@ -149,6 +167,7 @@ async fn spawn_gateway(a: SocketAddr, b: SocketAddr, extra_server: &str) -> Sock
         api_key_env = "TEST_KEY_A"
         models = ["gpt-4o"]
         first_byte_timeout_ms = 2000
+        {extra_a}
         [[backends]]
         name = "b"
         kind = "openai_compatible"
@@ -291,6 +310,29 @@ async fn client_api_keys_authenticate_and_fix_the_tenant() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["x-switchyard-tenant"], "globex");
+}
+
+#[tokio::test]
+async fn retries_with_backoff_before_failing_over() {
+    let (a, mock_a) = spawn_mock(Mode::FailFirst(503, 2), "from a").await;
+    let (b, mock_b) = spawn_mock(Mode::Ok, "from b").await;
+    let gw = spawn_gateway_with(a, b, "", "retries = 2\nretry_backoff_ms = 20").await;
+    let started = std::time::Instant::now();
+    let resp = post_chat(gw, &chat_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-backend"], "a");
+    assert_eq!(mock_a.seen.lock().unwrap().bodies.len(), 3);
+    assert!(mock_b.seen.lock().unwrap().bodies.is_empty());
+    // Two jittered waits of at least 0.5 × 20 ms and 0.5 × 40 ms.
+    assert!(started.elapsed() >= Duration::from_millis(30));
+
+    // A client error is the client's problem: no retry, no failover.
+    let (a, mock_a) = spawn_mock(Mode::Status(400), "from a").await;
+    let (b, _mock_b) = spawn_mock(Mode::Ok, "from b").await;
+    let gw = spawn_gateway_with(a, b, "", "retries = 3\nretry_backoff_ms = 1").await;
+    let resp = post_chat(gw, &chat_body(false)).await;
+    assert_eq!(resp.status(), 400, "a client error is not retried");
+    assert_eq!(mock_a.seen.lock().unwrap().bodies.len(), 1);
 }
 
 #[tokio::test]
