@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p switchyard --bench policy_decision` (build the policies first with
 //! `bash policies/build.sh`; a missing one is skipped with a note). `BENCH_SECONDS`
-//! (default 2) sets the time spent per configuration.
+//! (default 2) sets the time spent per configuration. Without `--bench` (as `cargo test
+//! --all-targets` runs it) it is a smoke test: 10 ms per row, Rust policies only.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -184,12 +185,17 @@ fn engine(warm: usize, cache: &std::path::Path) -> PolicyEngine {
 }
 
 fn main() {
-    let budget = Duration::from_secs_f64(
-        std::env::var("BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2.0),
-    );
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let budget = if smoke {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_secs_f64(
+            std::env::var("BENCH_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(2.0),
+        )
+    };
     let text = text_1kb();
     let request = request(&text);
     let host: Arc<dyn HostState> = Arc::new(StaticHost::default());
@@ -211,6 +217,12 @@ fn main() {
 
     let mut fresh_p50: BTreeMap<&str, Duration> = BTreeMap::new();
     for (label, stem, lang) in POLICIES {
+        if smoke && *lang != "rust" {
+            println!(
+                "| {label:<26} | skipped in smoke mode (compiling it takes long); use cargo bench"
+            );
+            continue;
+        }
         let path = out.join(format!("{stem}.wasm"));
         if !path.is_file() {
             println!(
