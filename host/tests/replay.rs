@@ -502,7 +502,11 @@ fn emitted_workload_replays_like_the_generator() {
     assert_eq!(text.lines().count(), 150);
     let policy = load("privacy", &[("order", "cloud-first")]);
     let opts = ReplayOptions::default();
-    let from_file = run(&[policy.clone()], JsonlReader::new(text.as_bytes()), &opts);
+    let from_file = run(
+        std::slice::from_ref(&policy),
+        JsonlReader::new(text.as_bytes()),
+        &opts,
+    );
     let direct = run(
         &[policy],
         Synthetic::new(SyntheticSpec {
