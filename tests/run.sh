@@ -18,6 +18,9 @@ bash policies/build.sh
 step "cargo test"
 cargo test --workspace --all-targets
 
+step "end to end: the openai Python SDK against the embedded default"
+bash tests/e2e/run.sh
+
 step "python and js policy unit tests"
 bash policies/python/test.sh
 bash policies/js/test.sh

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# End-to-end tests with real clients: the official openai Python SDK (pinned) against
+# `switchyard serve` on its embedded default. Needs target/debug/switchyard (cargo test
+# builds it), the default model and target/policies/hybrid.wasm.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv=target/e2e-venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" 2>/dev/null || python3 -m virtualenv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+cargo build -q -p switchyard --bin switchyard
+"$venv/bin/python" tests/e2e/openai_sdk.py
