@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Gateway overhead benchmark (issue 4): a fixed-reply nginx upstream, the gateway with the
+# default `hybrid` policy on, and LiteLLM's proxy (1 worker) in front of the same upstream,
+# measured with oha in one run.
+#
+#   bash host/bench/overhead.sh
+#
+# Env knobs:
+#   SWITCHYARD_BIN   gateway binary (default target/debug/switchyard: deps at opt-level 3,
+#                    the switchyard crate at opt-level 1; use target/release/switchyard for
+#                    release figures)
+#   DURATION         seconds per measurement (default 10)
+#   C_HIGH           concurrency of the throughput runs (default 32)
+#   SKIP_LITELLM=1   leave LiteLLM out
+#   NGINX_PORT / GW_PORT / LITELLM_PORT   (defaults 18181 / 18182 / 18183)
+#
+# Installs what is missing: nginx (apt), oha (cargo install into target/bench-tools),
+# litellm[proxy] (venv in target/bench-venv). Writes target/bench-overhead.json.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+DURATION="${DURATION:-10}"
+C_HIGH="${C_HIGH:-32}"
+NGINX_PORT="${NGINX_PORT:-18181}"
+GW_PORT="${GW_PORT:-18182}"
+LITELLM_PORT="${LITELLM_PORT:-18183}"
+SKIP_LITELLM="${SKIP_LITELLM:-0}"
+BIN="${SWITCHYARD_BIN:-$ROOT/target/debug/switchyard}"
+POLICY="$ROOT/target/policies/hybrid.wasm"
+TOOLS="$ROOT/target/bench-tools"
+VENV="$ROOT/target/bench-venv"
+OUT_JSON="$ROOT/target/bench-overhead.json"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ------------------------------------------------------------------ installs
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+NGINX="$(command -v nginx || true)"
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+if [ -z "$NGINX" ]; then
+  log "installing nginx"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq nginx-light >/dev/null 2>&1 || $SUDO apt-get install -y -qq nginx >/dev/null
+  NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+fi
+[ -x "$NGINX" ] || die "nginx not found"
+
+OHA="$(command -v oha || true)"
+[ -z "$OHA" ] && [ -x "$TOOLS/bin/oha" ] && OHA="$TOOLS/bin/oha"
+if [ -z "$OHA" ]; then
+  log "installing oha into $TOOLS (cargo install, a few minutes)"
+  cargo install oha --locked --root "$TOOLS" >&2
+  OHA="$TOOLS/bin/oha"
+fi
+
+if [ "$SKIP_LITELLM" != 1 ] && [ ! -x "$VENV/bin/litellm" ]; then
+  log "installing litellm[proxy] into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'litellm[proxy]'
+fi
+
+if [ ! -x "$BIN" ]; then
+  log "building $BIN"
+  case "$BIN" in
+    */target/release/*) cargo build --release -p switchyard >&2 ;;
+    *) cargo build -p switchyard >&2 ;;
+  esac
+fi
+[ -f "$POLICY" ] || bash policies/build.sh rust >&2
+
+# ------------------------------------------------------------------ processes
+TMP="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() { # url, seconds, [auth header]
+  local url="$1" secs="$2" i
+  for ((i = 0; i < secs * 10; i++)); do
+    if curl -fsS -o /dev/null ${3:+-H "$3"} "$url" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+REPLY='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"positive"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}'
+
+mkdir -p "$TMP/nginx/logs"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location /v1/chat/completions {
+      default_type application/json;
+      return 200 '$REPLY';
+    }
+  }
+}
+EOF
+"$NGINX" -e "$TMP/nginx/logs/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+  >"$TMP/nginx/stdout.log" 2>&1 &
+PIDS+=($!)
+UP="http://127.0.0.1:$NGINX_PORT"
+wait_http "$UP/v1/chat/completions" 10 || { cat "$TMP/nginx/logs/error.log" >&2; die "nginx did not start"; }
+log "nginx upstream on $UP"
+
+mkdir -p "$TMP/gw/cache"
+cat >"$TMP/gw/switchyard.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+
+[policy]
+path = "$POLICY"
+cache_dir = "$TMP/gw/cache"
+
+[[backends]]
+name = "bench"
+kind = "openai_compatible"
+base_url = "$UP/v1"
+models = ["gpt-4o-mini"]
+
+[ledger]
+path = "$TMP/gw/ledger.db"
+
+EOF
+RUST_LOG=warn "$BIN" serve --config "$TMP/gw/switchyard.toml" >"$TMP/gw/log" 2>&1 &
+GW_PID=$!
+PIDS+=($GW_PID)
+GW="http://127.0.0.1:$GW_PORT"
+wait_http "$GW/readyz" 120 || { tail -20 "$TMP/gw/log" >&2; die "gateway not ready"; }
+sleep 1
+RSS_IDLE_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
+PROFILE="$(case "$BIN" in */release/*) echo release ;; */debug/*) echo "debug (deps opt-level 3, crate opt-level 1)" ;; *) echo custom ;; esac)"
+log "gateway $BIN [$PROFILE] on $GW, idle RSS ${RSS_IDLE_KB} kB"
+
+GW_BODY='{"model":"auto","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
+UP_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
+probe="$(curl -sS -w ' HTTP %{http_code}' -H 'content-type: application/json' -d "$GW_BODY" "$GW/v1/chat/completions")"
+case "$probe" in *"HTTP 200") ;; *) tail -20 "$TMP/gw/log" >&2; die "gateway probe failed: $probe" ;; esac
+
+LL_KEY=""
+if [ "$SKIP_LITELLM" != 1 ]; then
+  LL_KEY="sk-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  mkdir -p "$TMP/litellm"
+  cat >"$TMP/litellm/config.yaml" <<EOF
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: $UP/v1
+      api_key: sk-dummy
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+EOF
+  (cd "$TMP/litellm" && LITELLM_MASTER_KEY="$LL_KEY" LITELLM_LOG=ERROR \
+    LITELLM_LOCAL_MODEL_COST_MAP=True NO_DOCS=True \
+    exec "$VENV/bin/litellm" --config "$TMP/litellm/config.yaml" --host 127.0.0.1 \
+    --port "$LITELLM_PORT" --num_workers 1) >"$TMP/litellm/log" 2>&1 &
+  PIDS+=($!)
+  LL="http://127.0.0.1:$LITELLM_PORT"
+  wait_http "$LL/health/liveliness" 180 || { tail -30 "$TMP/litellm/log" >&2; die "litellm not ready"; }
+  probe="$(curl -sS -w ' HTTP %{http_code}' -H 'content-type: application/json' \
+    -H "authorization: Bearer $LL_KEY" -d "$UP_BODY" "$LL/v1/chat/completions")"
+  case "$probe" in *"HTTP 200") ;; *) tail -30 "$TMP/litellm/log" >&2; die "litellm probe failed: $probe" ;; esac
+  log "litellm $("$VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version/ {print $2}') on $LL"
+fi
+
+# ------------------------------------------------------------------ measurements
+# run NAME CONC URL BODY [auth header]: a short warm-up, then DURATION seconds of load.
+run() {
+  local name="$1" conc="$2" url="$3" body="$4" auth="${5:-}"
+  local args=(--no-tui --output-format json -m POST -H 'content-type: application/json' -d "$body")
+  [ -n "$auth" ] && args+=(-H "$auth")
+  "$OHA" "${args[@]}" -c "$conc" -z 2s "$url" >/dev/null 2>&1 || true
+  log "measuring $name at c=$conc for ${DURATION}s"
+  "$OHA" "${args[@]}" -c "$conc" -z "${DURATION}s" "$url" >"$TMP/$name.c$conc.json"
+}
+TARGETS=(direct gateway)
+run direct 1 "$UP/v1/chat/completions" "$UP_BODY"
+run gateway 1 "$GW/v1/chat/completions" "$GW_BODY"
+if [ "$SKIP_LITELLM" != 1 ]; then
+  TARGETS+=(litellm)
+  run litellm 1 "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
+fi
+run direct "$C_HIGH" "$UP/v1/chat/completions" "$UP_BODY"
+run gateway "$C_HIGH" "$GW/v1/chat/completions" "$GW_BODY"
+[ "$SKIP_LITELLM" != 1 ] && run litellm "$C_HIGH" "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
+sleep 2
+RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
+
+# ------------------------------------------------------------------ report
+LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "${TARGETS[@]}" <<'PY'
+import json, sys
+tmp, c_high, out, rss_idle, rss_after, binary, profile, load, cores = sys.argv[1:10]
+targets = sys.argv[10:]
+
+def stats(name, c):
+    d = json.load(open(f"{tmp}/{name}.c{c}.json"))
+    codes = d.get("statusCodeDistribution", {})
+    ok = codes.get("200", 0)
+    total = sum(codes.values()) + sum(d.get("errorDistribution", {}).values())
+    p = d["latencyPercentiles"]
+    return {
+        "requests": total, "ok": ok, "non_200": total - ok,
+        "errors": d.get("errorDistribution", {}),
+        "rps": d["summary"]["requestsPerSec"],
+        "p50_us": p["p50"] * 1e6, "p99_us": p["p99"] * 1e6,
+    }
+
+res = {t: {"c1": stats(t, 1), f"c{c_high}": stats(t, c_high)} for t in targets}
+hi = f"c{c_high}"
+d1 = res["direct"]["c1"]
+report = {
+    "binary": binary, "profile": profile, "cores": int(cores), "loadavg_at_end": load,
+    "concurrency_high": int(c_high), "results": res,
+    "gateway_idle_rss_kb": int(rss_idle), "gateway_rss_after_load_kb": int(rss_after),
+    "added_latency_us": {}, "ratios": {},
+}
+for t in targets[1:]:
+    report["added_latency_us"][t] = {
+        "p50": res[t]["c1"]["p50_us"] - d1["p50_us"],
+        "p99": res[t]["c1"]["p99_us"] - d1["p99_us"],
+    }
+g = res["gateway"][hi]["rps"]
+report["ratios"]["gateway_rps_over_direct"] = g / res["direct"][hi]["rps"]
+if "litellm" in res:
+    report["ratios"]["gateway_rps_over_litellm"] = g / max(res["litellm"][hi]["rps"], 1e-9)
+json.dump(report, open(out, "w"), indent=2)
+
+print(f"\nSwitchyard overhead benchmark  binary={binary} [{profile}]  cores={cores}  load={load}")
+print(f"{'target':<9}{'c=1 p50 µs':>12}{'c=1 p99 µs':>12}{'added p50':>11}{'added p99':>11}"
+      f"{f'c={c_high} RPS':>12}{f'c={c_high} p99 ms':>14}{'non-200':>9}")
+for t in targets:
+    a, b = res[t]["c1"], res[t][hi]
+    add = report["added_latency_us"].get(t)
+    fmt = lambda v: f"{v:>11.0f}" if v is not None else f"{'-':>11}"
+    bad = a["non_200"] + b["non_200"]
+    print(f"{t:<9}{a['p50_us']:>12.0f}{a['p99_us']:>12.0f}{fmt(add and add['p50'])}{fmt(add and add['p99'])}"
+          f"{b['rps']:>12.0f}{b['p99_us']/1000:>14.2f}{bad:>9}")
+for t in targets:
+    if res[t][hi]["p99_us"] > 1e6:
+        print(f"NOTE: {t} p99 at c={c_high} is > 1 s: its RPS is not sustained under the 1 s bound")
+r = report["ratios"]
+print(f"gateway RPS / direct RPS  = {r['gateway_rps_over_direct']*100:.1f} %   (target >= 15 %)")
+if "gateway_rps_over_litellm" in r:
+    print(f"gateway RPS / LiteLLM RPS = {r['gateway_rps_over_litellm']:.1f} x   (target >= 100 x)")
+print(f"gateway added p99 at c=1  = {report['added_latency_us']['gateway']['p99']:.0f} µs   (target <= 400 µs)")
+print(f"gateway idle RSS          = {int(rss_idle)/1024:.1f} MB (after load {int(rss_after)/1024:.1f} MB)   (target <= 25 MB)")
+print(f"JSON: {out}")
+PY
