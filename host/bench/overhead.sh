@@ -153,8 +153,9 @@ GW="http://127.0.0.1:$GW_PORT"
 wait_http "$GW/readyz" 120 || { tail -20 "$TMP/gw/log" >&2; die "gateway not ready"; }
 sleep 1
 RSS_IDLE_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
+RSS_IDLE_ANON_KB="$(awk '/^RssAnon/ {print $2}' "/proc/$GW_PID/status")"
 PROFILE="$(case "$BIN" in */release/*) echo release ;; */debug/*) echo "debug (deps opt-level 3, crate opt-level 1)" ;; *) echo custom ;; esac)"
-log "gateway $BIN [$PROFILE] on $GW, idle RSS ${RSS_IDLE_KB} kB"
+log "gateway $BIN [$PROFILE] on $GW, idle RSS ${RSS_IDLE_KB} kB (anon ${RSS_IDLE_ANON_KB} kB)"
 
 GW_BODY='{"model":"auto","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
 UP_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
@@ -214,10 +215,10 @@ RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 
 # ------------------------------------------------------------------ report
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "${TARGETS[@]}" <<'PY'
+python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$RSS_IDLE_ANON_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "${TARGETS[@]}" <<'PY'
 import json, sys
-tmp, c_high, out, rss_idle, rss_after, binary, profile, load, cores = sys.argv[1:10]
-targets = sys.argv[10:]
+tmp, c_high, out, rss_idle, rss_after, rss_anon, binary, profile, load, cores = sys.argv[1:11]
+targets = sys.argv[11:]
 
 def stats(name, c):
     d = json.load(open(f"{tmp}/{name}.c{c}.json"))
@@ -239,6 +240,7 @@ report = {
     "binary": binary, "profile": profile, "cores": int(cores), "loadavg_at_end": load,
     "concurrency_high": int(c_high), "results": res,
     "gateway_idle_rss_kb": int(rss_idle), "gateway_rss_after_load_kb": int(rss_after),
+    "gateway_idle_rss_anon_kb": int(rss_anon),
     "added_latency_us": {}, "ratios": {},
 }
 for t in targets[1:]:
@@ -270,6 +272,6 @@ print(f"gateway RPS / direct RPS  = {r['gateway_rps_over_direct']*100:.1f} %   (
 if "gateway_rps_over_litellm" in r:
     print(f"gateway RPS / LiteLLM RPS = {r['gateway_rps_over_litellm']:.1f} x   (target >= 100 x)")
 print(f"gateway added p99 at c=1  = {report['added_latency_us']['gateway']['p99']:.0f} µs   (target <= 400 µs)")
-print(f"gateway idle RSS          = {int(rss_idle)/1024:.1f} MB (after load {int(rss_after)/1024:.1f} MB)   (target <= 25 MB)")
+print(f"gateway idle RSS          = {int(rss_idle)/1024:.1f} MB (anon {int(rss_anon)/1024:.1f} MB; after load {int(rss_after)/1024:.1f} MB)   (target <= 25 MB)")
 print(f"JSON: {out}")
 PY
