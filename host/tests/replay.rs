@@ -312,6 +312,19 @@ fn outage_moves_traffic_and_two_policies_differ() {
     assert!(diff.sample.iter().all(|s| s.a != s.b));
     let text = report.render_text();
     assert!(text.contains("Differences: B decided 600 of 600"), "{text}");
+    // B runs on its own thread; each policy's results match a replay of it alone.
+    for (i, name) in ["cost", "privacy"].into_iter().enumerate() {
+        let alone = run(&[load(name, &[])], synthetic(100, 6, FIXED), &opts);
+        let (x, y) = (&alone.policies[0], &report.policies[i]);
+        assert_eq!(cents(x.cost_usd), cents(y.cost_usd), "{name}");
+        let counts = |p: &switchyard::replay::PolicyReport| {
+            p.targets
+                .iter()
+                .map(|t| (t.target.clone(), t.requests))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counts(x), counts(y), "{name}");
+    }
     let svg = replay::chart::daily_cost_svg(&report);
     assert_eq!(svg.matches("font-weight=\"bold\"").count(), 2);
 }

@@ -91,6 +91,8 @@ pub enum ReplayError {
     PolicyCount(usize),
     #[error("outage names unknown backend {0:?} (backends: {1})")]
     UnknownBackend(String, String),
+    #[error("the replay thread of policy B stopped unexpectedly")]
+    Worker,
     #[error("output ratio must be a non-negative number, got {0}")]
     OutputRatio(f64),
 }
@@ -152,6 +154,29 @@ struct Prepared {
     completion_tokens: Option<u32>,
     /// `prompt_tokens` filled in (observed, else the host estimate).
     request: PolicyRequest,
+}
+
+/// A record placed in time, ready for the policies.
+struct Ready {
+    line: u64,
+    ts: i64,
+    day: i64,
+    has_pii: bool,
+    completion_tokens: Option<u32>,
+    request: PolicyRequest,
+}
+
+impl Ready {
+    fn ctx<'a>(&self, opts: &'a ReplayOptions) -> RecordCtx<'a> {
+        RecordCtx {
+            day: self.day,
+            prompt_tokens: self.request.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            has_pii: self.has_pii,
+            output_ratio: opts.output_ratio,
+            backends: &opts.backends,
+        }
+    }
 }
 
 fn prepare(rec: WorkloadRecord) -> Prepared {
@@ -535,6 +560,8 @@ where
     let mut last_ts: Option<i64> = None;
     let (mut min_day, mut max_day) = (i64::MAX, i64::MIN);
     let mut diff = Differences::default();
+    let mut run_b = if runs.len() == 2 { runs.pop() } else { None };
+    let host_b = run_b.as_ref().map(|r| r.host.clone());
     let started = Instant::now();
     // A producer thread reads or generates records and does the per-record work that
     // needs no replay state (JSON parsing, token estimates, PII detection); this thread
@@ -557,72 +584,109 @@ where
                 let _ = tx.send(batch);
             }
         });
-        for item in rx.into_iter().flatten() {
-            let prepared = match item {
-                Ok(p) => p,
-                Err(e) if opts.skip_bad => {
-                    w.skipped_lines += 1;
-                    if w.skipped_examples.len() < SKIP_EXAMPLES {
-                        w.skipped_examples.push(e.to_string());
+        // With two policies, B decides on its own thread, batch by batch in lockstep with A
+        // (each has its own simulated host, so neither waits on the other's state).
+        let (b_tx, b_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<Ready>>>(2);
+        let (r_tx, r_rx) = std::sync::mpsc::sync_channel::<Vec<(String, String)>>(2);
+        let worker = run_b.take().map(|mut run| {
+            scope.spawn(move || {
+                for batch in b_rx {
+                    let keys: Vec<(String, String)> = batch
+                        .iter()
+                        .map(|r| run.step(&r.request, r.ts, &r.ctx(opts)))
+                        .collect();
+                    if r_tx.send(keys).is_err() {
+                        break;
                     }
+                }
+                run
+            })
+        });
+        let mut pending: Vec<Ready> = Vec::with_capacity(BATCH);
+        for batch in rx {
+            for item in batch {
+                let prepared = match item {
+                    Ok(p) => p,
+                    Err(e) if opts.skip_bad => {
+                        w.skipped_lines += 1;
+                        if w.skipped_examples.len() < SKIP_EXAMPLES {
+                            w.skipped_examples.push(e.to_string());
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(ReplayError::BadLine(e)),
+                };
+                let ts = prepared
+                    .timestamp_ms
+                    .or(last_ts)
+                    .unwrap_or(start_day * time::DAY_MS);
+                if last_ts.is_none() {
+                    for host in runs.iter().map(|r| &r.host).chain(host_b.iter()) {
+                        host.set_first_day(time::day_of(ts));
+                    }
+                }
+                last_ts = Some(ts);
+                let day = time::day_of(ts);
+                min_day = min_day.min(day);
+                max_day = max_day.max(day);
+                let ready = Ready {
+                    line: prepared.line,
+                    ts,
+                    day,
+                    has_pii: prepared.has_pii,
+                    completion_tokens: prepared.completion_tokens,
+                    request: prepared.request,
+                };
+                let req = &ready.request;
+                w.requests += 1;
+                w.input_tokens += u64::from(req.prompt_tokens);
+                w.output_tokens += output_tokens(&ready.ctx(opts), req.max_tokens);
+                w.pii_requests += u64::from(ready.has_pii);
+                if let Some(task) = prepared.task {
+                    *w.tasks.entry(task.to_owned()).or_default() += 1;
+                }
+                if !tenants.contains(&req.tenant) {
+                    tenants.insert(req.tenant.clone());
+                }
+                pending.push(ready);
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            let ready = Arc::new(std::mem::replace(&mut pending, Vec::with_capacity(BATCH)));
+            if worker.is_some() && b_tx.send(ready.clone()).is_err() {
+                return Err(ReplayError::Worker);
+            }
+            let Some(run_a) = runs.first_mut() else {
+                continue;
+            };
+            let keys_a: Vec<(String, String)> = ready
+                .iter()
+                .map(|r| run_a.step(&r.request, r.ts, &r.ctx(opts)))
+                .collect();
+            if worker.is_none() {
+                continue;
+            }
+            let keys_b = r_rx.recv().map_err(|_| ReplayError::Worker)?;
+            for ((r, (ka, sa)), (kb, sb)) in ready.iter().zip(keys_a).zip(keys_b) {
+                if ka == kb {
                     continue;
                 }
-                Err(e) => return Err(ReplayError::BadLine(e)),
-            };
-            let Prepared {
-                line,
-                timestamp_ms,
-                task,
-                has_pii: pii,
-                completion_tokens,
-                request: req,
-            } = prepared;
-            let ts = timestamp_ms.or(last_ts).unwrap_or(start_day * time::DAY_MS);
-            if last_ts.is_none() {
-                for run in &runs {
-                    run.host.set_first_day(time::day_of(ts));
-                }
-            }
-            last_ts = Some(ts);
-            let day = time::day_of(ts);
-            min_day = min_day.min(day);
-            max_day = max_day.max(day);
-            let ctx = RecordCtx {
-                day,
-                prompt_tokens: req.prompt_tokens,
-                completion_tokens,
-                has_pii: pii,
-                output_ratio: opts.output_ratio,
-                backends: &opts.backends,
-            };
-            w.requests += 1;
-            w.input_tokens += u64::from(req.prompt_tokens);
-            w.output_tokens += output_tokens(&ctx, req.max_tokens);
-            w.pii_requests += u64::from(pii);
-            if let Some(task) = task {
-                *w.tasks.entry(task.to_owned()).or_default() += 1;
-            }
-            if !tenants.contains(&req.tenant) {
-                tenants.insert(req.tenant.clone());
-            }
-            let mut decided = Vec::with_capacity(runs.len());
-            for run in &mut runs {
-                decided.push(run.step(&req, ts, &ctx));
-            }
-            if let [(ka, sa), (kb, sb)] = decided.as_slice()
-                && ka != kb
-            {
                 diff.count += 1;
                 if diff.sample.len() < opts.diff_samples {
                     diff.sample.push(DiffSample {
-                        line,
-                        id: req.id.clone(),
-                        tenant: req.tenant.clone(),
-                        a: sa.clone(),
-                        b: sb.clone(),
+                        line: r.line,
+                        id: r.request.id.clone(),
+                        tenant: r.request.tenant.clone(),
+                        a: sa,
+                        b: sb,
                     });
                 }
             }
+        }
+        drop(b_tx);
+        if let Some(handle) = worker {
+            runs.push(handle.join().map_err(|_| ReplayError::Worker)?);
         }
         Ok(())
     });
