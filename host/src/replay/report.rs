@@ -681,6 +681,12 @@ impl Report {
                 .map(|(k, v)| format!("{k} {}", group(*v)))
                 .collect();
             let _ = writeln!(out, "  policy failures (fallback used): {}", f.join(", "));
+            if p.policy_failures.contains_key("deadline") {
+                let _ = writeln!(
+                    out,
+                    "  (a busy machine also causes deadline failures: rerun with --deadline-ms 100 to tell them apart)"
+                );
+            }
         }
         let _ = writeln!(out, "  mean decision time {:.1} µs", p.mean_decision_us);
         let mut t = Table::new(
