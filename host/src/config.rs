@@ -43,6 +43,10 @@ pub mod defaults {
     pub const ESTIMATE_COMPLETION_TOKENS: u32 = 1024;
     /// Policy artifact of the embedded default configuration.
     pub const POLICY_PATH: &str = "target/policies/hybrid.wasm";
+    /// Decision log file size before rotation.
+    pub const DECISION_LOG_MAX_MB: u64 = 100;
+    /// Rotated decision log files kept.
+    pub const DECISION_LOG_KEEP: u32 = 5;
     /// Env var of the admin API's bearer token.
     pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
     /// Quiet time before a changed policy or config file is re-read.
@@ -137,6 +141,18 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     auth: RawAuth,
+    decision_log: Option<RawDecisionLog>,
+}
+
+/// `[decision_log]`: one JSONL line per request for `switchyard replay`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecisionLog {
+    path: PathBuf,
+    max_mb: Option<u64>,
+    keep: Option<u32>,
+    #[serde(default)]
+    include_content: bool,
 }
 
 /// Client API keys (`[[auth.keys]]`): each maps to a tenant. Only digests are stored.
@@ -269,6 +285,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Client API keys by sha256 hex digest → tenant; empty leaves the API open.
     pub client_keys: BTreeMap<String, String>,
+    /// The decision log; off unless configured.
+    pub decision_log: Option<crate::decision_log::DecisionLogConfig>,
 }
 
 /// Live-policy administration.
@@ -441,6 +459,7 @@ impl Config {
             policies: Vec::new(),
             admin: RawAdmin::default(),
             auth: RawAuth::default(),
+            decision_log: None,
         };
         validate(raw)
     }
@@ -634,6 +653,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         tenants,
         server,
         client_keys,
+        decision_log: raw
+            .decision_log
+            .map(|d| crate::decision_log::DecisionLogConfig {
+                path: d.path,
+                max_bytes: d.max_mb.unwrap_or(defaults::DECISION_LOG_MAX_MB).max(1) << 20,
+                keep: d.keep.unwrap_or(defaults::DECISION_LOG_KEEP),
+                include_content: d.include_content,
+            }),
         admin: AdminConfig {
             token_env: raw
                 .admin

@@ -11,10 +11,12 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::backends::instrumented::Instrumented;
 use crate::backends::{BackendError, ChatRequest, ChatResponse, ChatStream, Usage};
+use crate::decision_log::DecisionLog;
 use crate::domain::{
     BackendStatus, ChatMessage, Decision, PolicyRequest, SpendStatus, Target, Verdict,
 };
 use crate::ledger::{Ledger, LedgerError, Reservation};
+use crate::replay::{DecisionLogRecord, UsageRecord};
 
 /// A client's chat request after the HTTP layer parsed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +289,7 @@ pub struct Dispatcher {
     host: Arc<GatewayHost>,
     first_byte: BTreeMap<String, Duration>,
     retry: BTreeMap<String, crate::config::Retry>,
+    decision_log: Option<Arc<DecisionLog>>,
     next_id: AtomicU64,
     id_prefix: u64,
     ledger: Option<Arc<Ledger>>,
@@ -344,6 +347,7 @@ impl Dispatcher {
             }),
             first_byte,
             retry,
+            decision_log: None,
             next_id: AtomicU64::new(0),
             id_prefix,
             ledger: None,
@@ -359,6 +363,12 @@ impl Dispatcher {
             ledger: Some(ledger.clone()),
         });
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Writes one decision-log record per request to `log`.
+    pub fn with_decision_log(mut self, log: Arc<DecisionLog>) -> Self {
+        self.decision_log = Some(log);
         self
     }
 
@@ -480,6 +490,7 @@ impl Dispatcher {
     async fn plan(
         &self,
         request: &ClientRequest,
+        record: &mut Option<DecisionLogRecord>,
     ) -> Result<(Routed, Vec<(Arc<Instrumented>, ChatRequest)>), DispatchError> {
         if !self.is_routable(&request.model) {
             return Err(DispatchError::UnknownModel(request.model.clone()));
@@ -504,6 +515,15 @@ impl Dispatcher {
         let eval = self.router.decide(&policy_request, self.host.clone()).await;
         let policy = eval.policy.clone();
         crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
+        if let Some(log) = &self.decision_log {
+            *record = Some(log.record(
+                &policy_request,
+                &policy,
+                &eval.verdict,
+                eval.failure.as_deref(),
+                u64::try_from(eval.elapsed.as_micros()).unwrap_or(u64::MAX),
+            ));
+        }
         let decision = match eval.verdict {
             Verdict::Reject(r) => {
                 let status = if (400..=599).contains(&r.status) {
@@ -658,7 +678,26 @@ impl Dispatcher {
         &self,
         request: &ClientRequest,
     ) -> Result<(Routed, ChatResponse), DispatchError> {
-        let (mut routed, plan) = self.plan(request).await?;
+        let started = Instant::now();
+        let mut record = None;
+        let result = self.complete_inner(request, &mut record).await;
+        if let (Some(log), Some(mut record)) = (&self.decision_log, record) {
+            match &result {
+                Ok((routed, response)) => outcome(&mut record, routed, Some(response.usage)),
+                Err(e) => record.status = Some(e.status()),
+            }
+            record.latency_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+            log.write(record);
+        }
+        result
+    }
+
+    async fn complete_inner(
+        &self,
+        request: &ClientRequest,
+        record: &mut Option<DecisionLogRecord>,
+    ) -> Result<(Routed, ChatResponse), DispatchError> {
+        let (mut routed, plan) = self.plan(request, record).await?;
         let mut last = None;
         let mut retry = 0;
         for (i, (backend, chat)) in plan.into_iter().enumerate() {
@@ -703,7 +742,42 @@ impl Dispatcher {
         &self,
         request: &ClientRequest,
     ) -> Result<(Routed, ChatStream), DispatchError> {
-        let (mut routed, plan) = self.plan(request).await?;
+        let started = Instant::now();
+        let mut record = None;
+        match self.stream_inner(request, &mut record).await {
+            Ok((routed, stream, reservation)) => {
+                let ledger = match (&self.ledger, reservation) {
+                    (Some(ledger), Some(r)) => Some((ledger.clone(), r)),
+                    _ => None,
+                };
+                let log = match (&self.decision_log, record) {
+                    (Some(log), Some(record)) => Some((log.clone(), record, started)),
+                    _ => None,
+                };
+                let stream = if ledger.is_none() && log.is_none() {
+                    stream
+                } else {
+                    finish_on_end(stream, &routed, ledger, log)
+                };
+                Ok((routed, stream))
+            }
+            Err(e) => {
+                if let (Some(log), Some(mut record)) = (&self.decision_log, record) {
+                    record.status = Some(e.status());
+                    record.latency_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+                    log.write(record);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn stream_inner(
+        &self,
+        request: &ClientRequest,
+        record: &mut Option<DecisionLogRecord>,
+    ) -> Result<(Routed, ChatStream, Option<Reservation>), DispatchError> {
+        let (mut routed, plan) = self.plan(request, record).await?;
         let mut last = None;
         let mut retry = 0;
         for (i, (backend, chat)) in plan.into_iter().enumerate() {
@@ -740,13 +814,7 @@ impl Dispatcher {
             match result {
                 Ok(stream) => {
                     Self::chosen(&mut routed, &backend, model);
-                    let stream = match (&self.ledger, reservation) {
-                        (Some(ledger), Some(reservation)) => {
-                            settle_on_end(stream, ledger.clone(), reservation, &routed)
-                        }
-                        _ => stream,
-                    };
-                    return Ok((routed, stream));
+                    return Ok((routed, stream, reservation));
                 }
                 Err(err) => {
                     self.finish(reservation, None);
@@ -815,50 +883,68 @@ impl Dispatcher {
     }
 }
 
-/// Settles a stream's reservation once, when the stream is dropped (ended, failed or the
-/// client went away): with the upstream's usage if it sent one, else estimated from the
-/// text streamed so far.
-fn settle_on_end(
+/// Fills a decision-log record with what happened upstream.
+fn outcome(record: &mut DecisionLogRecord, routed: &Routed, usage: Option<Usage>) {
+    record.status = Some(200);
+    record.backend = Some(routed.backend.clone());
+    record.served_model = Some(routed.model.clone());
+    if let Some(usage) = usage {
+        record.usage = Some(UsageRecord {
+            prompt_tokens: Some(usage.prompt_tokens),
+            completion_tokens: Some(usage.completion_tokens),
+        });
+        record.cost_usd = Some(routed.cost_usd(&usage));
+    }
+}
+
+/// When a served stream ends (or the client goes away): settles the ledger reservation
+/// with the reported usage (or an estimate from the text seen) and writes the
+/// decision-log record.
+fn finish_on_end(
     stream: ChatStream,
-    ledger: Arc<Ledger>,
-    reservation: Reservation,
     routed: &Routed,
+    ledger: Option<(Arc<Ledger>, Reservation)>,
+    log: Option<(Arc<DecisionLog>, DecisionLogRecord, Instant)>,
 ) -> ChatStream {
-    struct Settle {
-        ledger: Arc<Ledger>,
-        reservation: Reservation,
+    struct Finish {
+        ledger: Option<(Arc<Ledger>, Reservation)>,
+        log: Option<(Arc<DecisionLog>, DecisionLogRecord, Instant)>,
         usage: Option<Usage>,
         text_bytes: usize,
-        prompt_tokens: u32,
         routed: Routed,
     }
-    impl Drop for Settle {
+    impl Drop for Finish {
         fn drop(&mut self) {
             let usage = self.usage.unwrap_or(Usage {
-                prompt_tokens: self.prompt_tokens,
+                prompt_tokens: self.routed.prompt_tokens,
                 completion_tokens: u32::try_from(self.text_bytes.div_ceil(4)).unwrap_or(u32::MAX),
             });
-            let cost = self.routed.cost_usd(&usage);
-            if let Err(e) = self.ledger.settle(&self.reservation, cost) {
+            if let Some((ledger, reservation)) = &self.ledger
+                && let Err(e) = ledger.settle(reservation, self.routed.cost_usd(&usage))
+            {
                 tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
+            }
+            if let Some((log, mut record, started)) = self.log.take() {
+                outcome(&mut record, &self.routed, Some(usage));
+                record.latency_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+                log.write(record);
             }
         }
     }
-    let mut settle = Settle {
+    let mut finish = Finish {
         ledger,
-        reservation,
+        log,
         usage: None,
         text_bytes: 0,
-        prompt_tokens: routed.prompt_tokens,
         routed: routed.clone(),
     };
     stream
         .inspect(move |item| {
             // Borrow the whole struct so the closure owns it (and its Drop) entirely.
-            let settle = &mut settle;
+            let finish = &mut finish;
             match item {
-                Ok(crate::backends::StreamEvent::Delta(t)) => settle.text_bytes += t.len(),
-                Ok(crate::backends::StreamEvent::Usage(u)) => settle.usage = Some(*u),
+                Ok(crate::backends::StreamEvent::Delta(t)) => finish.text_bytes += t.len(),
+                Ok(crate::backends::StreamEvent::Usage(u)) => finish.usage = Some(*u),
                 _ => {}
             }
         })

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod dispatch;
 pub mod domain;
 pub mod http;

@@ -82,3 +82,83 @@ async fn missing_or_broken_policy_stops_startup_with_a_clear_error() {
     assert!(!out.status.success());
     assert!(stderr.contains("truncated.wasm"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_log_records_each_request_and_replays() {
+    let policy = built_policy("keyword");
+    let dir = scratch("decision-log");
+    let log = dir.join("decisions.jsonl");
+    let local = gateway_support::spawn_upstream("from local").await;
+    let cloud = gateway_support::spawn_upstream("from cloud").await;
+    let extra = format!(
+        "{KEYWORD_PARAMS}\n[decision_log]\npath = \"{}\"\n",
+        log.display()
+    );
+    let config = gateway_support::write_config(&dir, &policy, local, cloud, &extra);
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let (status, _, _) = gateway
+        .chat(&client, "Summarize: mail bob@example.com", "acme")
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = gateway.chat(&client, "Implement a parser", "globex").await;
+    assert_eq!(status, 200);
+    let streamed = client
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "auto", "stream": true,
+            "messages": [{"role": "user", "content": "Classify: fine"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    let _ = streamed.text().await.unwrap();
+
+    // The writer thread flushes after each batch.
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_tenant = |t: &str| records.iter().find(|r| r["tenant"] == t).unwrap();
+    let acme = by_tenant("acme");
+    assert_eq!(acme["schema"], "switchyard.decision.v1");
+    assert_eq!(acme["pii"], serde_json::json!(["email"]));
+    assert_eq!(acme["backend"], "local");
+    assert_eq!(acme["status"], 200);
+    assert_eq!(acme["usage"]["completion_tokens"], 5);
+    assert!(acme.get("messages").is_none(), "content is off by default");
+    assert!(!lines.iter().any(|l| l.contains("bob@example.com")));
+    assert_eq!(by_tenant("globex")["backend"], "openai");
+    assert!((by_tenant("globex")["cost_usd"].as_f64().unwrap() - 7.5e-5).abs() < 1e-12);
+    let stream = records.iter().find(|r| r["streaming"] == true).unwrap();
+    assert_eq!(stream["status"], 200);
+    assert!(stream["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    // The log is a replay workload as it is.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["replay", "--json", "--policy"])
+        .arg(&policy)
+        .arg("--workload")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"]["requests"], 3, "{report}");
+}

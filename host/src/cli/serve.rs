@@ -12,6 +12,7 @@ use anyhow::Context;
 use crate::backends::Backend;
 use crate::backends::local::LocalBackend;
 use crate::config::{Config, PolicySource};
+use crate::decision_log::DecisionLog;
 use crate::dispatch::{Dispatcher, Router, StaticRouter, TokenCounter, estimate_tokens};
 use crate::domain::{Decision, Target};
 use crate::http::{self, AppState};
@@ -154,8 +155,14 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         Budget::default(),
     )
     .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
-    let dispatcher = Dispatcher::from_config(&config, router, local, tokens, &env)?
+    let mut dispatcher = Dispatcher::from_config(&config, router, local, tokens, &env)?
         .with_ledger(Arc::new(ledger));
+    if let Some(log) = &config.decision_log {
+        let opened = DecisionLog::open(log.clone())
+            .with_context(|| format!("opening the decision log {}", log.path.display()))?;
+        tracing::info!(path = %log.path.display(), content = log.include_content, "decision log on");
+        dispatcher = dispatcher.with_decision_log(Arc::new(opened));
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;

@@ -40,16 +40,29 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// An OpenAI-compatible upstream that answers every request with `reply`.
+/// An OpenAI-compatible upstream that answers every request with `reply` (as SSE with a
+/// usage chunk when asked to stream).
 pub async fn spawn_upstream(reply: &'static str) -> SocketAddr {
+    use axum::response::IntoResponse;
     let handler = move |body: String| async move {
         let body: Value = serde_json::from_str(&body).unwrap();
+        if body["stream"] == true {
+            let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                "model": body["model"], "choices": [{"index": 0, "delta": {"content": reply},
+                "finish_reason": "stop"}]});
+            let usage = json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                "model": body["model"], "choices": [],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}});
+            let text = format!("data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+            return ([("content-type", "text/event-stream")], text).into_response();
+        }
         axum::Json(json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         }))
+        .into_response()
     };
     let app = axum::Router::new().route("/v1/chat/completions", post(handler));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
