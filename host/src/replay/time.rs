@@ -52,12 +52,19 @@ pub fn date_string(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time in ms (seconds precision).
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time in ms, with `.mmm` when the milliseconds are not 0.
 pub fn rfc3339(ms: i64) -> String {
     let day = day_of(ms);
-    let secs = ms.rem_euclid(DAY_MS) / 1000;
+    let in_day = ms.rem_euclid(DAY_MS);
+    let secs = in_day / 1000;
+    let millis = in_day % 1000;
+    let frac = if millis == 0 {
+        String::new()
+    } else {
+        format!(".{millis:03}")
+    };
     format!(
-        "{}T{:02}:{:02}:{:02}Z",
+        "{}T{:02}:{:02}:{:02}{frac}Z",
         date_string(day),
         secs / 3600,
         secs / 60 % 60,
@@ -165,6 +172,8 @@ mod tests {
         assert!(parse_rfc3339("2026-01-05T09:30:00").is_err());
         assert!(parse_rfc3339("2026-01-05T09:30:00+0200").is_err());
         assert_eq!(rfc3339(base), "2026-01-05T09:30:00Z");
+        assert_eq!(rfc3339(base + 250), "2026-01-05T09:30:00.250Z");
+        assert_eq!(parse_rfc3339(&rfc3339(base + 7)), Ok(base + 7));
     }
 
     #[test]
