@@ -194,7 +194,7 @@ fi
 # run NAME CONC URL BODY [auth header]: a short warm-up, then DURATION seconds of load.
 run() {
   local name="$1" conc="$2" url="$3" body="$4" auth="${5:-}"
-  local args=(--no-tui --output-format json -m POST -H 'content-type: application/json' -d "$body")
+  local args=(--no-tui -w --output-format json -m POST -H 'content-type: application/json' -d "$body")
   [ -n "$auth" ] && args+=(-H "$auth")
   "$OHA" "${args[@]}" -c "$conc" -z 2s "$url" >/dev/null 2>&1 || true
   log "measuring $name at c=$conc for ${DURATION}s"
