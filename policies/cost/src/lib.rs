@@ -38,7 +38,7 @@ impl Policy for Cost {
         let budget = rules::assess(host, request, &cfg)?;
         let backends = host.backends();
         let order = select::usable(
-            rules::order(&backends, budget.tier, &cfg),
+            rules::order(&backends, request, &budget, &cfg),
             request.prompt_tokens,
         );
         if budget.tier == Tier::Exhausted && !order.iter().any(|b| b.healthy) {
@@ -71,6 +71,21 @@ mod tests {
 
     fn route(host: &MockHost) -> Result<Decision, Rejection> {
         Cost::route(host, &Request::user("hello").tenant("acme"))
+    }
+
+    #[test]
+    fn a_cloud_call_that_would_overrun_the_budget_is_left_out() {
+        // $9.99 of $10 spent today: 0.01 left. 1000 prompt + 512 expected completion tokens
+        // cost $0.0076 on openai and $0.0107 on anthropic; gemini is cheaper still.
+        let host = host_at(9.99, 50.0);
+        let request = Request::user("hi").tenant("acme").prompt_tokens(1000);
+        let d = Cost::route(&host, &request).unwrap();
+        assert!(!d.backends().contains(&"anthropic"), "{:?}", d.backends());
+        assert!(d.backends().contains(&"openai"), "{:?}", d.backends());
+        // With a larger max_tokens, openai no longer fits either.
+        let d = Cost::route(&host, &request.max_tokens(2000)).unwrap();
+        assert!(!d.backends().contains(&"openai"), "{:?}", d.backends());
+        assert!(!d.backends().contains(&"anthropic"));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct Config {
     pub soft_max_tokens: u32,
     /// Spend scope (`scope`; default: the request's tenant).
     pub scope: Option<String>,
+    /// Completion tokens assumed for a request without `max_tokens` when checking that a
+    /// cloud call fits the budget left (`expected_completion_tokens`, 512).
+    pub expected_completion_tokens: u32,
 }
 
 impl Config {
@@ -73,6 +76,7 @@ impl Config {
             soft_mode,
             soft_max_tokens: host.param_u32("soft_max_tokens", 512),
             scope: host.param("scope").filter(|s| !s.trim().is_empty()),
+            expected_completion_tokens: host.param_u32("expected_completion_tokens", 512),
         }
     }
 }
@@ -132,16 +136,34 @@ pub fn assess(host: &dyn Host, request: &Request, cfg: &Config) -> Result<Budget
     })
 }
 
-/// The backends for `tier`, before dropping those that cannot hold the prompt:
+/// Whether sending `request` to `backend` fits what is left of the budgets: its estimated
+/// cost (prompt plus `max_tokens`, else the expected completion) is at most the smallest
+/// remainder of the daily budget, monthly budget and hard cap. Always true without budgets.
+pub fn affordable(
+    backend: &BackendStatus,
+    request: &Request,
+    spend: &SpendStatus,
+    cfg: &Config,
+) -> bool {
+    let completion = request.max_tokens.unwrap_or(cfg.expected_completion_tokens);
+    let cost = backend.cost_usd(request.prompt_tokens, completion);
+    spend.remaining_usd().is_none_or(|left| cost <= left)
+}
+
+/// The backends for `budget`'s tier, before dropping those that cannot hold the prompt:
 /// none/ok → cloud in config order, then local; soft → per `soft_mode`; exhausted →
-/// local only.
+/// local only. A cloud backend whose cost for this request would overrun the budget is
+/// left out, so a tenant stays within budget rather than crossing it by one request.
 pub fn order<'a>(
     backends: &'a [BackendStatus],
-    tier: Tier,
+    request: &Request,
+    budget: &Budget,
     cfg: &Config,
 ) -> Vec<&'a BackendStatus> {
+    let tier = budget.tier;
     let (local, mut cloud): (Vec<&BackendStatus>, Vec<&BackendStatus>) =
         backends.iter().partition(|b| b.is_local());
+    cloud.retain(|b| affordable(b, request, &budget.spend, cfg));
     match tier {
         Tier::None | Tier::Ok => [cloud, local].concat(),
         Tier::Soft => {

@@ -77,7 +77,7 @@ impl Policy for Hybrid {
             let budget = cost::assess(host, request, &cfg)?;
             if budget.tier == cost::Tier::Exhausted {
                 let order = select::usable(
-                    cost::order(&backends, budget.tier, &cfg),
+                    cost::order(&backends, request, &budget, &cfg),
                     request.prompt_tokens,
                 );
                 if !order.iter().any(|b| b.healthy) {
@@ -86,7 +86,7 @@ impl Policy for Hybrid {
                 let d = select::decide(&order, &budget.reason())?.label("stage", "budget");
                 return Ok(finish(cost::labelled(d, &budget), redacted));
             }
-            Some((budget, cfg.soft_max_tokens))
+            Some((budget, cfg))
         } else {
             None
         };
@@ -97,6 +97,14 @@ impl Policy for Hybrid {
         if soft.is_some() {
             cfg.complex_order = complexity::CloudOrder::Price;
         }
+        // Cloud backends this request would push over budget are out of the running.
+        let backends: Vec<BackendStatus> = match &budget {
+            Some((b, cost_cfg)) => backends
+                .into_iter()
+                .filter(|x| x.is_local() || cost::affordable(x, request, &b.spend, cost_cfg))
+                .collect(),
+            None => backends,
+        };
         let mut d = if on("complexity") {
             let class = complexity::classify(host, request, &cfg);
             let order = usable(complexity::order(&backends, class.level, &cfg), request);
@@ -109,10 +117,10 @@ impl Policy for Hybrid {
             );
             select::decide(&order, "default")?.label("stage", "default")
         };
-        if let Some((b, cap)) = soft {
+        if let Some((b, cost_cfg)) = soft {
             d.reason = format!("{}+{}", d.reason, b.reason());
-            if *cap > 0 {
-                d = d.cap_tokens(*cap);
+            if cost_cfg.soft_max_tokens > 0 {
+                d = d.cap_tokens(cost_cfg.soft_max_tokens);
             }
         }
         if let Some((b, _)) = &budget {
