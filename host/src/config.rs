@@ -50,7 +50,7 @@ pub mod defaults {
     /// Env var of the admin API's bearer token.
     pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
     /// Quiet time before a changed policy or config file is re-read.
-    pub const WATCH_DEBOUNCE_MS: u64 = 50;
+    pub const WATCH_DEBOUNCE_MS: u64 = 25;
     /// Epoch deadline of one policy decision.
     pub const POLICY_DEADLINE_MS: u64 = 5;
     /// Limit on a whole policy call, host calls included.
