@@ -150,7 +150,12 @@ RUST_LOG=warn "$BIN" serve --config "$TMP/gw/switchyard.toml" >"$TMP/gw/log" 2>&
 GW_PID=$!
 PIDS+=($GW_PID)
 GW="http://127.0.0.1:$GW_PORT"
-wait_http "$GW/readyz" 120 || { tail -20 "$TMP/gw/log" >&2; die "gateway not ready"; }
+wait_http "$GW/readyz" 120 || {
+  grep -v '^ *[0-9]*: *0x' "$TMP/gw/log" | tail -20 >&2
+  curl -sS "$GW/readyz" >&2 || true
+  kill -0 "$GW_PID" 2>/dev/null || log "the gateway exited"
+  die "gateway not ready"
+}
 sleep 1
 RSS_IDLE_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 RSS_IDLE_ANON_KB="$(awk '/^RssAnon/ {print $2}' "/proc/$GW_PID/status")"
@@ -200,15 +205,29 @@ run() {
   log "measuring $name at c=$conc for ${DURATION}s"
   "$OHA" "${args[@]}" -c "$conc" -z "${DURATION}s" "$url" >"$TMP/$name.c$conc.json"
 }
+# gw_metrics TAG: the gateway's policy counters so far (sums over all labels).
+gw_metrics() {
+  curl -fsS "$GW/metrics" | awk -v tag="$1" '
+    /^switchyard_policy_fallback_decisions_total/ {fb += $NF}
+    /^switchyard_policy_failures_total/ {pf += $NF}
+    /^switchyard_policy_decision_seconds_sum/ {ds += $NF}
+    /^switchyard_policy_decision_seconds_count/ {dc += $NF}
+    /^switchyard_requests_total/ {rq += $NF}
+    END {printf "%s %d %d %d %.9f %d\n", tag, rq, fb, pf, ds, dc}' >>"$TMP/gw_metrics.txt" || true
+}
+gw_metrics start
 TARGETS=(direct gateway)
 run direct 1 "$UP/v1/chat/completions" "$UP_BODY"
 run gateway 1 "$GW/v1/chat/completions" "$GW_BODY"
+gw_metrics c1
 if [ "$SKIP_LITELLM" != 1 ]; then
   TARGETS+=(litellm)
   run litellm 1 "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
 fi
 run direct "$C_HIGH" "$UP/v1/chat/completions" "$UP_BODY"
+gw_metrics pre_high
 run gateway "$C_HIGH" "$GW/v1/chat/completions" "$GW_BODY"
+gw_metrics high
 [ "$SKIP_LITELLM" != 1 ] && run litellm "$C_HIGH" "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
 sleep 2
 RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
@@ -252,6 +271,22 @@ g = res["gateway"][hi]["rps"]
 report["ratios"]["gateway_rps_over_direct"] = g / res["direct"][hi]["rps"]
 if "litellm" in res:
     report["ratios"]["gateway_rps_over_litellm"] = g / max(res["litellm"][hi]["rps"], 1e-9)
+# Policy counters of the gateway per phase (includes the 2 s warm-ups).
+try:
+    m = {}
+    for line in open(f"{tmp}/gw_metrics.txt"):
+        tag, rq, fb, pf, ds, dc = line.split()
+        m[tag] = (int(rq), int(fb), int(pf), float(ds), int(dc))
+    pol = {}
+    for name, a, b in (("c1", "start", "c1"), (hi, "pre_high", "high")):
+        if a in m and b in m:
+            d = [y - x for x, y in zip(m[a], m[b])]
+            pol[name] = {"requests": d[0], "policy_fallback_decisions": d[1],
+                         "policy_failures": d[2],
+                         "policy_decision_mean_us": d[3] / d[4] * 1e6 if d[4] else None}
+    report["gateway_policy"] = pol
+except OSError:
+    pol = {}
 json.dump(report, open(out, "w"), indent=2)
 
 print(f"\nSwitchyard overhead benchmark  binary={binary} [{profile}]  cores={cores}  load={load}")
@@ -273,5 +308,10 @@ if "gateway_rps_over_litellm" in r:
     print(f"gateway RPS / LiteLLM RPS = {r['gateway_rps_over_litellm']:.1f} x   (target >= 100 x)")
 print(f"gateway added p99 at c=1  = {report['added_latency_us']['gateway']['p99']:.0f} µs   (target <= 400 µs)")
 print(f"gateway idle RSS          = {int(rss_idle)/1024:.1f} MB (anon {int(rss_anon)/1024:.1f} MB; after load {int(rss_after)/1024:.1f} MB)   (target <= 25 MB)")
+for name, p in pol.items():
+    mean = p["policy_decision_mean_us"]
+    print(f"gateway policy at {name}: {p['policy_fallback_decisions']} fallback decisions "
+          f"({p['policy_failures']} failures) of {p['requests']} requests, mean decision "
+          + (f"{mean:.0f} µs" if mean is not None else "-"))
 print(f"JSON: {out}")
 PY
