@@ -4,6 +4,7 @@
 //! during reloads against steady state.
 //!
 //! `cargo bench -p switchyard --bench hot_reload` (needs `bash policies/build.sh rust`).
+//! Without `--bench` (as `cargo test --all-targets` runs it) it makes a 4-swap smoke run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -17,8 +18,14 @@ use std::time::{Duration, Instant};
 use gateway_support::{Gateway, built_policy, label, scratch, spawn_upstream, write_config};
 
 const RATE_INTERVAL: Duration = Duration::from_millis(4);
+/// Swaps per phase with `--bench`.
 const SWAPS: usize = 50;
+/// Swaps per phase in the smoke run.
+const SMOKE_SWAPS: usize = 4;
+/// Between cached swaps.
 const SWAP_EVERY: Duration = Duration::from_millis(300);
+/// Between uncached swaps (a Cranelift compile takes longer than `SWAP_EVERY` here).
+const COMPILE_SWAP_EVERY: Duration = Duration::from_millis(1_500);
 
 #[derive(Clone)]
 struct Sample {
@@ -94,17 +101,19 @@ fn replace(path: &std::path::Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Swaps `SWAPS` times under load; returns (write → serving latencies, load samples).
+/// Swaps `swaps` times under load; returns (write → serving latencies, load samples).
 async fn swap_phase(
     gateway: &Arc<Gateway>,
     live: &std::path::Path,
+    swaps: usize,
+    every: Duration,
     versions: &dyn Fn(usize) -> Vec<u8>,
 ) -> (Vec<Duration>, Vec<Sample>, usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let loader = tokio::spawn(load(gateway.clone(), stop.clone()));
     let mut writes = Vec::new();
-    for i in 0..SWAPS {
-        tokio::time::sleep(SWAP_EVERY).await;
+    for i in 0..swaps {
+        tokio::time::sleep(every).await;
         let bytes = versions(i);
         let want = {
             use sha2::Digest;
@@ -148,6 +157,11 @@ fn report_load(name: &str, samples: &[Sample]) -> Duration {
 }
 
 fn main() {
+    let swaps = if std::env::args().any(|a| a == "--bench") {
+        SWAPS
+    } else {
+        SMOKE_SWAPS
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -169,7 +183,7 @@ fn main() {
         replace(&live, &a);
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!(
-            "hot reload: {} req/s open-loop, {SWAPS} swaps every {} ms, policies {} / {}",
+            "hot reload: {} req/s open-loop, {swaps} swaps every {} ms, policies {} / {}",
             1000 / RATE_INTERVAL.as_millis(),
             SWAP_EVERY.as_millis(),
             label("latency", &built_policy("latency")),
@@ -178,19 +192,19 @@ fn main() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let loader = tokio::spawn(load(gateway.clone(), stop.clone()));
-        tokio::time::sleep(SWAP_EVERY * SWAPS as u32).await;
+        tokio::time::sleep(SWAP_EVERY * swaps as u32).await;
         stop.store(true, Ordering::Relaxed);
         let steady = loader.await.unwrap();
         let steady_p99 = report_load("steady state", &steady);
 
-        let (cached, samples, missed_c) = swap_phase(&gateway, &live, &|i| {
+        let (cached, samples, missed_c) = swap_phase(&gateway, &live, swaps, SWAP_EVERY, &|i| {
             if i % 2 == 0 { b.clone() } else { a.clone() }
         })
         .await;
         let cached_p99 = report_load("during cached swaps", &samples);
 
         let (uncached, samples, missed_u) =
-            swap_phase(&gateway, &live, &|i| variant(if i % 2 == 0 { &b } else { &a }, i)).await;
+            swap_phase(&gateway, &live, swaps, COMPILE_SWAP_EVERY, &|i| variant(if i % 2 == 0 { &b } else { &a }, i)).await;
         let uncached_p99 = report_load("during uncached swaps", &samples);
 
         for (name, lat, missed) in [
