@@ -3,8 +3,10 @@
 //! 32-value block, as llama.cpp does). SIMD inner loops live in `simd`.
 
 use crate::gguf::{GgmlType, GgufError, GgufFile, TensorInfo};
+use crate::simd::{Kernels, PAIR_ROWS, TILE_ROWS, TILE_TOKENS};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Values per quantization block.
@@ -188,68 +190,150 @@ impl QMatrix {
     }
 
     /// `out[t, r] = Σ_c x[t, c] · W[r, c]` for `x: [tokens, cols]`, `out: [tokens, rows]`.
-    /// Rows are split over the current rayon pool.
+    /// Split over the current rayon pool: by tokens for long inputs (prefill), by rows
+    /// otherwise (decode). Either way the work is done in tiles of rows × tokens so a weight
+    /// block is unpacked once per tile and both operands are reused from L1 (`block`).
+    /// Each value is bit-identical to `simd::kernel(format)(row, token)`.
     pub fn matmul(&self, x: &[f32], tokens: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), tokens * self.cols);
         debug_assert_eq!(out.len(), tokens * self.rows);
+        let (rows, nb) = (self.rows, self.cols / QK);
+        if rows == 0 || nb == 0 {
+            out.fill(0.0);
+            return;
+        }
         let acts = quantize_activations(x, self.cols);
-        let nb = self.cols / QK;
-        let kernel = crate::simd::kernel(self.format);
-        // Tasks of ROWS rows each; a task computes all tokens for its rows so a weight row
-        // is read from memory once per task and reused from cache for every token.
-        const ROWS: usize = 16;
-        if tokens == 1 {
-            out.par_chunks_mut(ROWS)
+        let tokens = tokens.min(acts.len() / nb).min(out.len() / rows);
+        let k = crate::simd::kernels(self.format);
+        let threads = rayon::current_num_threads().max(1);
+        if tokens >= 2 * TILE_TOKENS * threads {
+            // Each task takes a run of tokens against all rows: the weights are read from
+            // memory once per task, the task's activations stay in L2.
+            let chunk = tokens
+                .div_ceil(threads)
+                .next_multiple_of(TILE_TOKENS)
+                .min(TOKEN_CHUNK);
+            out[..tokens * rows]
+                .par_chunks_mut(chunk * rows)
                 .enumerate()
-                .for_each(|(chunk, dst)| {
-                    for (i, y) in dst.iter_mut().enumerate() {
-                        *y = kernel(self.row(chunk * ROWS + i), &acts);
-                    }
+                .for_each(|(c, dst)| {
+                    let t0 = c * chunk;
+                    let toks = t0..t0 + dst.len() / rows;
+                    self.block(&k, &acts, nb, 0..rows, toks, |r, t, v| {
+                        dst[(t - t0) * rows + r] = v;
+                    });
                 });
             return;
         }
-        let mut transposed = vec![0f32; tokens * self.rows];
+        if tokens == 1 {
+            out[..rows]
+                .par_chunks_mut(ROWS)
+                .enumerate()
+                .for_each(|(chunk, dst)| {
+                    let r0 = chunk * ROWS;
+                    self.block(&k, &acts, nb, r0..r0 + dst.len(), 0..1, |r, _, v| {
+                        dst[r - r0] = v;
+                    });
+                });
+            return;
+        }
+        // A few tokens: split rows, all tokens per task, written transposed.
+        let mut transposed = vec![0f32; tokens * rows];
         transposed
             .par_chunks_mut(ROWS * tokens)
             .enumerate()
             .for_each(|(chunk, dst)| {
-                for (i, row_out) in dst.chunks_mut(tokens).enumerate() {
-                    let w = self.row(chunk * ROWS + i);
-                    for (t, y) in row_out.iter_mut().enumerate() {
-                        *y = kernel(w, &acts[t * nb..(t + 1) * nb]);
-                    }
-                }
+                let r0 = chunk * ROWS;
+                let rs = r0..r0 + dst.len() / tokens;
+                self.block(&k, &acts, nb, rs, 0..tokens, |r, t, v| {
+                    dst[(r - r0) * tokens + t] = v;
+                });
             });
         for (r, col) in transposed.chunks(tokens).enumerate() {
             for (t, v) in col.iter().enumerate() {
-                out[t * self.rows + r] = *v;
+                out[t * rows + r] = *v;
             }
+        }
+    }
+
+    /// Computes `put(r, t, W[r] · a[t])` for `r` in `rows`, `t` in `toks` (`a[t]` the `nb`
+    /// activation blocks of token `t`): blocks of `ROW_BLOCK` rows, within one a tile of
+    /// `TILE_TOKENS` tokens against `TILE_ROWS` rows at a time, so the block's weights and
+    /// the tile's activations stay in L1; leftover rows and tokens one at a time.
+    fn block(
+        &self,
+        k: &Kernels,
+        acts: &[Q8Block],
+        nb: usize,
+        rows: Range<usize>,
+        toks: Range<usize>,
+        mut put: impl FnMut(usize, usize, f32),
+    ) {
+        let act = |t: usize| &acts[t * nb..(t + 1) * nb];
+        let mut rb = rows.start;
+        while rb < rows.end {
+            let re = (rb + ROW_BLOCK).min(rows.end);
+            let mut t = toks.start;
+            while t + TILE_TOKENS <= toks.end {
+                let a: [&[Q8Block]; TILE_TOKENS] = std::array::from_fn(|j| act(t + j));
+                let mut r = rb;
+                while r + TILE_ROWS <= re {
+                    let y = (k.tile)(std::array::from_fn(|i| self.row(r + i)), a);
+                    for (i, ys) in y.iter().enumerate() {
+                        for (j, v) in ys.iter().enumerate() {
+                            put(r + i, t + j, *v);
+                        }
+                    }
+                    r += TILE_ROWS;
+                }
+                for r in r..re {
+                    for (j, a) in a.iter().enumerate() {
+                        put(r, t + j, (k.dot)(self.row(r), a));
+                    }
+                }
+                t += TILE_TOKENS;
+            }
+            for t in t..toks.end {
+                let a = [act(t)];
+                let mut r = rb;
+                while r + PAIR_ROWS <= re {
+                    let y = (k.rows)(std::array::from_fn(|i| self.row(r + i)), a);
+                    for (i, v) in y.iter().enumerate() {
+                        put(r + i, t, v[0]);
+                    }
+                    r += PAIR_ROWS;
+                }
+                for r in r..re {
+                    put(r, t, (k.dot)(self.row(r), a[0]));
+                }
+            }
+            rb = re;
         }
     }
 }
 
-/// Quantizes `x: [tokens, cols]` into 8-bit blocks (`cols / 32` per token).
+/// Rows per task when a matmul is split by rows.
+const ROWS: usize = 16;
+/// Rows whose weights a task keeps hot (in L1) while it runs tiles of tokens over them.
+const ROW_BLOCK: usize = 16;
+/// Most tokens per task when a matmul is split by tokens (their activations stay in L2).
+const TOKEN_CHUNK: usize = 64;
+
+/// Quantizes `x: [tokens, cols]` into 8-bit blocks (`cols / 32` per token); long inputs
+/// (prefill) split over the current rayon pool.
 pub fn quantize_activations(x: &[f32], cols: usize) -> Vec<Q8Block> {
-    let mut blocks = Vec::with_capacity(x.len() / QK);
     debug_assert_eq!(cols % QK, 0);
-    for chunk in x.chunks_exact(QK) {
-        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut qs = [0i8; QK];
-        let mut sum = 0i32;
-        for (q, v) in qs.iter_mut().zip(chunk) {
-            let r = (v * id).round() as i32;
-            *q = r as i8;
-            sum += r;
-        }
-        blocks.push(Q8Block {
-            d,
-            s: d * sum as f32,
-            qs,
-        });
+    /// Values from which splitting pays for the rayon tasks.
+    const PARALLEL: usize = 16 * 1024;
+    if x.len() >= PARALLEL {
+        x.par_chunks_exact(QK)
+            .map(crate::simd::quantize_block)
+            .collect()
+    } else {
+        x.chunks_exact(QK)
+            .map(crate::simd::quantize_block)
+            .collect()
     }
-    blocks
 }
 
 /// Appends one row quantized to Q8_0 blocks.
@@ -423,7 +507,8 @@ mod tests {
 
     fn check(format: QFormat, data: Vec<u8>, rows: usize, cols: usize) {
         let m = matrix(format, rows, cols, data);
-        for tokens in [1, 3] {
+        let dot = crate::simd::kernel(format);
+        for tokens in [1, 3, 9, 21, 70] {
             let x: Vec<f32> = (0..tokens * cols)
                 .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
                 .collect();
@@ -435,6 +520,14 @@ mod tests {
                 .iter()
                 .flat_map(|b| b.qs.map(|q| b.d * f32::from(q)))
                 .collect();
+            let acts = quantize_activations(&x, cols);
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let want = dot(m.row(r), &acts[t * cols / QK..(t + 1) * cols / QK]);
+                    let got = out[t * rows + r];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{format:?} {tokens} tok");
+                }
+            }
             let exact = reference(&m, &xq, tokens);
             let approx = reference(&m, &x, tokens);
             for ((a, (e, mag)), (f, _)) in out.iter().zip(&exact).zip(&approx) {

@@ -1,6 +1,8 @@
-//! Dot-product kernels of the quantized matmul: one weight row (ggml blocks) against one
-//! token's 8-bit activation blocks. AVX2/FMA/F16C versions chosen at run time where the CPU
-//! has them, portable (autovectorised) versions elsewhere. The only unsafe code of the crate.
+//! Dot-product kernels of the quantized matmul: weight rows (ggml blocks) against tokens'
+//! 8-bit activation blocks, one (row, token) pair at a time or a tile of rows × tokens at
+//! once (each weight block unpacked once per tile, each activation block loaded once).
+//! AVX2/FMA/F16C versions chosen at run time where the CPU has them, portable
+//! (autovectorised) versions elsewhere. The only unsafe code of the crate.
 #![allow(unsafe_code)]
 
 use crate::quant::{Q8Block, QFormat, QK};
@@ -9,22 +11,121 @@ use half::f16;
 /// `Σ_i w[i] · a[i]` over one row: `w` holds `a.len()` weight blocks.
 pub type DotFn = fn(&[u8], &[Q8Block]) -> f32;
 
-/// The fastest kernel for `format` on this CPU.
+/// Rows of a prefill tile.
+pub const TILE_ROWS: usize = 2;
+/// Tokens of a prefill tile.
+pub const TILE_TOKENS: usize = 4;
+/// Rows computed together for one token (decode).
+pub const PAIR_ROWS: usize = 2;
+
+/// `out[r][t] = dot(w[r], a[t])` for a `TILE_ROWS × TILE_TOKENS` tile; every `w[r]` holds
+/// (at least) `a[t].len()` blocks and all `a[t]` have the same length.
+pub type TileFn =
+    fn([&[u8]; TILE_ROWS], [&[Q8Block]; TILE_TOKENS]) -> [[f32; TILE_TOKENS]; TILE_ROWS];
+/// `out[r] = dot(w[r], a)` for `PAIR_ROWS` rows and one token.
+pub type RowsFn = fn([&[u8]; PAIR_ROWS], [&[Q8Block]; 1]) -> [[f32; 1]; PAIR_ROWS];
+
+/// The kernels of one weight format. Every kernel gives each (row, token) value
+/// bit-identical to `dot`: same per-block products, same accumulation order.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    pub dot: DotFn,
+    pub tile: TileFn,
+    pub rows: RowsFn,
+}
+
+/// The fastest single-pair kernel for `format` on this CPU.
+#[cfg(test)]
 pub fn kernel(format: QFormat) -> DotFn {
+    kernels(format).dot
+}
+
+/// The fastest kernels for `format` on this CPU.
+pub fn kernels(format: QFormat) -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
         if x86::available() {
             return match format {
-                QFormat::Q8_0 => x86::dot_q8_0,
-                QFormat::Q4_0 => x86::dot_q4_0,
-                QFormat::Q4_1 => x86::dot_q4_1,
+                QFormat::Q8_0 => Kernels {
+                    dot: x86::dot_q8_0,
+                    tile: x86::tile_q8_0,
+                    rows: x86::tile_q8_0,
+                },
+                QFormat::Q4_0 => Kernels {
+                    dot: x86::dot_q4_0,
+                    tile: x86::tile_q4_0,
+                    rows: x86::tile_q4_0,
+                },
+                QFormat::Q4_1 => Kernels {
+                    dot: x86::dot_q4_1,
+                    tile: x86::tile_q4_1,
+                    rows: x86::tile_q4_1,
+                },
             };
         }
     }
     match format {
-        QFormat::Q8_0 => dot_q8_0,
-        QFormat::Q4_0 => dot_q4_0,
-        QFormat::Q4_1 => dot_q4_1,
+        QFormat::Q8_0 => Kernels {
+            dot: dot_q8_0,
+            tile: portable_tile::<TILE_ROWS, TILE_TOKENS, 0>,
+            rows: portable_tile::<PAIR_ROWS, 1, 0>,
+        },
+        QFormat::Q4_0 => Kernels {
+            dot: dot_q4_0,
+            tile: portable_tile::<TILE_ROWS, TILE_TOKENS, 1>,
+            rows: portable_tile::<PAIR_ROWS, 1, 1>,
+        },
+        QFormat::Q4_1 => Kernels {
+            dot: dot_q4_1,
+            tile: portable_tile::<TILE_ROWS, TILE_TOKENS, 2>,
+            rows: portable_tile::<PAIR_ROWS, 1, 2>,
+        },
+    }
+}
+
+/// A tile from the portable dot of format `F` (0 Q8_0, 1 Q4_0, 2 Q4_1).
+fn portable_tile<const R: usize, const T: usize, const F: u8>(
+    w: [&[u8]; R],
+    a: [&[Q8Block]; T],
+) -> [[f32; T]; R] {
+    let dot: DotFn = match F {
+        0 => dot_q8_0,
+        1 => dot_q4_0,
+        _ => dot_q4_1,
+    };
+    std::array::from_fn(|r| std::array::from_fn(|t| dot(w[r], a[t])))
+}
+
+/// Quantizes one block of 32 activations (`chunk.len() == QK`).
+pub fn quantize_block(chunk: &[f32]) -> Q8Block {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::available() && chunk.len() == QK {
+            // SAFETY: CPU features checked just above.
+            if let Some(b) = unsafe { x86::quantize_block(chunk) } {
+                return b;
+            }
+        }
+    }
+    quantize_block_portable(chunk)
+}
+
+/// `x ≈ d · q` with `d = max|x| / 127`, `q` rounded half away from zero.
+fn quantize_block_portable(chunk: &[f32]) -> Q8Block {
+    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; QK];
+    let mut sum = 0i32;
+    for (q, v) in qs.iter_mut().zip(chunk) {
+        let r = (v * id).round() as i32;
+        *q = r as i8;
+        sum += r;
+    }
+    Q8Block {
+        d,
+        s: d * sum as f32,
+        qs,
     }
 }
 
@@ -169,6 +270,192 @@ mod x86 {
         }
         hsum(acc) + offset
     }
+
+    /// `quantize_block_portable` for a finite block, bit for bit (max and products are
+    /// exact in any order; rounding half away from zero as `trunc(y) ± (|frac| ≥ ½)`, exact
+    /// because `y − trunc(y)` is); `None` for blocks with a NaN or infinity.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn quantize_block(chunk: &[f32]) -> Option<Q8Block> {
+        let x = &chunk[..QK];
+        let sign = _mm256_set1_ps(-0.0);
+        let mut v = [_mm256_setzero_ps(); 4];
+        for (i, v) in v.iter_mut().enumerate() {
+            // SAFETY: `x[8 * i..]` holds at least 8 floats; unaligned load.
+            *v = unsafe { _mm256_loadu_ps(x[8 * i..].as_ptr()) };
+        }
+        // `max(|v|, m)` keeps `m` when `|v|` is NaN, as `f32::max` does.
+        let mut m = _mm256_setzero_ps();
+        for v in v {
+            m = _mm256_max_ps(_mm256_andnot_ps(sign, v), m);
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        if !amax.is_finite() || x.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (q, v) in q.iter_mut().zip(v) {
+            let y = _mm256_mul_ps(v, id);
+            let t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
+            let away = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one);
+            let r = _mm256_add_ps(t, _mm256_or_ps(away, _mm256_and_ps(sign, y)));
+            *q = _mm256_cvttps_epi32(r);
+        }
+        let total = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(total),
+            _mm256_extracti128_si256(total, 1),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        let sum = _mm_cvtsi128_si32(s);
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let mut qs = [0i8; QK];
+        // SAFETY: `qs` is exactly 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast::<__m256i>(), packed) };
+        Some(Q8Block {
+            d,
+            s: d * sum as f32,
+            qs,
+        })
+    }
+
+    pub fn tile_q8_0<const R: usize, const T: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: CPU features checked by `available()` before this fn pointer is handed out.
+        unsafe { q8_0_tile(w, a) }
+    }
+    pub fn tile_q4_0<const R: usize, const T: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: as above.
+        unsafe { q4_tile::<R, T, 18, 2>(w, a) }
+    }
+    pub fn tile_q4_1<const R: usize, const T: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: as above.
+        unsafe { q4_tile::<R, T, 20, 4>(w, a) }
+    }
+
+    /// Blocks common to all rows and tokens of a tile.
+    fn tile_blocks<const R: usize, const T: usize>(
+        w: &[&[u8]; R],
+        a: &[&[Q8Block]; T],
+        bytes: usize,
+    ) -> usize {
+        let nb = a.iter().map(|a| a.len()).min().unwrap_or(0);
+        w.iter().map(|w| w.len() / bytes).fold(nb, usize::min)
+    }
+
+    /// `q8_0` for `R` rows × `T` tokens: per (row, token) the same block products in the
+    /// same order, so each value equals `q8_0(w[r], a[t])` bit for bit.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn q8_0_tile<const R: usize, const T: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        let nb = tile_blocks(&w, &a, 34);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for i in 0..nb {
+            let mut qw = [_mm256_setzero_si256(); R];
+            let mut aw = [_mm256_setzero_si256(); R];
+            let mut d = [0f32; R];
+            for r in 0..R {
+                let b = &w[r][i * 34..i * 34 + 34];
+                // SAFETY: `b[2..34]` is exactly 32 bytes; unaligned load.
+                qw[r] = unsafe { _mm256_loadu_si256(b[2..34].as_ptr().cast::<__m256i>()) };
+                aw[r] = _mm256_sign_epi8(qw[r], qw[r]);
+                d[r] = scale(b);
+            }
+            for t in 0..T {
+                let x = &a[t][i];
+                // SAFETY: `x.qs` is exactly 32 bytes; unaligned load.
+                let qa = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast::<__m256i>()) };
+                for r in 0..R {
+                    let sa = _mm256_sign_epi8(qa, qw[r]);
+                    let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], sa), ones);
+                    let s = _mm256_set1_ps(d[r] * x.d);
+                    acc[r][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc[r][t]);
+                }
+            }
+        }
+        let mut out = [[0f32; T]; R];
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = hsum(*a);
+            }
+        }
+        out
+    }
+
+    /// `q4` for `R` rows × `T` tokens (`BYTES`/`AT` as in `q4`): each weight block is
+    /// unpacked once per tile; per (row, token) the same block products and offsets in the
+    /// same order, so each value equals `q4(w[r], a[t], BYTES, AT)` bit for bit.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn q4_tile<const R: usize, const T: usize, const BYTES: usize, const AT: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        let nb = tile_blocks(&w, &a, BYTES);
+        let ones = _mm256_set1_epi16(1);
+        let mask = _mm_set1_epi8(0x0F);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut offset = [[0f32; T]; R];
+        for i in 0..nb {
+            let mut nibbles = [_mm256_setzero_si256(); R];
+            let mut d = [0f32; R];
+            let mut m = [0f32; R];
+            for r in 0..R {
+                let b = &w[r][i * BYTES..i * BYTES + BYTES];
+                let qs = &b[AT..AT + QK / 2];
+                // SAFETY: `qs` is exactly 16 bytes; unaligned load.
+                let packed = unsafe { _mm_loadu_si128(qs.as_ptr().cast::<__m128i>()) };
+                let lo = _mm_and_si128(packed, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+                nibbles[r] = _mm256_set_m128i(hi, lo);
+                d[r] = scale(b);
+                m[r] = if AT == 4 {
+                    scale(&b[2..4])
+                } else {
+                    -8.0 * d[r]
+                };
+            }
+            for t in 0..T {
+                let x = &a[t][i];
+                // SAFETY: `x.qs` is exactly 32 bytes; unaligned load.
+                let qa = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast::<__m256i>()) };
+                for r in 0..R {
+                    let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles[r], qa), ones);
+                    let s = _mm256_set1_ps(d[r] * x.d);
+                    acc[r][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc[r][t]);
+                    offset[r][t] += m[r] * x.s;
+                }
+            }
+        }
+        let mut out = [[0f32; T]; R];
+        for ((out, acc), offset) in out.iter_mut().zip(&acc).zip(&offset) {
+            for ((o, a), m) in out.iter_mut().zip(acc).zip(offset) {
+                *o = hsum(*a) + m;
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +494,84 @@ mod tests {
                 "{format:?}: {fast} vs {slow}"
             );
         }
+    }
+
+    #[test]
+    fn tiles_equal_single_dots_bit_for_bit() {
+        let nb = 5;
+        let x: Vec<f32> = (0..TILE_TOKENS * nb * QK)
+            .map(|i| ((i * 29 % 37) as f32 - 18.0) / 5.0)
+            .collect();
+        let acts = quantize_activations(&x, nb * QK);
+        let tokens: [&[Q8Block]; TILE_TOKENS] =
+            std::array::from_fn(|t| &acts[t * nb..(t + 1) * nb]);
+        for format in [QFormat::Q8_0, QFormat::Q4_0, QFormat::Q4_1] {
+            let bytes = match format {
+                QFormat::Q8_0 => 34,
+                QFormat::Q4_0 => 18,
+                QFormat::Q4_1 => 20,
+            };
+            let rows: Vec<Vec<u8>> = (0..TILE_ROWS.max(PAIR_ROWS))
+                .map(|r| {
+                    let mut w = Vec::new();
+                    for b in 0..nb {
+                        w.extend_from_slice(
+                            &f16::from_f32(0.01 * (r + b + 1) as f32).to_le_bytes(),
+                        );
+                        if format == QFormat::Q4_1 {
+                            w.extend_from_slice(
+                                &f16::from_f32(-0.3 + 0.1 * b as f32).to_le_bytes(),
+                            );
+                        }
+                        let n = bytes - w.len() % bytes;
+                        w.extend((0..n).map(|j| ((j * 11 + r * 5 + b * 3) % 251) as u8));
+                    }
+                    w
+                })
+                .collect();
+            let k = kernels(format);
+            let tile = (k.tile)(std::array::from_fn(|r| &rows[r][..]), tokens);
+            for (r, row) in tile.iter().enumerate() {
+                for (t, v) in row.iter().enumerate() {
+                    let want = (k.dot)(&rows[r], tokens[t]);
+                    assert_eq!(v.to_bits(), want.to_bits(), "{format:?} tile {r},{t}");
+                }
+            }
+            let pair = (k.rows)(std::array::from_fn(|r| &rows[r][..]), [tokens[1]]);
+            for (r, v) in pair.iter().enumerate() {
+                let want = (k.dot)(&rows[r], tokens[1]);
+                assert_eq!(v[0].to_bits(), want.to_bits(), "{format:?} rows {r}");
+            }
+        }
+    }
+    #[test]
+    fn simd_quantization_equals_portable_bit_for_bit() {
+        let mut x: Vec<f32> = (0..32 * 64)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 37.0)
+            .collect();
+        // Exact ties of round-half-away-from-zero: max 127 makes `id` 1.
+        for (i, v) in x[..32].iter_mut().enumerate() {
+            *v = if i == 0 {
+                127.0
+            } else {
+                (i as f32 - 16.0) + 0.5
+            };
+        }
+        x[32..64].fill(0.0);
+        x[64..96].fill(-0.0);
+        x[100] = 1e-30;
+        for chunk in x.chunks_exact(QK) {
+            let (a, b) = (quantize_block(chunk), quantize_block_portable(chunk));
+            assert_eq!(a.qs, b.qs);
+            assert_eq!(
+                (a.d.to_bits(), a.s.to_bits()),
+                (b.d.to_bits(), b.s.to_bits())
+            );
+        }
+        let mut bad = [1.0f32; QK];
+        bad[3] = f32::NAN;
+        bad[5] = f32::INFINITY;
+        let (a, b) = (quantize_block(&bad), quantize_block_portable(&bad));
+        assert_eq!(a.qs, b.qs);
     }
 }
