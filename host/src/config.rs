@@ -228,6 +228,7 @@ struct RawPolicy {
     outer_timeout_ms: Option<u64>,
     memory_limit_mb: Option<usize>,
     cache_dir: Option<PathBuf>,
+    warm_instances: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +333,9 @@ pub struct PolicyConfig {
     pub memory_limit_bytes: usize,
     /// Compiled-component cache; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// Idle instances kept per policy for reuse (0: a fresh instance per decision). Only
+    /// for policies that keep no state between requests; large Python/JS guests gain most.
+    pub warm_instances: usize,
     /// Scoped policies besides the default one.
     pub scoped: Vec<NamedPolicy>,
 }
@@ -680,6 +684,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             deadline,
             outer_timeout,
             memory_limit_bytes: memory_mb << 20,
+            warm_instances: raw.policy.warm_instances.unwrap_or(0).min(1024),
             cache_dir: raw
                 .policy
                 .cache_dir

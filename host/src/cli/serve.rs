@@ -129,6 +129,7 @@ async fn policies_for(config: &Config) -> anyhow::Result<Option<Arc<PolicySet>>>
         outer_timeout: config.policy.outer_timeout,
         memory_limit_bytes: config.policy.memory_limit_bytes,
         cache_dir: config.policy.cache_dir.clone(),
+        warm_instances: config.policy.warm_instances,
         ..EngineConfig::default()
     })?;
     let started = std::time::Instant::now();
