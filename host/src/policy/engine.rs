@@ -52,6 +52,8 @@ struct EngineInner {
     fingerprint: String,
     compiles: AtomicU64,
     stop: Arc<AtomicBool>,
+    /// Decisions running at once; more wait their turn before their deadline starts.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for EngineInner {
@@ -378,6 +380,9 @@ impl PolicyEngine {
             })
             .map_err(|e| PolicyError::Engine(format!("starting the epoch ticker: {e}")))?;
 
+        let concurrent = config.max_concurrent_decisions.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
@@ -386,6 +391,7 @@ impl PolicyEngine {
                 fingerprint,
                 compiles: AtomicU64::new(0),
                 stop,
+                running: Arc::new(tokio::sync::Semaphore::new(concurrent.max(1))),
             }),
         })
     }
@@ -726,9 +732,33 @@ impl LoadedPolicy {
     ) -> Evaluation {
         let start = Instant::now();
         let outer = self.inner.engine.inner.config.outer_timeout;
+        // At most one decision per core runs: under load the others queue here, before
+        // their wall-clock deadline starts, instead of timing out while descheduled.
+        let permit = match self
+            .inner
+            .engine
+            .inner
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+        {
+            Ok(p) => p,
+            Err(_) => {
+                let failure = PolicyFailure {
+                    kind: FailureKind::Internal,
+                    message: "policy engine is shutting down".to_owned(),
+                };
+                return self.finish(Outcome::Failed(failure), &request.id, start.elapsed());
+            }
+        };
         let this = self.clone();
         let req = request.clone();
-        let task = tokio::task::spawn_blocking(move || this.run_blocking(&req, host));
+        let task = tokio::task::spawn_blocking(move || {
+            let outcome = this.run_blocking(&req, host);
+            drop(permit);
+            outcome
+        });
         let outcome = match tokio::time::timeout(outer, task).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(join)) => Outcome::Failed(PolicyFailure {
