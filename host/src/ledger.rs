@@ -82,7 +82,48 @@ CREATE TABLE IF NOT EXISTS attempts (
     UNIQUE (request_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS attempts_tenant_month ON attempts (tenant, month);
+-- Spend per tenant per day (settled cost plus open reservations), kept by triggers in
+-- the same transaction as the attempt rows, so reading a tenant's spend is a lookup of
+-- at most 31 rows however many requests it made.
+CREATE TABLE IF NOT EXISTS daily_totals (
+    tenant TEXT    NOT NULL,
+    day    INTEGER NOT NULL,
+    month  INTEGER NOT NULL,
+    usd    REAL    NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, day)
+);
+CREATE TRIGGER IF NOT EXISTS attempts_insert_total AFTER INSERT ON attempts BEGIN
+    INSERT INTO daily_totals (tenant, day, month, usd) VALUES (NEW.tenant, NEW.day, NEW.month, 0)
+        ON CONFLICT (tenant, day) DO NOTHING;
+    UPDATE daily_totals SET usd = usd + (CASE NEW.state WHEN 'settled' THEN COALESCE(NEW.cost_usd, 0)
+                                                        WHEN 'reserved' THEN NEW.estimate_usd ELSE 0 END)
+        WHERE tenant = NEW.tenant AND day = NEW.day;
+END;
+CREATE TRIGGER IF NOT EXISTS attempts_update_total AFTER UPDATE OF state, cost_usd ON attempts BEGIN
+    UPDATE daily_totals SET usd = usd
+        - (CASE OLD.state WHEN 'settled' THEN COALESCE(OLD.cost_usd, 0)
+                          WHEN 'reserved' THEN OLD.estimate_usd ELSE 0 END)
+        + (CASE NEW.state WHEN 'settled' THEN COALESCE(NEW.cost_usd, 0)
+                          WHEN 'reserved' THEN NEW.estimate_usd ELSE 0 END)
+        WHERE tenant = NEW.tenant AND day = NEW.day;
+END;
 ";
+
+/// Fills `daily_totals` from the attempt rows of a ledger written before it existed.
+const BACKFILL: &str = "
+INSERT INTO daily_totals (tenant, day, month, usd)
+SELECT tenant, day, month,
+       SUM(CASE state WHEN 'settled' THEN COALESCE(cost_usd, 0)
+                      WHEN 'reserved' THEN estimate_usd ELSE 0 END)
+FROM attempts
+WHERE NOT EXISTS (SELECT 1 FROM daily_totals)
+GROUP BY tenant, day, month;
+";
+
+/// A tenant's spend this month and today, from `daily_totals`.
+const MONTH_AND_DAY: &str = "
+SELECT COALESCE(SUM(CASE WHEN day = ?2 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
+FROM daily_totals WHERE tenant = ?1 AND month = ?3";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -150,6 +191,7 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(BACKFILL)?;
         let recovered = conn.execute(
             "UPDATE attempts SET state = 'settled', cost_usd = estimate_usd, recovered = 1
              WHERE state = 'reserved'",
@@ -203,14 +245,10 @@ impl Ledger {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(cap) = self.budget(tenant).hard_cap_usd {
-            let spent: f64 = tx.query_row(
-                "SELECT COALESCE(SUM(CASE state WHEN 'settled' THEN cost_usd
-                                                WHEN 'reserved' THEN estimate_usd
-                                                ELSE 0 END), 0)
-                 FROM attempts WHERE tenant = ?1 AND month = ?2",
-                params![tenant, month],
-                |r| r.get(0),
-            )?;
+            let (_, spent): (f64, f64) =
+                tx.query_row(MONTH_AND_DAY, params![tenant, day, month], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             if spent + estimate_usd > cap {
                 return Err(LedgerError::HardCap {
                     tenant: tenant.to_owned(),
@@ -272,16 +310,10 @@ impl Ledger {
     pub fn status(&self, tenant: &str) -> Result<SpendStatus, LedgerError> {
         let (day, month) = day_and_month(now_ms());
         let conn = self.conn();
-        let (today, month_total): (f64, f64) = conn.query_row(
-            "SELECT
-               COALESCE(SUM(CASE WHEN day = ?2 THEN
-                 CASE state WHEN 'settled' THEN cost_usd WHEN 'reserved' THEN estimate_usd ELSE 0 END
-               ELSE 0 END), 0),
-               COALESCE(SUM(CASE state WHEN 'settled' THEN cost_usd WHEN 'reserved' THEN estimate_usd ELSE 0 END), 0)
-             FROM attempts WHERE tenant = ?1 AND month = ?3",
-            params![tenant, day, month],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (today, month_total): (f64, f64) =
+            conn.query_row(MONTH_AND_DAY, params![tenant, day, month], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let budget = self.budget(tenant);
         Ok(SpendStatus {
             scope: tenant.to_owned(),
@@ -437,6 +469,19 @@ mod tests {
         let t = &ledger.tenants().unwrap()[0];
         assert!((t.total_usd - 0.375).abs() < 1e-12);
         assert_eq!(t.open_reservations, 0);
+        // The per-day totals the policy reads agree with the rows.
+        assert!((ledger.status("acme").unwrap().month_usd - 0.375).abs() < 1e-12);
+
+        // A ledger from before the totals table existed is backfilled on open.
+        ledger
+            .conn()
+            .execute_batch("DROP TABLE daily_totals")
+            .unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(&path, BTreeMap::new(), Budget::default()).unwrap();
+        let status = ledger.status("acme").unwrap();
+        assert!((status.month_usd - 0.375).abs() < 1e-12);
+        assert!((status.today_usd - 0.375).abs() < 1e-12);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
