@@ -2,7 +2,9 @@
 //! with broken files mixed in (no failed request, only valid versions ever answer), the
 //! admin API (auth, upload, rollback), a canary split and shadow agreement counts.
 //!
-//! Versions: the JS `keyword` and Python `ab_split` components and the Rust `trapper`
+//! Versions: the Rust `latency` and `complexity` policies (the swap test: cheap decisions,
+//! so 250 req/s does not saturate two cores), the JS `keyword` and Python `ab_split`
+//! components (admin, canary, shadow) and the Rust `trapper`
 //! test guest, built by `bash policies/build.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -94,12 +96,12 @@ fn request_seq(headers: &reqwest::header::HeaderMap) -> u128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaps_under_load_fail_no_request_and_broken_files_never_go_live() {
     let _serial = SERIAL.lock().await;
-    let a = std::fs::read(built_policy("keyword")).unwrap();
-    let b = std::fs::read(built_policy("ab_split")).unwrap();
+    let a = std::fs::read(built_policy("latency")).unwrap();
+    let b = std::fs::read(built_policy("complexity")).unwrap();
     let trap = std::fs::read(built_policy("trapper")).unwrap();
     let (label_a, label_b) = (
-        label("live", &built_policy("keyword")),
-        label("live", &built_policy("ab_split")),
+        label("live", &built_policy("latency")),
+        label("live", &built_policy("complexity")),
     );
     let dir = scratch("reload-load");
     let live = dir.join("live.wasm");
@@ -113,7 +115,7 @@ async fn swaps_under_load_fail_no_request_and_broken_files_never_go_live() {
     replace(&live, &a);
     let uncached = wait_for_label(&gateway, &client, &label_a).await;
     println!(
-        "first swap to keyword (compiled unless cached): {} ms",
+        "first swap to latency (compiled unless cached): {} ms",
         uncached.as_millis()
     );
 

@@ -339,7 +339,10 @@ impl PolicyEngine {
             .max_core_instance_size(1 << 20)
             .max_memory_size(config.memory_limit_bytes);
         let mut wasm = Config::new();
+        // One compile thread: a reload compiling a new version then takes one core, not
+        // every core, from the requests being served (compiles are cached and rare).
         wasm.wasm_component_model(true)
+            .parallel_compilation(false)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(err)?;
