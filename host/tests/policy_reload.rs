@@ -79,6 +79,23 @@ async fn first_targets(
     out
 }
 
+/// A gateway serving `policy` as `live`, file watching off (the admin API drives it).
+async fn admin_gateway(name: &str, policy: &Path) -> Gateway {
+    let dir = scratch(name);
+    let live = dir.join("live.wasm");
+    replace(&live, &std::fs::read(policy).unwrap());
+    let local = spawn_upstream("local").await;
+    let cloud = spawn_upstream("cloud").await;
+    let config = write_config(
+        &dir,
+        &live,
+        local,
+        cloud,
+        &params_config("[admin]\nwatch = false"),
+    );
+    Gateway::start(&config).await
+}
+
 struct Record {
     started: Instant,
     /// The gateway's request counter (from `x-request-id`): the order of decisions.
@@ -278,19 +295,7 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
     let keyword = built_policy("keyword");
     let ab_split = built_policy("ab_split");
     let (label_a, label_b) = (label("live", &keyword), label("live", &ab_split));
-    let dir = scratch("reload-admin");
-    let live = dir.join("live.wasm");
-    replace(&live, &std::fs::read(&keyword).unwrap());
-    let local = spawn_upstream("local").await;
-    let cloud = spawn_upstream("cloud").await;
-    let config = write_config(
-        &dir,
-        &live,
-        local,
-        cloud,
-        &params_config("[admin]\nwatch = false"),
-    );
-    let gateway = Gateway::start(&config).await;
+    let gateway = admin_gateway("reload-admin", &keyword).await;
     let client = reqwest::Client::new();
 
     // No token, wrong token: 401.
@@ -396,19 +401,7 @@ async fn shadow_counts_agreements_and_disagreements() {
     let _serial = SERIAL.lock().await;
     let keyword = built_policy("keyword");
     let ab_split = built_policy("ab_split");
-    let dir = scratch("reload-shadow");
-    let live = dir.join("live.wasm");
-    replace(&live, &std::fs::read(&keyword).unwrap());
-    let local = spawn_upstream("local").await;
-    let cloud = spawn_upstream("cloud").await;
-    let config = write_config(
-        &dir,
-        &live,
-        local,
-        cloud,
-        &params_config("[admin]\nwatch = false"),
-    );
-    let gateway = Gateway::start(&config).await;
+    let gateway = admin_gateway("reload-shadow", &keyword).await;
     let client = reqwest::Client::new();
     let script: Vec<(String, String)> = (0..40u32)
         .map(|i| {

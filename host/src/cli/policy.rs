@@ -56,13 +56,8 @@ fn fallback() -> Decision {
 
 fn load(file: &Path, params: BTreeMap<String, String>) -> anyhow::Result<LoadedPolicy> {
     let engine = PolicyEngine::new(EngineConfig::default())?;
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("policy")
-        .to_owned();
     let spec = PolicySpec {
-        name,
+        name: crate::policy::name_from_path(file),
         params,
         fallback: fallback(),
     };

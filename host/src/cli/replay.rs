@@ -154,13 +154,8 @@ fn load(
     params: &BTreeMap<String, String>,
     fallback: &Decision,
 ) -> anyhow::Result<LoadedPolicy> {
-    let name = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("policy")
-        .to_owned();
     let spec = PolicySpec {
-        name,
+        name: crate::policy::name_from_path(file),
         params: params.clone(),
         fallback: fallback.clone(),
     };

@@ -84,13 +84,12 @@ fn slot_configs(config: &Config) -> Vec<SlotConfig> {
     let PolicySource::Wasm(path) = &config.policy.source else {
         return Vec::new();
     };
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("policy")
-        .to_owned();
     let mut slots = vec![SlotConfig {
-        name: config.policy.name.clone().unwrap_or(stem),
+        name: config
+            .policy
+            .name
+            .clone()
+            .unwrap_or_else(|| crate::policy::name_from_path(path)),
         path: path.clone(),
         params: config.policy.params.clone(),
         fallback: fallback_decision(config),

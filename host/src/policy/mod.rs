@@ -71,6 +71,14 @@ pub struct PolicySpec {
     pub fallback: Decision,
 }
 
+/// The name a policy file goes by when the config names none: its file stem.
+pub fn name_from_path(path: &std::path::Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("policy")
+        .to_owned()
+}
+
 /// Metadata from the component's `info()` export.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PolicyInfo {

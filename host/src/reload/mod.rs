@@ -406,11 +406,7 @@ impl PolicySet {
         let previous = lock(&slot.history)
             .pop()
             .ok_or_else(|| UpdateError::Invalid(format!("policy {name} has no earlier version")))?;
-        let restored = Arc::new(Version {
-            policy: previous.policy.clone(),
-            loaded_at: SystemTime::now(),
-            origin: "rollback",
-        });
+        let restored = Version::new(previous.policy.clone(), "rollback");
         let from = slot.live.swap(restored);
         lock(&slot.status).swaps += 1;
         let to = policy_label(&previous.policy);
@@ -424,15 +420,8 @@ impl PolicySet {
     pub async fn promote(&self, name: &str) -> Result<ReloadOutcome, UpdateError> {
         let slot = self.slot(name)?.clone();
         let _guard = slot.update.lock().await;
-        let candidate = slot
-            .candidate
-            .swap(None)
-            .ok_or_else(|| UpdateError::Invalid(format!("policy {name} has no candidate")))?;
-        let version = Arc::new(Version {
-            policy: candidate.version.policy.clone(),
-            loaded_at: SystemTime::now(),
-            origin: "promote",
-        });
+        let candidate = take_candidate(&slot, name)?;
+        let version = Version::new(candidate.version.policy.clone(), "promote");
         let to = policy_label(&version.policy);
         let from = policy_label(&slot.commit(version).policy);
         reload_metric(name, "promoted");
@@ -444,10 +433,7 @@ impl PolicySet {
     pub async fn abort(&self, name: &str) -> Result<ReloadOutcome, UpdateError> {
         let slot = self.slot(name)?.clone();
         let _guard = slot.update.lock().await;
-        let candidate = slot
-            .candidate
-            .swap(None)
-            .ok_or_else(|| UpdateError::Invalid(format!("policy {name} has no candidate")))?;
+        let candidate = take_candidate(&slot, name)?;
         let digest = policy_label(&candidate.version.policy);
         tracing::info!(candidate = %digest, "policy candidate aborted");
         Ok(ReloadOutcome::Unchanged {
@@ -459,6 +445,13 @@ impl PolicySet {
     pub fn report(&self) -> Vec<SlotReport> {
         self.slots.iter().map(|s| s.report()).collect()
     }
+}
+
+/// Removes the slot's candidate, or says there is none.
+fn take_candidate(slot: &Slot, name: &str) -> Result<Arc<Candidate>, UpdateError> {
+    slot.candidate
+        .swap(None)
+        .ok_or_else(|| UpdateError::Invalid(format!("policy {name} has no candidate")))
 }
 
 /// Compiles (or takes from the cache) and links `bytes` on a blocking thread, makes one
