@@ -109,6 +109,30 @@ export function readConfig(host) {
   };
 }
 
+/** Every param `readConfig` reads. */
+const CONFIG_KEYS = [
+  'local_keywords', 'cloud_keywords', 'local_patterns', 'cloud_patterns', 'default', 'tie',
+  'scope', 'local_backends', 'cloud_backends', 'fallback_other_kind',
+];
+
+let configCache = null;
+
+/**
+ * `readConfig`, compiled once per distinct set of param values: a warm instance serves
+ * many decisions, and compiling ~20 case-insensitive regexes dominated each one. An
+ * invalid pattern is therefore reported once per instance, not on every decision.
+ */
+export function configFor(host) {
+  const raw = CONFIG_KEYS.map((k) => host.param(k) ?? null);
+  const key = JSON.stringify(raw);
+  if (configCache === null || configCache.key !== key) {
+    const values = new Map(CONFIG_KEYS.map((k, i) => [k, raw[i] ?? undefined]));
+    const fixed = { param: (k) => values.get(k), log: (...args) => host.log(...args) };
+    configCache = { key, config: readConfig(fixed) };
+  }
+  return configCache.config;
+}
+
 /** The text the router scans, per the `scope` setting. */
 export function scannedText(messages, scope) {
   if (scope === 'all') return messages.map((m) => m.content).join('\n');
@@ -143,7 +167,7 @@ export function backendsFor(route, names, backends) {
  * Returns { ok: Decision } or { err: Rejection }.
  */
 export function decide(request, host) {
-  const cfg = readConfig(host);
+  const cfg = configFor(host);
   const text = scannedText(request.messages, cfg.scope);
   const hits = { local: matches(cfg.local, text), cloud: matches(cfg.cloud, text) };
 

@@ -111,6 +111,18 @@ test('invalid pattern is skipped with a warning, not a crash', () => {
   assert.equal(host.logs[0].level, 'warn');
 });
 
+test('config is compiled once per set of params and recompiled when they change', () => {
+  const params = { cloud_patterns: '(unclosed', cloud_keywords: 'sonnet' };
+  const host = mockHost({ params });
+  assert.equal(label(decide(req('a sonnet'), host), 'route'), 'cloud');
+  assert.equal(label(decide(req('a sonnet'), host), 'route'), 'cloud');
+  assert.equal(host.logs.length, 1, 'the bad pattern is compiled (and reported) once');
+  params.cloud_keywords = 'haiku';
+  assert.equal(label(decide(req('a sonnet'), host), 'keyword-rule'), 'default');
+  assert.equal(label(decide(req('a haiku'), host), 'route'), 'cloud');
+  assert.equal(host.logs.length, 2, 'changed params are compiled again');
+});
+
 test('more matches win; a tie goes to the tie route', () => {
   const host = mockHost({ params: { local_keywords: 'a1,a2', cloud_keywords: 'b1', tie: 'cloud' } });
   assert.equal(label(decide(req('a1 a2 b1'), host), 'route'), 'local');
