@@ -113,6 +113,28 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+fn hardware_profile(raw: RawHardware) -> Result<crate::replay::HardwareProfile, ConfigError> {
+    let mut hw = crate::replay::HardwareProfile::rtx4090();
+    hw.assumed = false;
+    if let Some(name) = raw.name {
+        hw.name = name;
+    }
+    for (key, value) in [
+        ("price_usd", raw.price_usd),
+        ("months", raw.months),
+        ("watts", raw.watts),
+        ("usd_per_kwh", raw.usd_per_kwh),
+        ("hours_per_day", raw.hours_per_day),
+        ("tokens_per_s", raw.tokens_per_s),
+    ] {
+        if let Some(x) = value {
+            hw.set(key, x)
+                .map_err(|e| invalid(format!("hardware.{key}"), e))?;
+        }
+    }
+    Ok(hw)
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -142,6 +164,20 @@ struct RawConfig {
     #[serde(default)]
     auth: RawAuth,
     decision_log: Option<RawDecisionLog>,
+    hardware: Option<RawHardware>,
+}
+
+/// `[hardware]`: the local machine's cost profile, for `switchyard replay`'s break-even.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHardware {
+    name: Option<String>,
+    price_usd: Option<f64>,
+    months: Option<f64>,
+    watts: Option<f64>,
+    usd_per_kwh: Option<f64>,
+    hours_per_day: Option<f64>,
+    tokens_per_s: Option<f64>,
 }
 
 /// `[decision_log]`: one JSONL line per request for `switchyard replay`.
@@ -288,6 +324,8 @@ pub struct Config {
     pub client_keys: BTreeMap<String, String>,
     /// The decision log; off unless configured.
     pub decision_log: Option<crate::decision_log::DecisionLogConfig>,
+    /// Local hardware cost profile (`[hardware]`; unset keys take the RTX 4090 values).
+    pub hardware: Option<crate::replay::HardwareProfile>,
 }
 
 /// Live-policy administration.
@@ -464,6 +502,7 @@ impl Config {
             admin: RawAdmin::default(),
             auth: RawAuth::default(),
             decision_log: None,
+            hardware: None,
         };
         validate(raw)
     }
@@ -649,7 +688,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             },
         );
     }
+    let hardware = raw.hardware.map(hardware_profile).transpose()?;
     Ok(Config {
+        hardware,
         ledger_path: raw
             .ledger
             .path
@@ -964,6 +1005,33 @@ mod tests {
         let names: Vec<_> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["local", "anthropic"]);
         assert_eq!(cfg.policy.source, PolicySource::Wasm("p.wasm".into()));
+    }
+
+    #[test]
+    fn hardware_profile_for_replay() {
+        let base =
+            "[[backends]]\nname=\"l\"\nkind=\"local\"\nmodel_path=\"m.gguf\"\nmodels=[\"m\"]\n";
+        let cfg = Config::parse(&format!(
+            "[hardware]\nname = \"A100 box\"\nprice_usd = 9000\nmonths = 24\nwatts = 300\n{base}"
+        ))
+        .unwrap();
+        let hw = cfg.hardware.unwrap();
+        assert_eq!(
+            (hw.name.as_str(), hw.price_usd, hw.months),
+            ("A100 box", 9000.0, 24.0)
+        );
+        assert_eq!((hw.watts, hw.usd_per_kwh, hw.assumed), (300.0, 0.15, false));
+        assert!(Config::parse(base).unwrap().hardware.is_none());
+        for (bad, key) in [
+            ("months = 0", "hardware.months"),
+            ("hours_per_day = 30", "hardware.hours_per_day"),
+            ("watts = -5", "hardware.watts"),
+        ] {
+            let err = Config::parse(&format!("[hardware]\n{bad}\n{base}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+        let err = Config::parse(&format!("[hardware]\nvolts = 3\n{base}")).unwrap_err();
+        assert!(err.to_string().contains("volts"), "{err}");
     }
 
     #[test]

@@ -96,6 +96,15 @@ const FIXED: Shape = Shape::Fixed {
     output: 200,
 };
 
+/// Fails the test with the command's stderr unless it exited 0.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn cents(x: f64) -> i64 {
     (x * 100.0).round() as i64
 }
@@ -438,11 +447,7 @@ fn cli_json_chart_and_bad_lines() {
         .arg(&chart)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let json: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}"));
     assert_eq!(
@@ -483,14 +488,72 @@ fn cli_json_chart_and_bad_lines() {
         .arg(&workload)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("skipped 1 bad line(s)"), "{text}");
     assert!(text.contains("line 2:"), "{text}");
+}
+
+#[test]
+fn cli_hardware_profile_from_config() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        r#"
+[hardware]
+name = "lab box"
+price_usd = 3600
+months = 36
+watts = 0
+
+[[backends]]
+name = "local"
+kind = "local"
+model_path = "m.gguf"
+models = ["smollm2"]
+
+[[backends]]
+name = "openai"
+kind = "openai"
+models = ["gpt-4o"]
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let replay = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "replay",
+                "--json",
+                "--synthetic",
+                "10",
+                "--days",
+                "1",
+                "--policy",
+            ])
+            .arg(policy_file("cost"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--deadline-ms", "10000"])
+            .args(extra)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ok(&out);
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}"));
+        (
+            json["break_even"]["hardware"]["name"]
+                .as_str()
+                .map(str::to_owned),
+            json["break_even"]["monthly_usd"].as_f64().map(cents),
+        )
+    };
+    assert_eq!(replay(&[]), (Some("lab box".to_owned()), Some(10_000)));
+    // --hardware overrides the config.
+    assert_eq!(
+        replay(&["--hardware", "rtx4090"]),
+        (Some("RTX 4090".to_owned()), Some(9320))
+    );
 }
 
 #[test]
@@ -512,11 +575,7 @@ fn emitted_workload_replays_like_the_generator() {
         .arg(&file)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text.lines().count(), 150);
     let policy = load("privacy", &[("order", "cloud-first")]);

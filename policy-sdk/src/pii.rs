@@ -43,48 +43,137 @@ pub struct PiiMatch {
 
 type Validator = fn(&str) -> bool;
 
+/// What a text must contain for a pattern to have any chance of matching; texts
+/// without it skip that pattern's scan (most prose has no `@`, digits or colons).
+#[derive(Clone, Copy)]
+enum Needs {
+    Nothing,
+    At,
+    Digit,
+    /// Two colons (every IPv6 candidate needs them, see `ipv6_ok`).
+    Colons,
+}
+
+/// The cheap facts `Needs` is checked against, gathered in one pass over the text.
+struct Traits {
+    at: bool,
+    digit: bool,
+    colons: usize,
+}
+
+impl Traits {
+    fn of(bytes: &[u8]) -> Self {
+        let mut t = Traits {
+            at: false,
+            digit: false,
+            colons: 0,
+        };
+        for &b in bytes {
+            t.at |= b == b'@';
+            t.digit |= b.is_ascii_digit();
+            t.colons += usize::from(b == b':');
+        }
+        t
+    }
+
+    fn allow(&self, needs: Needs) -> bool {
+        match needs {
+            Needs::Nothing => true,
+            Needs::At => self.at,
+            Needs::Digit => self.digit,
+            Needs::Colons => self.colons >= 2,
+        }
+    }
+}
+
 struct Pattern {
     kind: PiiKind,
     regex: Regex,
     validate: Validator,
+    needs: Needs,
 }
 
 /// Patterns in priority order: on equal start and length the earlier one wins.
-const SOURCES: &[(PiiKind, &str, Validator)] = &[
-    (PiiKind::ApiKey, r"sk-ant-[A-Za-z0-9_\-]{20,}", always),
-    (PiiKind::ApiKey, r"sk-(?:proj-)?[A-Za-z0-9_\-]{20,}", always),
-    (PiiKind::ApiKey, r"AKIA[0-9A-Z]{16}", always),
-    (PiiKind::ApiKey, r"gh[pousr]_[A-Za-z0-9]{36,}", always),
-    (PiiKind::ApiKey, r"xox[bpars]-[A-Za-z0-9\-]{10,}", always),
-    (PiiKind::ApiKey, r"AIza[0-9A-Za-z_\-]{35}", always),
+const SOURCES: &[(PiiKind, &str, Validator, Needs)] = &[
+    (
+        PiiKind::ApiKey,
+        r"sk-ant-[A-Za-z0-9_\-]{20,}",
+        always,
+        Needs::Nothing,
+    ),
+    (
+        PiiKind::ApiKey,
+        r"sk-(?:proj-)?[A-Za-z0-9_\-]{20,}",
+        always,
+        Needs::Nothing,
+    ),
+    (PiiKind::ApiKey, r"AKIA[0-9A-Z]{16}", always, Needs::Nothing),
+    (
+        PiiKind::ApiKey,
+        r"gh[pousr]_[A-Za-z0-9]{36,}",
+        always,
+        Needs::Nothing,
+    ),
+    (
+        PiiKind::ApiKey,
+        r"xox[bpars]-[A-Za-z0-9\-]{10,}",
+        always,
+        Needs::Nothing,
+    ),
+    (
+        PiiKind::ApiKey,
+        r"AIza[0-9A-Za-z_\-]{35}",
+        always,
+        Needs::Nothing,
+    ),
     (
         PiiKind::Email,
         r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
         always,
+        Needs::At,
     ),
     (
         PiiKind::Iban,
         r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?",
         iban_ok,
+        Needs::Digit,
     ),
-    (PiiKind::UsSsn, r"[0-9]{3}-[0-9]{2}-[0-9]{4}", ssn_ok),
-    (PiiKind::CreditCard, r"[0-9](?:[ \-]?[0-9]){12,18}", card_ok),
+    (
+        PiiKind::UsSsn,
+        r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
+        ssn_ok,
+        Needs::Digit,
+    ),
+    (
+        PiiKind::CreditCard,
+        r"[0-9](?:[ \-]?[0-9]){12,18}",
+        card_ok,
+        Needs::Digit,
+    ),
     (
         PiiKind::Phone,
         r"(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}",
         always,
+        Needs::Digit,
     ),
     (
         PiiKind::Phone,
         r"\+[0-9]{1,3}(?:[ .\-]?[0-9]{2,4}){2,5}",
         phone_intl_ok,
+        Needs::Digit,
     ),
     (
         PiiKind::IpAddress,
         r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
         ipv4_ok,
+        Needs::Digit,
     ),
-    (PiiKind::IpAddress, r"[0-9A-Fa-f:]{2,39}", ipv6_ok),
+    (
+        PiiKind::IpAddress,
+        r"[0-9A-Fa-f:]{2,39}",
+        ipv6_ok,
+        Needs::Colons,
+    ),
 ];
 
 fn patterns() -> &'static [Pattern] {
@@ -92,11 +181,12 @@ fn patterns() -> &'static [Pattern] {
     PATTERNS.get_or_init(|| {
         SOURCES
             .iter()
-            .filter_map(|(kind, src, validate)| {
+            .filter_map(|(kind, src, validate, needs)| {
                 Regex::new(src).ok().map(|regex| Pattern {
                     kind: *kind,
                     regex,
                     validate: *validate,
+                    needs: *needs,
                 })
             })
             .collect()
@@ -219,8 +309,12 @@ fn bounded(text: &[u8], start: usize, end: usize, kind: PiiKind) -> bool {
 /// then longest, then highest-priority candidate wins).
 pub fn detect(text: &str) -> Vec<PiiMatch> {
     let bytes = text.as_bytes();
+    let traits = Traits::of(bytes);
     let mut candidates: Vec<(usize, usize, usize, PiiKind)> = Vec::new();
     for (priority, p) in patterns().iter().enumerate() {
+        if !traits.allow(p.needs) {
+            continue;
+        }
         for m in p.regex.find_iter(text) {
             let (start, mut end) = (m.start(), m.end());
             // A sentence-ending dot is not part of an email's domain.

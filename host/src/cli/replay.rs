@@ -64,7 +64,7 @@ pub struct ReplayArgs {
     #[arg(long = "outage", value_name = "BACKEND:START-END")]
     pub outages: Vec<Outage>,
     /// Local hardware profile for break-even: `rtx4090` or
-    /// price=1800,months=36,watts=400,usd_per_kwh=0.15,hours_per_day=24[,tokens_per_s=N]
+    /// price=1800,months=36,watts=400,usd_per_kwh=0.15,hours_per_day=24[,tokens_per_s=N] (default: the config's [hardware], else an assumed RTX 4090)
     #[arg(long)]
     pub hardware: Option<HardwareProfile>,
     /// Skip unreadable workload lines (counted in the report) instead of failing.
@@ -281,7 +281,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         budgets,
         outages: args.outages.clone(),
         output_ratio: args.output_ratio,
-        hardware: args.hardware.clone(),
+        hardware: args
+            .hardware
+            .clone()
+            .or_else(|| config.as_ref().and_then(|c| c.hardware.clone())),
         skip_bad: args.skip_bad,
         source,
         diff_samples: args.diff_samples,

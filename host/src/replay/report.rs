@@ -65,11 +65,37 @@ impl HardwareProfile {
     }
 }
 
+impl HardwareProfile {
+    /// Keys of the numeric fields, as `--hardware` and the config's `[hardware]` name them.
+    pub const KEYS: &'static str =
+        "price_usd, months, watts, usd_per_kwh, hours_per_day, tokens_per_s";
+
+    /// Sets the numeric field `key` (`price` or `price_usd`, `months`, `watts`,
+    /// `usd_per_kwh`, `hours_per_day`, `tokens_per_s`) to `x`, validated.
+    pub fn set(&mut self, key: &str, x: f64) -> Result<(), String> {
+        if !x.is_finite() || x < 0.0 {
+            return Err(format!("{key} must be a non-negative number, got {x}"));
+        }
+        match key {
+            "price" | "price_usd" => self.price_usd = x,
+            "months" if x > 0.0 => self.months = x,
+            "months" => return Err("months must be positive".into()),
+            "watts" => self.watts = x,
+            "usd_per_kwh" => self.usd_per_kwh = x,
+            "hours_per_day" if x <= 24.0 => self.hours_per_day = x,
+            "hours_per_day" => return Err("hours_per_day must be at most 24".into()),
+            "tokens_per_s" => self.tokens_per_s = Some(x),
+            _ => return Err(format!("unknown key {key:?} ({}, name)", Self::KEYS)),
+        }
+        Ok(())
+    }
+}
+
 impl std::str::FromStr for HardwareProfile {
     type Err = String;
 
-    /// `rtx4090`, or `KEY=VALUE,...` with keys `price`, `months`, `watts`, `usd_per_kwh`,
-    /// `hours_per_day`, `tokens_per_s`, `name` (unset keys take the RTX 4090 values).
+    /// `rtx4090`, or `KEY=VALUE,...` with the keys of [`HardwareProfile::set`] and
+    /// `name` (unset keys take the RTX 4090 values).
     fn from_str(s: &str) -> Result<Self, String> {
         let mut hw = Self::rtx4090();
         hw.assumed = false;
@@ -86,26 +112,8 @@ impl std::str::FromStr for HardwareProfile {
             }
             let x: f64 = v
                 .parse()
-                .ok()
-                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| format!("hardware: {k} must be a non-negative number, got {v:?}"))?;
-            match k {
-                "price" | "price_usd" => hw.price_usd = x,
-                "months" => hw.months = x,
-                "watts" => hw.watts = x,
-                "usd_per_kwh" => hw.usd_per_kwh = x,
-                "hours_per_day" if x <= 24.0 => hw.hours_per_day = x,
-                "hours_per_day" => return Err("hardware: hours_per_day must be at most 24".into()),
-                "tokens_per_s" => hw.tokens_per_s = Some(x),
-                _ => {
-                    return Err(format!(
-                        "hardware: unknown key {k:?} (price, months, watts, usd_per_kwh, hours_per_day, tokens_per_s, name)"
-                    ));
-                }
-            }
-        }
-        if hw.months <= 0.0 {
-            return Err("hardware: months must be positive".into());
+                .map_err(|_| format!("hardware: {k} must be a non-negative number, got {v:?}"))?;
+            hw.set(k, x).map_err(|e| format!("hardware: {e}"))?;
         }
         Ok(hw)
     }

@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use policy_sdk::testing::MockHost;
     use policy_sdk::{BackendStatus, Message};
-    use rules::{Level, contains_word};
+    use rules::{Level, contains_word, has_keyword, words_of};
 
     fn route(host: &MockHost, text: &str) -> Decision {
         Complexity::route(host, &Request::user(text)).unwrap()
@@ -213,5 +213,42 @@ mod tests {
         assert!(!contains_word("anything", ""));
         assert_eq!(Level::Simple.as_str(), "simple");
         assert_eq!(Complexity::info().name, "complexity");
+    }
+
+    #[test]
+    fn word_lookup_agrees_with_scanning() {
+        let texts = [
+            "make a plan. the planet's plan-b, code2 résumé",
+            "step by step: debug the sql (c++) ```rust``` tl;dr",
+            "",
+            "plan",
+        ];
+        let keywords = [
+            "plan",
+            "planet",
+            "b",
+            "code",
+            "code2",
+            "résumé",
+            "step by step",
+            "c++",
+            "```",
+            "sql",
+            "tl;dr",
+            "",
+            "rust",
+            "debug",
+            "s",
+        ];
+        for text in texts {
+            let words = words_of(text);
+            for k in keywords {
+                assert_eq!(
+                    has_keyword(text, &words, k),
+                    contains_word(text, k),
+                    "{k:?} in {text:?}"
+                );
+            }
+        }
     }
 }

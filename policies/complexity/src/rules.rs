@@ -2,6 +2,9 @@
 //! prompt length, keyword categories) and orders backends for it. Self-contained (only
 //! `policy_sdk`), so the `hybrid` policy compiles it in as well.
 
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
 use policy_sdk::{BackendStatus, Decision, Host, LogLevel, Request, select};
 
 /// How demanding a request is.
@@ -316,8 +319,9 @@ pub fn classify(host: &dyn Host, request: &Request, cfg: &Config) -> Class {
         return Class::new(Level::Complex, "long-context", Source::Tokens);
     }
     let text = request.last_user_text().to_lowercase();
+    let words = words_of(&text);
     for c in &cfg.categories {
-        if let Some(k) = c.keywords.iter().find(|k| contains_word(&text, k)) {
+        if let Some(k) = c.keywords.iter().find(|k| has_keyword(&text, &words, k)) {
             return Class {
                 keyword: Some(k.clone()),
                 ..Class::new(c.level, &c.task, Source::Keyword)
@@ -325,6 +329,55 @@ pub fn classify(host: &dyn Host, request: &Request, cfg: &Config) -> Class {
         }
     }
     Class::new(cfg.default_level, "general", Source::Default)
+}
+
+/// FNV-1a: a fast hasher for the short word strings of [`Words`] (no DoS concern here:
+/// the set lives for one decision).
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// The words (maximal alphanumeric runs) of a text.
+pub type Words<'a> = HashSet<&'a str, BuildHasherDefault<Fnv>>;
+
+/// The words of `text`, for [`has_keyword`].
+pub fn words_of(text: &str) -> Words<'_> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// [`contains_word`], answered from `words` (the words of `text`) where possible: every
+/// alphanumeric run of a keyword must be a whole word of the text for an unglued
+/// occurrence, and a keyword that is one such run occurs exactly when it is a word. Only
+/// phrases whose words are all present are scanned for.
+pub fn has_keyword(text: &str, words: &Words<'_>, keyword: &str) -> bool {
+    let mut runs = keyword
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty());
+    if !runs.all(|w| words.contains(w)) {
+        return false;
+    }
+    if !keyword.is_empty() && keyword.chars().all(char::is_alphanumeric) {
+        return true;
+    }
+    contains_word(text, keyword)
 }
 
 /// True when `needle` occurs in `haystack` not glued to letters or digits on an edge
