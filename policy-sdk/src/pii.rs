@@ -63,17 +63,15 @@ struct Traits {
 
 impl Traits {
     fn of(bytes: &[u8]) -> Self {
-        let mut t = Traits {
-            at: false,
-            digit: false,
-            colons: 0,
-        };
-        for &b in bytes {
-            t.at |= b == b'@';
-            t.digit |= b.is_ascii_digit();
-            t.colons += usize::from(b == b':');
+        // Each test stops at its first hit; digits are looked for 32 bytes at a time so
+        // the comparison vectorizes.
+        Traits {
+            at: memchr::memchr(b'@', bytes).is_some(),
+            digit: bytes
+                .chunks(32)
+                .any(|c| c.iter().fold(false, |any, b| any | b.is_ascii_digit())),
+            colons: memchr::memchr_iter(b':', bytes).take(2).count(),
         }
-        t
     }
 
     fn allow(&self, needs: Needs) -> bool {

@@ -133,7 +133,8 @@ impl backends::Host for HostCtx {
 impl pii::Host for HostCtx {
     fn detect(&mut self, text: String) -> Vec<pii::PiiMatch> {
         use super::pii::Kind;
-        super::pii::detect(&text)
+        self.host
+            .detect_pii(&text)
             .into_iter()
             .map(|m| pii::PiiMatch {
                 kind: match m.kind {

@@ -11,6 +11,11 @@ pub trait HostState: Send + Sync + 'static {
     fn backends(&self) -> Vec<BackendStatus>;
     fn spend(&self, scope: &str) -> SpendStatus;
     fn count_tokens(&self, text: &str) -> u32;
+    /// PII in `text` (the `pii.detect` import). A host that has already scanned the
+    /// request's messages may answer from that scan.
+    fn detect_pii(&self, text: &str) -> Vec<policy_sdk::pii::PiiMatch> {
+        super::pii::detect(text)
+    }
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

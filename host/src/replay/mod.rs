@@ -32,7 +32,7 @@ pub use report::{
     Baseline, BreakEven, BreakEvenRow, DayCost, DiffSample, Differences, HardwareProfile,
     PolicyReport, Price, Report, TargetStats, TenantReport, Throughput, WorkloadSummary, price_of,
 };
-pub use sim::{Outage, SimHost};
+pub use sim::{Outage, PiiScan, SimHost};
 pub use synthetic::{Shape, Synthetic, SyntheticSpec};
 pub use workload::{
     DECISION_LOG_SCHEMA, DecisionLogRecord, JsonlReader, LineError, LoggedVerdict, UsageRecord,
@@ -150,7 +150,7 @@ struct Prepared {
     line: u64,
     timestamp_ms: Option<i64>,
     task: Option<&'static str>,
-    has_pii: bool,
+    pii: Arc<PiiScan>,
     completion_tokens: Option<u32>,
     /// `prompt_tokens` filled in (observed, else the host estimate).
     request: PolicyRequest,
@@ -161,6 +161,8 @@ struct Ready {
     line: u64,
     ts: i64,
     day: i64,
+    /// The messages' PII, for the policies' `pii.detect` calls.
+    pii: Arc<PiiScan>,
     has_pii: bool,
     completion_tokens: Option<u32>,
     request: PolicyRequest,
@@ -190,7 +192,12 @@ fn prepare(rec: WorkloadRecord) -> Prepared {
         line: rec.line,
         timestamp_ms: rec.timestamp_ms,
         task: rec.task,
-        has_pii: has_pii(&rec.messages),
+        pii: Arc::new(
+            rec.messages
+                .iter()
+                .map(|m| (m.content.clone(), policy_sdk::pii::detect(&m.content)))
+                .collect(),
+        ),
         completion_tokens: rec.completion_tokens,
         request: PolicyRequest {
             id: rec.id,
@@ -242,8 +249,10 @@ impl PolicyRun {
     }
 
     /// Decides and accounts one request; returns (comparison key, display) of the decision.
-    fn step(&mut self, req: &PolicyRequest, ts: i64, ctx: &RecordCtx<'_>) -> (String, String) {
-        self.host.set_now(ts);
+    fn step(&mut self, ready: &Ready, opts: &ReplayOptions) -> (String, String) {
+        let (req, ctx) = (&ready.request, &ready.ctx(opts));
+        self.host.set_now(ready.ts);
+        self.host.set_pii(ready.pii.clone());
         let eval = self.policy.decide_blocking(req, self.dyn_host.clone());
         self.decision_ns += eval.elapsed.as_nanos();
         if let Some(f) = &eval.failure {
@@ -591,10 +600,8 @@ where
         let worker = run_b.take().map(|mut run| {
             scope.spawn(move || {
                 for batch in b_rx {
-                    let keys: Vec<(String, String)> = batch
-                        .iter()
-                        .map(|r| run.step(&r.request, r.ts, &r.ctx(opts)))
-                        .collect();
+                    let keys: Vec<(String, String)> =
+                        batch.iter().map(|r| run.step(r, opts)).collect();
                     if r_tx.send(keys).is_err() {
                         break;
                     }
@@ -633,7 +640,8 @@ where
                     line: prepared.line,
                     ts,
                     day,
-                    has_pii: prepared.has_pii,
+                    has_pii: prepared.pii.iter().any(|(_, found)| !found.is_empty()),
+                    pii: prepared.pii,
                     completion_tokens: prepared.completion_tokens,
                     request: prepared.request,
                 };
@@ -660,10 +668,7 @@ where
             let Some(run_a) = runs.first_mut() else {
                 continue;
             };
-            let keys_a: Vec<(String, String)> = ready
-                .iter()
-                .map(|r| run_a.step(&r.request, r.ts, &r.ctx(opts)))
-                .collect();
+            let keys_a: Vec<(String, String)> = ready.iter().map(|r| run_a.step(r, opts)).collect();
             if worker.is_none() {
                 continue;
             }

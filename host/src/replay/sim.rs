@@ -3,8 +3,10 @@
 //! spend that accumulates per tenant, per UTC day and calendar month, as the replay goes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use policy_sdk::pii::PiiMatch;
 
 use super::time;
 use crate::domain::{BackendKind, BackendStatus, SpendStatus};
@@ -64,7 +66,13 @@ pub struct SimHost {
     first_day: AtomicI64,
     now_ms: AtomicI64,
     state: Mutex<State>,
+    /// The current request's messages with the PII found in each (scanned once, off the
+    /// decision thread); `detect_pii` answers from it.
+    pii: Mutex<Arc<PiiScan>>,
 }
+
+/// Message texts with the PII spans found in each.
+pub type PiiScan = Vec<(String, Vec<PiiMatch>)>;
 
 impl SimHost {
     /// `first_day` is the UTC day number outage days count from (day 1).
@@ -85,7 +93,16 @@ impl SimHost {
             budgets,
             first_day: AtomicI64::new(first_day),
             now_ms: AtomicI64::new(first_day * time::DAY_MS),
+            pii: Mutex::new(Arc::default()),
         }
+    }
+
+    /// The PII scan of the request about to be decided.
+    pub fn set_pii(&self, scan: Arc<PiiScan>) {
+        *self
+            .pii
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = scan;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -177,6 +194,18 @@ impl HostState for SimHost {
         self.current_backends()
     }
 
+    fn detect_pii(&self, text: &str) -> Vec<PiiMatch> {
+        let scan = self
+            .pii
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match scan.iter().find(|(t, _)| t == text) {
+            Some((_, found)) => found.clone(),
+            None => policy_sdk::pii::detect(text),
+        }
+    }
+
     fn spend(&self, scope: &str) -> SpendStatus {
         let now = self.now_ms.load(Ordering::Relaxed);
         let (day, month) = (time::day_of(now), time::month_of(now));
@@ -213,6 +242,22 @@ impl HostState for SimHost {
 mod tests {
     use super::*;
     use crate::policy::StaticHost;
+
+    #[test]
+    fn pii_answers_from_the_request_scan() {
+        let host = SimHost::new(Vec::new(), Vec::new(), BTreeMap::new(), 0);
+        let marked = PiiMatch {
+            kind: policy_sdk::pii::PiiKind::Iban,
+            start: 0,
+            end: 2,
+        };
+        host.set_pii(Arc::new(vec![("scanned".to_owned(), vec![marked.clone()])]));
+        // A text of the scan gets the scan's answer, any other text a fresh detection.
+        assert_eq!(host.detect_pii("scanned"), vec![marked]);
+        let fresh = host.detect_pii("mail bob@example.com");
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].kind, policy_sdk::pii::PiiKind::Email);
+    }
 
     #[test]
     fn outage_parsing() {
