@@ -16,6 +16,10 @@ step "policies"
 bash policies/build.sh
 
 step "cargo test"
+# Gateways under test log everything here; the log scan below searches it for secrets.
+export SWITCHYARD_TEST_LOG_DIR="$PWD/target/test-logs"
+rm -rf "$SWITCHYARD_TEST_LOG_DIR"
+mkdir -p "$SWITCHYARD_TEST_LOG_DIR"
 cargo test --workspace --all-targets
 
 step "end to end: the openai Python SDK against the embedded default"
@@ -24,6 +28,9 @@ bash tests/e2e/run.sh
 step "python and js policy unit tests"
 bash policies/python/test.sh
 bash policies/js/test.sh
+
+step "log scan: no test API key, client key or admin token in any log"
+bash tests/log_scan.sh "$SWITCHYARD_TEST_LOG_DIR"
 
 step "policy case files through the sandbox"
 out="${SWITCHYARD_POLICY_OUT:-target/policies}"

@@ -125,6 +125,11 @@ const MONTH_AND_DAY: &str = "
 SELECT COALESCE(SUM(CASE WHEN day = ?2 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
 FROM daily_totals WHERE tenant = ?1 AND month = ?3";
 
+const INSERT_ATTEMPT: &str = "
+INSERT INTO attempts (tenant, day, month, request_id, attempt, backend, state, estimate_usd,
+                      created_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved', ?7, ?8)";
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -242,37 +247,42 @@ impl Ledger {
         };
         let now = now_ms();
         let (day, month) = day_and_month(now);
+        let insert = params![
+            tenant,
+            day,
+            month,
+            request_id,
+            attempt,
+            backend,
+            estimate_usd,
+            now
+        ];
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Some(cap) = self.budget(tenant).hard_cap_usd {
-            let (_, spent): (f64, f64) =
-                tx.query_row(MONTH_AND_DAY, params![tenant, day, month], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            if spent + estimate_usd > cap {
-                return Err(LedgerError::HardCap {
-                    tenant: tenant.to_owned(),
-                    cap,
-                    spent,
-                    estimate: estimate_usd,
-                });
-            }
-        }
-        tx.execute(
-            "INSERT INTO attempts (tenant, day, month, request_id, attempt, backend, state,
-                                   estimate_usd, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved', ?7, ?8)",
-            params![
-                tenant,
-                day,
-                month,
-                request_id,
-                attempt,
-                backend,
+        let Some(cap) = self.budget(tenant).hard_cap_usd else {
+            // No cap to check: one autocommit insert.
+            conn.prepare_cached(INSERT_ATTEMPT)?.execute(insert)?;
+            let id = conn.last_insert_rowid();
+            return Ok(Reservation {
+                id,
+                tenant: tenant.to_owned(),
                 estimate_usd,
-                now
-            ],
-        )?;
+            });
+        };
+        // The cap check and the insert in one write transaction, so that concurrent
+        // reservations (other processes included) cannot overshoot the cap together.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (_, spent): (f64, f64) = tx
+            .prepare_cached(MONTH_AND_DAY)?
+            .query_row(params![tenant, day, month], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if spent + estimate_usd > cap {
+            return Err(LedgerError::HardCap {
+                tenant: tenant.to_owned(),
+                cap,
+                spent,
+                estimate: estimate_usd,
+            });
+        }
+        tx.prepare_cached(INSERT_ATTEMPT)?.execute(insert)?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(Reservation {
@@ -290,30 +300,33 @@ impl Ledger {
         } else {
             0.0
         };
-        let n = self.conn().execute(
-            "UPDATE attempts SET state = 'settled', cost_usd = ?2 WHERE id = ?1 AND state = 'reserved'",
-            params![reservation.id, cost],
-        )?;
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE attempts SET state = 'settled', cost_usd = ?2 WHERE id = ?1 AND state = 'reserved'",
+            )?
+            .execute(params![reservation.id, cost])?;
         Ok(n == 1)
     }
 
     /// Releases a reservation whose attempt cost nothing (it failed). Idempotent.
     pub fn release(&self, reservation: &Reservation) -> Result<bool, LedgerError> {
-        let n = self.conn().execute(
-            "UPDATE attempts SET state = 'released', cost_usd = 0 WHERE id = ?1 AND state = 'reserved'",
-            params![reservation.id],
-        )?;
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE attempts SET state = 'released', cost_usd = 0 WHERE id = ?1 AND state = 'reserved'",
+            )?
+            .execute(params![reservation.id])?;
         Ok(n == 1)
     }
 
     /// Spend and budgets of `tenant` (settled cost plus open reservations), for the policy.
     pub fn status(&self, tenant: &str) -> Result<SpendStatus, LedgerError> {
         let (day, month) = day_and_month(now_ms());
-        let conn = self.conn();
-        let (today, month_total): (f64, f64) =
-            conn.query_row(MONTH_AND_DAY, params![tenant, day, month], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+        let (today, month_total): (f64, f64) = self
+            .conn()
+            .prepare_cached(MONTH_AND_DAY)?
+            .query_row(params![tenant, day, month], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let budget = self.budget(tenant);
         Ok(SpendStatus {
             scope: tenant.to_owned(),

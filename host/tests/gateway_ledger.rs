@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod gateway_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,7 @@ async fn spawn_mock() -> SocketAddr {
 }
 
 async fn spawn_gateway(upstream: SocketAddr, ledger: Arc<Ledger>) -> SocketAddr {
+    gateway_support::capture_logs();
     let config = Config::parse(&format!(
         r#"
         [policy]

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod gateway_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -152,6 +154,7 @@ async fn spawn_gateway_with(
     extra_server: &str,
     extra_a: &str,
 ) -> SocketAddr {
+    gateway_support::capture_logs();
     let toml = format!(
         r#"
         [server]
@@ -273,7 +276,7 @@ async fn client_api_keys_authenticate_and_fix_the_tenant() {
     use sha2::Digest;
     let (a, _mock_a) = spawn_mock(Mode::Ok, "from a").await;
     let (b, _mock_b) = spawn_mock(Mode::Ok, "from b").await;
-    let digest = hex::encode(sha2::Sha256::digest(b"client-key-globex"));
+    let digest = hex::encode(sha2::Sha256::digest(b"client-key-globex-never-log-me"));
     let auth = format!("[[auth.keys]]\ntenant = \"globex\"\nkey_sha256 = \"{digest}\"\n");
     let gw = spawn_gateway(a, b, &auth).await;
     let client = reqwest::Client::new();
@@ -286,7 +289,7 @@ async fn client_api_keys_authenticate_and_fix_the_tenant() {
 
     let wrong = client
         .post(&url)
-        .bearer_auth("client-key-other")
+        .bearer_auth("client-key-other-never-log-me")
         .json(&chat_body(false))
         .send()
         .await
@@ -302,7 +305,7 @@ async fn client_api_keys_authenticate_and_fix_the_tenant() {
     // The key's tenant wins over a tenant header.
     let ok = client
         .post(&url)
-        .bearer_auth("client-key-globex")
+        .bearer_auth("client-key-globex-never-log-me")
         .header("x-switchyard-tenant", "acme")
         .json(&chat_body(false))
         .send()

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod gateway_support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -111,6 +113,7 @@ async fn spawn_upstream(anthropic_overloaded: bool) -> (SocketAddr, Arc<Upstream
 }
 
 async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
+    gateway_support::capture_logs();
     let toml = format!(
         r#"
         [policy]

@@ -1,5 +1,6 @@
-//! Shared by the tests that run `switchyard serve` as a process: mock upstreams, built
-//! policy components, a config writer and a gateway handle that is killed on drop.
+//! Shared by the gateway tests: mock upstreams, built policy components, a config writer,
+//! a `switchyard serve` process handle that is killed on drop, and log capture for the
+//! secret scan after the suite (`tests/log_scan.sh`).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -120,15 +121,57 @@ pub fn write_config(
 }
 
 /// The admin token the spawned gateways accept.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-never-log-me";
 
+/// Where every gateway the tests run logs at trace level, when set (tests/run.sh sets
+/// it; `tests/log_scan.sh` then searches those logs for the test keys).
+pub fn log_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("SWITCHYARD_TEST_LOG_DIR")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
+/// Log filter for captured logs: everything, except the compiler's chatter.
+const CAPTURE_FILTER: &str = "trace,cranelift_codegen=info,wasmtime=info,regalloc2=info";
+
+/// A new log file in [`log_dir`] for this test process (`what` names it).
+fn log_file(what: &str) -> Option<std::fs::File> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let exe = std::env::current_exe().ok()?;
+    let test = exe.file_stem()?.to_string_lossy().into_owned();
+    let name = format!("{test}-{}-{n}-{what}.log", std::process::id());
+    std::fs::File::create(log_dir()?.join(name)).ok()
+}
+
+/// In-process gateways: with [`log_dir`] set, this process logs everything there.
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(file) = log_file("in-process") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(CAPTURE_FILTER))
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init();
+        }
+    });
+}
+
+/// `switchyard serve --config CONFIG`, logging at trace level when [`log_dir`] is set,
+/// else at `warn`.
 pub fn serve_command(config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    let filter = if log_dir().is_some() {
+        CAPTURE_FILTER
+    } else {
+        "warn"
+    };
     cmd.arg("serve")
         .arg("--config")
         .arg(config)
         .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", filter);
     cmd
 }
 
@@ -154,7 +197,7 @@ impl Gateway {
             .arg("--listen")
             .arg(addr.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log_file("serve").map_or_else(Stdio::inherit, Stdio::from))
             .spawn()
             .unwrap();
         let mut gateway = Gateway { child, addr };
