@@ -1,12 +1,13 @@
-//! File watching: a notify watcher on the directories of every policy file and of the
-//! config file. Editors and `cp`/`mv` write through temp files and renames, so the
-//! directories are watched and events are matched by path. Only events naming a watched
-//! file pass the watcher's callback: those directories often hold a busy ledger or
-//! decision log, whose every write is an event (a debouncer that tracked each of them
-//! took ~7 % of the CPU under load). Changes are applied once `debounce` has passed
-//! without another.
+//! File watching: a notify watcher on every policy file and the config file. The files
+//! themselves are watched, not their directories: those often hold a busy ledger or
+//! decision log, whose every write would be an event (watching the directory cost ~8 % of
+//! the gateway's CPU under load). Editors and `cp`/`mv` replace a file through a temp file
+//! and a rename, which leaves the watch on the old inode, so every watch is re-armed on the
+//! path as soon as an event arrives and again after the change is applied; a missing file
+//! is watched through its directory until it reappears. Changes are applied once
+//! `debounce` has passed without another event.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +19,55 @@ use super::{PolicySet, SlotConfig};
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct Watcher {
-    _watcher: Box<dyn std::any::Any + Send>,
-    _task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What is watched for each file: the file itself, or its directory while it is missing.
+struct Watches {
+    watcher: notify::RecommendedWatcher,
+    files: Vec<PathBuf>,
+    /// Watched path → whether it is a file (re-armed every time: its inode may be new).
+    watched: BTreeMap<PathBuf, bool>,
+}
+
+impl Watches {
+    /// Points every watch at the file's current inode, or at its directory while missing.
+    fn rearm(&mut self) -> Result<(), String> {
+        let mut want: BTreeMap<PathBuf, bool> = BTreeMap::new();
+        for file in &self.files {
+            if file.exists() {
+                want.insert(file.clone(), true);
+            } else if let Some(dir) = file.parent() {
+                want.entry(dir.to_path_buf()).or_insert(false);
+            }
+        }
+        for (path, is_file) in &self.watched {
+            if *is_file || !want.contains_key(path) {
+                let _ = self.watcher.unwatch(path);
+            }
+        }
+        for (path, is_file) in &want {
+            if *is_file || !self.watched.contains_key(path) {
+                self.watcher
+                    .watch(path, RecursiveMode::NonRecursive)
+                    .map_err(|e| format!("watching {}: {e}", path.display()))?;
+            }
+        }
+        self.watched = want;
+        Ok(())
+    }
+
+    fn rearm_or_warn(&mut self) {
+        if let Err(e) = self.rearm() {
+            tracing::warn!(error = %e, "re-arming the file watcher");
+        }
+    }
 }
 
 impl std::fmt::Debug for Watcher {
@@ -69,9 +117,19 @@ pub fn watch(
         .filter_map(|f| f.file_name().map(ToOwned::to_owned))
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<Vec<PathBuf>, String>>();
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+    let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let message = match result {
-            Ok(event) if event.kind.is_access() => return,
+            // Reads (our own reloads included) and metadata (atime) are not changes; a
+            // replaced file still reports its removal.
+            Ok(event)
+                if event.kind.is_access()
+                    || matches!(
+                        event.kind,
+                        notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+                    ) =>
+            {
+                return;
+            }
             Ok(event) => {
                 let ours: Vec<PathBuf> = event
                     .paths
@@ -88,15 +146,17 @@ pub fn watch(
         let _ = tx.send(message);
     })
     .map_err(|e| format!("starting the file watcher: {e}"))?;
-    let dirs: BTreeSet<&Path> = files.iter().filter_map(|f| f.parent()).collect();
-    for dir in dirs {
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("watching {}: {e}", dir.display()))?;
-    }
+    let mut watches = Watches {
+        watcher,
+        files,
+        watched: BTreeMap::new(),
+    };
+    watches.rearm()?;
     let reader = config.map(|(_, r)| r);
     let task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
+            // Re-arm first, so that a second replace during the quiet period is seen too.
+            watches.rearm_or_warn();
             // Collect until `debounce` passes quietly: a save is often several events.
             let mut paths = Vec::new();
             let mut next = Some(first);
@@ -109,6 +169,7 @@ pub fn watch(
                     next = Some(more);
                 }
             }
+            watches.rearm_or_warn();
             let changed: BTreeSet<PathBuf> = paths.iter().map(|p| normalise(p)).collect();
             if let (Some(file), Some(read)) = (&config_file, &reader)
                 && changed.contains(file)
@@ -131,8 +192,5 @@ pub fn watch(
             }
         }
     });
-    Ok(Watcher {
-        _watcher: Box::new(watcher),
-        _task: task,
-    })
+    Ok(Watcher { task })
 }
