@@ -53,12 +53,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Installs the tracing subscriber: stderr, `RUST_LOG` filter (default `info`), text or JSON.
+/// Installs the tracing subscriber: stderr, `RUST_LOG` filter (default `info`), text or JSON;
+/// colours only when stderr is a terminal (not in files or log collectors).
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

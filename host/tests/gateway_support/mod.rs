@@ -131,8 +131,10 @@ pub fn log_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
-/// Log filter for captured logs: everything, except the compiler's chatter.
-const CAPTURE_FILTER: &str = "trace,cranelift_codegen=info,wasmtime=info,regalloc2=info";
+/// Log filter for captured logs: the gateway and its HTTP stack (where a key could leak)
+/// at trace level, the rest (the wasm compiler's chatter) at info.
+const CAPTURE_FILTER: &str = "info,switchyard=trace,reqwest=trace,hyper=trace,hyper_util=trace,\
+                              h2=trace,axum=trace,tower=trace,tower_http=trace";
 
 /// A new log file in [`log_dir`] for this test process (`what` names it).
 fn log_file(what: &str) -> Option<std::fs::File> {
