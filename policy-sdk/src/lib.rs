@@ -88,6 +88,7 @@
 //! ```
 
 pub mod backend;
+pub mod fnv;
 pub mod host;
 pub mod pii;
 pub mod select;

@@ -54,7 +54,8 @@ struct EngineInner {
     fingerprint: String,
     compiles: AtomicU64,
     stop: Arc<AtomicBool>,
-    /// Decisions running at once; more wait their turn before their deadline starts.
+    /// Decisions running at once (one per core); more wait their turn before their
+    /// deadline starts, so load does not turn into deadline failures.
     running: Arc<tokio::sync::Semaphore>,
 }
 
@@ -392,9 +393,7 @@ impl PolicyEngine {
             })
             .map_err(|e| PolicyError::Engine(format!("starting the epoch ticker: {e}")))?;
 
-        let concurrent = config.max_concurrent_decisions.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        });
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
@@ -403,7 +402,7 @@ impl PolicyEngine {
                 fingerprint,
                 compiles: AtomicU64::new(0),
                 stop,
-                running: Arc::new(tokio::sync::Semaphore::new(concurrent.max(1))),
+                running: Arc::new(tokio::sync::Semaphore::new(cores)),
             }),
         })
     }

@@ -42,9 +42,6 @@ pub struct EngineConfig {
     /// policies that keep no per-request state. Each idle instance holds one of
     /// `max_instances` pool slots.
     pub warm_instances: usize,
-    /// Decisions that run at once (`None`: one per CPU core). Others wait for a slot
-    /// before their deadline starts, so load does not turn into deadline failures.
-    pub max_concurrent_decisions: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -58,7 +55,6 @@ impl Default for EngineConfig {
             cache_dir: None,
             max_instances: 64,
             warm_instances: 0,
-            max_concurrent_decisions: None,
         }
     }
 }

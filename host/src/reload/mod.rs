@@ -538,14 +538,9 @@ fn reload_metric(policy: &str, result: &'static str) {
     .increment(1);
 }
 
-/// FNV-1a: a stable bucket in 0..10000 for canary assignment.
+/// A stable bucket in 0..10000 for canary assignment.
 fn bucket(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % 10_000
+    policy_sdk::fnv::fnv1a(key.as_bytes()) % 10_000
 }
 
 /// Short text of a verdict for comparisons and samples.

@@ -163,18 +163,22 @@ struct Ready {
     day: i64,
     /// The messages' PII, for the policies' `pii.detect` calls.
     pii: Arc<PiiScan>,
-    has_pii: bool,
     completion_tokens: Option<u32>,
     request: PolicyRequest,
 }
 
 impl Ready {
+    /// Whether any message holds PII.
+    fn has_pii(&self) -> bool {
+        self.pii.iter().any(|(_, found)| !found.is_empty())
+    }
+
     fn ctx<'a>(&self, opts: &'a ReplayOptions) -> RecordCtx<'a> {
         RecordCtx {
             day: self.day,
             prompt_tokens: self.request.prompt_tokens,
             completion_tokens: self.completion_tokens,
-            has_pii: self.has_pii,
+            has_pii: self.has_pii(),
             output_ratio: opts.output_ratio,
             backends: &opts.backends,
         }
@@ -640,7 +644,6 @@ where
                     line: prepared.line,
                     ts,
                     day,
-                    has_pii: prepared.pii.iter().any(|(_, found)| !found.is_empty()),
                     pii: prepared.pii,
                     completion_tokens: prepared.completion_tokens,
                     request: prepared.request,
@@ -649,7 +652,7 @@ where
                 w.requests += 1;
                 w.input_tokens += u64::from(req.prompt_tokens);
                 w.output_tokens += output_tokens(&ready.ctx(opts), req.max_tokens);
-                w.pii_requests += u64::from(ready.has_pii);
+                w.pii_requests += u64::from(ready.has_pii());
                 if let Some(task) = prepared.task {
                     *w.tasks.entry(task.to_owned()).or_default() += 1;
                 }

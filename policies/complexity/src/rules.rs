@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 
+use policy_sdk::fnv::Fnv1a;
 use policy_sdk::{BackendStatus, Decision, Host, LogLevel, Request, select};
 
 /// How demanding a request is.
@@ -331,30 +332,9 @@ pub fn classify(host: &dyn Host, request: &Request, cfg: &Config) -> Class {
     Class::new(cfg.default_level, "general", Source::Default)
 }
 
-/// FNV-1a: a fast hasher for the short word strings of [`Words`] (no DoS concern here:
-/// the set lives for one decision).
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-/// The words (maximal alphanumeric runs) of a text.
-pub type Words<'a> = HashSet<&'a str, BuildHasherDefault<Fnv>>;
+/// The words (maximal alphanumeric runs) of a text (FNV: no random hash keys to fetch
+/// from the host in a fresh instance).
+pub type Words<'a> = HashSet<&'a str, BuildHasherDefault<Fnv1a>>;
 
 /// The words of `text`, for [`has_keyword`].
 pub fn words_of(text: &str) -> Words<'_> {
