@@ -36,13 +36,33 @@ impl QFormat {
     }
 }
 
-/// One block of quantized activations: `x[i] ≈ d * qs[i]`, `s = d * Σ qs[i]`.
+/// One block of quantized activations as llama.cpp's `block_q8_1`: `x[i] ≈ d * qs[i]`,
+/// `d` and `s = d * Σ qs[i]` rounded to f16 (held as f32), plus the exact `Σ qs[i]`.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(8))]
 pub struct Q8Block {
     pub d: f32,
     pub s: f32,
+    pub sum: i32,
     pub qs: [i8; QK],
+}
+
+impl Q8Block {
+    /// The block of `qs` quantized from values whose largest magnitude is `amax`.
+    pub fn new(amax: f32, sum: i32, qs: [i8; QK]) -> Self {
+        let d = amax / 127.0;
+        Self {
+            d: f16::from_f32(d).to_f32(),
+            s: f16::from_f32(d * sum as f32).to_f32(),
+            sum,
+            qs,
+        }
+    }
+
+    /// `d · Σ qs[i]` without the f16 rounding of `s` (Q4_0's offset, exact in llama.cpp).
+    pub fn exact_sum(&self) -> f32 {
+        self.d * self.sum as f32
+    }
 }
 
 /// Bytes shared by many matrices: the GGUF file buffer, or a matrix's own converted copy.

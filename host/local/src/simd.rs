@@ -110,23 +110,19 @@ pub fn quantize_block(chunk: &[f32]) -> Q8Block {
     quantize_block_portable(chunk)
 }
 
-/// `x ≈ d · q` with `d = max|x| / 127`, `q` rounded half away from zero.
+/// llama.cpp's x86 `quantize_row_q8_1`: `d = max|x| / 127` stored as f16, `q = x · 127 /
+/// max|x|` rounded half to even, `s = d · Σ q` (with the f32 `d`) stored as f16.
 fn quantize_block_portable(chunk: &[f32]) -> Q8Block {
     let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut qs = [0i8; QK];
     let mut sum = 0i32;
     for (q, v) in qs.iter_mut().zip(chunk) {
-        let r = (v * id).round() as i32;
+        let r = (v * id).round_ties_even() as i32;
         *q = r as i8;
         sum += r;
     }
-    Q8Block {
-        d,
-        s: d * sum as f32,
-        qs,
-    }
+    Q8Block::new(amax, sum, qs)
 }
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
@@ -161,7 +157,7 @@ fn dot_q4_0(w: &[u8], a: &[Q8Block]) -> f32 {
     for (b, x) in w.chunks_exact(18).zip(a) {
         let d = f16_at(b, 0);
         // Σ (n - 8)·q·d·dx = d·dx·Σ n·q − 8·d·s
-        sum += d * x.d * nibble_dot(&b[2..18], &x.qs) as f32 - 8.0 * d * x.s;
+        sum += d * x.d * nibble_dot(&b[2..18], &x.qs) as f32 - 8.0 * d * x.exact_sum();
     }
     sum
 }
@@ -265,15 +261,15 @@ mod x86 {
             offset += if at == 4 {
                 scale(&b[2..4]) * x.s
             } else {
-                -8.0 * d * x.s
+                -8.0 * d * x.exact_sum()
             };
         }
         hsum(acc) + offset
     }
 
     /// `quantize_block_portable` for a finite block, bit for bit (max and products are
-    /// exact in any order; rounding half away from zero as `trunc(y) ± (|frac| ≥ ½)`, exact
-    /// because `y − trunc(y)` is); `None` for blocks with a NaN or infinity.
+    /// exact in any order, rounding half to even as `round_ties_even`); `None` for blocks
+    /// with a NaN or infinity.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn quantize_block(chunk: &[f32]) -> Option<Q8Block> {
         let x = &chunk[..QK];
@@ -294,17 +290,11 @@ mod x86 {
         if !amax.is_finite() || x.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        let d = amax / 127.0;
-        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
-        let half = _mm256_set1_ps(0.5);
-        let one = _mm256_set1_ps(1.0);
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
         let mut q = [_mm256_setzero_si256(); 4];
         for (q, v) in q.iter_mut().zip(v) {
             let y = _mm256_mul_ps(v, id);
-            let t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
-            let away = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one);
-            let r = _mm256_add_ps(t, _mm256_or_ps(away, _mm256_and_ps(sign, y)));
+            let r = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             *q = _mm256_cvttps_epi32(r);
         }
         let total = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
@@ -323,11 +313,7 @@ mod x86 {
         let mut qs = [0i8; QK];
         // SAFETY: `qs` is exactly 32 bytes; unaligned store.
         unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast::<__m256i>(), packed) };
-        Some(Q8Block {
-            d,
-            s: d * sum as f32,
-            qs,
-        })
+        Some(Q8Block::new(amax, sum, qs))
     }
 
     pub fn tile_q8_0<const R: usize, const T: usize>(
@@ -459,7 +445,7 @@ mod x86 {
                     let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles[r], qa), ones);
                     let s = _mm256_set1_ps(d[r] * x.d);
                     acc[r][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc[r][t]);
-                    offset[r][t] += m[r] * x.s;
+                    offset[r][t] += m[r] * if AT == 4 { x.s } else { x.exact_sum() };
                 }
             }
         }
