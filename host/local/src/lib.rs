@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod gguf;
+mod host;
 pub mod model;
 pub mod quant;
 pub mod sampling;

@@ -1,14 +1,15 @@
-//! The llama architecture on burn tensors (RMSNorm, RoPE in the GGUF/llama.cpp layout,
-//! grouped-query attention with a KV cache, SwiGLU MLP, tied or separate output head).
-//! The projections are a custom op (`QLinear`): on CPU devices the weights stay in their
-//! GGUF 4/8-bit blocks and run through the quantized kernels of `quant`; on GPU devices
-//! they are burn quantized tensors (8-bit, block 32).
+//! The llama architecture (RMSNorm, RoPE in the GGUF/llama.cpp layout, grouped-query
+//! attention with a KV cache, SwiGLU MLP, tied or separate output head). On CPU devices the
+//! weights stay in their GGUF 4/8-bit blocks and the forward pass is `host` (plain Rust with
+//! llama.cpp's numerics, the quantized kernels of `quant`); on GPU devices it runs on burn
+//! tensors with the projections as burn quantized tensors (8-bit, block 32).
 //!
 //! Shapes (one sequence, `T` new tokens, `L` cached + new positions): hidden `[T, D]`,
 //! queries `[T, H, hd]`, keys/values `[T, Hkv, hd]`, cache `[Hkv, capacity, hd]`,
 //! scores `[Hkv, g·T, L]` with `g = H / Hkv` query heads per KV head.
 
 use crate::gguf::{GgufError, GgufFile};
+use crate::host::{HostLayer, HostWeights, LayerKv, rope_table};
 use crate::quant::{QMatrix, dequantize_tensor};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
@@ -92,56 +93,24 @@ pub enum Compute {
     DeviceQuantized,
 }
 
-/// A projection `y = x · Wᵀ` (`W: [out, in]`).
+/// A projection `y = x · Wᵀ` on the device, `Wᵀ: [in, out]` quantized.
 #[derive(Debug, Clone)]
-enum QLinear {
-    Host(QMatrix),
-    /// `Wᵀ: [in, out]`, quantized on the device.
-    Device(Box<Tensor<2>>),
-}
+struct DeviceLinear(Tensor<2>);
 
-impl QLinear {
-    fn new(m: QMatrix, compute: Compute, device: &Device) -> Self {
-        match compute {
-            Compute::HostQuantized => QLinear::Host(m),
-            Compute::DeviceQuantized => {
-                let (rows, cols) = (m.rows(), m.cols());
-                let mut w = vec![0f32; rows * cols];
-                for (r, out) in w.chunks_mut(cols).enumerate() {
-                    m.dequantize_row(r, out);
-                }
-                let t = Tensor::<2>::from_data(TensorData::new(w, [rows, cols]), device);
-                QLinear::Device(Box::new(t.transpose().quantize_dynamic(&device_scheme())))
-            }
+impl DeviceLinear {
+    fn new(m: &QMatrix, device: &Device) -> Self {
+        let (rows, cols) = (m.rows(), m.cols());
+        let mut w = vec![0f32; rows * cols];
+        for (r, out) in w.chunks_mut(cols).enumerate() {
+            m.dequantize_row(r, out);
         }
-    }
-
-    fn out_dim(&self) -> usize {
-        match self {
-            QLinear::Host(m) => m.rows(),
-            QLinear::Device(t) => t.dims()[1],
-        }
+        let t = Tensor::<2>::from_data(TensorData::new(w, [rows, cols]), device);
+        DeviceLinear(t.transpose().quantize_dynamic(&device_scheme()))
     }
 
     /// `x: [T, in]` → `[T, out]`.
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        match self {
-            QLinear::Host(m) => {
-                let device = x.device();
-                let [t, _] = x.dims();
-                let data = x.into_data();
-                let mut out = vec![0f32; t * m.rows()];
-                match data.as_slice::<f32>() {
-                    Ok(xs) => m.matmul(xs, t, &mut out),
-                    Err(_) => {
-                        let xs: Vec<f32> = data.iter::<f32>().collect();
-                        m.matmul(&xs, t, &mut out);
-                    }
-                }
-                Tensor::from_data(TensorData::new(out, [t, m.rows()]), &device)
-            }
-            QLinear::Device(w) => x.matmul(w.as_ref().clone()),
-        }
+        x.matmul(self.0.clone())
     }
 }
 
@@ -158,12 +127,60 @@ pub(crate) fn device_scheme() -> burn::tensor::quantization::QuantScheme {
 struct Layer {
     attn_norm: Tensor<1>,
     /// Q, K and V stacked: `[H·hd + 2·Hkv·hd, D]`.
-    qkv: QLinear,
-    out: QLinear,
+    qkv: DeviceLinear,
+    out: DeviceLinear,
     ffn_norm: Tensor<1>,
     /// Gate and up stacked: `[2·F, D]`.
-    gate_up: QLinear,
-    down: QLinear,
+    gate_up: DeviceLinear,
+    down: DeviceLinear,
+}
+
+/// The weights of the burn (GPU) path but the embeddings.
+#[derive(Debug, Clone)]
+struct DeviceWeights {
+    layers: Vec<Layer>,
+    norm: Tensor<1>,
+    output: DeviceLinear,
+    /// RoPE angle tables `[context, hd/2]`.
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl DeviceWeights {
+    /// The host weights on `device`; `half` is the rotated pairs per head.
+    fn new(host: HostWeights, half: usize, device: &Device) -> Self {
+        let vector = |v: Vec<f32>| {
+            let len = v.len();
+            Tensor::<1>::from_data(TensorData::new(v, [len]), device)
+        };
+        let ctx = host.rope.len() / half.max(1);
+        let layers = host
+            .layers
+            .into_iter()
+            .map(|l| Layer {
+                attn_norm: vector(l.attn_norm),
+                qkv: DeviceLinear::new(&l.qkv, device),
+                out: DeviceLinear::new(&l.out, device),
+                ffn_norm: vector(l.ffn_norm),
+                gate_up: DeviceLinear::new(&l.gate_up, device),
+                down: DeviceLinear::new(&l.down, device),
+            })
+            .collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = host.rope.into_iter().unzip();
+        Self {
+            layers,
+            norm: vector(host.norm),
+            output: DeviceLinear::new(&host.output, device),
+            cos: Tensor::from_data(TensorData::new(cos, [ctx, half]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [ctx, half]), device),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Weights {
+    Host(HostWeights),
+    Device(Box<DeviceWeights>),
 }
 
 /// Keys and values of one layer, `[Hkv, capacity, hd]`, positions `0..len` filled.
@@ -173,10 +190,11 @@ struct LayerCache {
     v: Tensor<3>,
 }
 
-/// The KV cache of one sequence.
+/// The KV cache of one sequence (device tensors or host F16 buffers, per the model's path).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
+    host: Vec<LayerKv>,
     len: usize,
 }
 
@@ -195,20 +213,10 @@ pub struct Llama {
     device: Device,
     /// Token embeddings `[V, D]`, kept quantized; rows are dequantized on lookup.
     embeddings: QMatrix,
-    layers: Vec<Layer>,
-    norm: Tensor<1>,
-    output: QLinear,
-    /// RoPE angle tables `[context, hd/2]`.
-    cos: Tensor<2>,
-    sin: Tensor<2>,
+    weights: Weights,
 }
 
-fn vector(
-    file: &GgufFile,
-    name: &str,
-    len: usize,
-    device: &Device,
-) -> Result<Tensor<1>, GgufError> {
+fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, GgufError> {
     let info = file.tensor(name)?;
     if info.elements() != len as u64 || info.dims.len() != 1 {
         return Err(GgufError::BadTensor {
@@ -216,8 +224,7 @@ fn vector(
             problem: format!("expected [{len}], got {:?}", info.dims),
         });
     }
-    let values = dequantize_tensor(file, info);
-    Ok(Tensor::from_data(TensorData::new(values, [len]), device))
+    Ok(dequantize_tensor(file, info))
 }
 
 fn matrix(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix, GgufError> {
@@ -259,17 +266,13 @@ impl Llama {
             let v = matrix(file, &n("attn_v"), c.n_kv_heads * hd, d)?;
             let gate = matrix(file, &n("ffn_gate"), c.ffn_dim, d)?;
             let up = matrix(file, &n("ffn_up"), c.ffn_dim, d)?;
-            layers.push(Layer {
-                attn_norm: vector(file, &n("attn_norm"), d, device)?,
-                qkv: QLinear::new(stack(&[&q, &k, &v], &n("attn_q"))?, compute, device),
-                out: QLinear::new(
-                    matrix(file, &n("attn_output"), d, c.n_heads * hd)?,
-                    compute,
-                    device,
-                ),
-                ffn_norm: vector(file, &n("ffn_norm"), d, device)?,
-                gate_up: QLinear::new(stack(&[&gate, &up], &n("ffn_gate"))?, compute, device),
-                down: QLinear::new(matrix(file, &n("ffn_down"), d, c.ffn_dim)?, compute, device),
+            layers.push(HostLayer {
+                attn_norm: vector(file, &n("attn_norm"), d)?,
+                qkv: stack(&[&q, &k, &v], &n("attn_q"))?,
+                out: matrix(file, &n("attn_output"), d, c.n_heads * hd)?,
+                ffn_norm: vector(file, &n("ffn_norm"), d)?,
+                gate_up: stack(&[&gate, &up], &n("ffn_gate"))?,
+                down: matrix(file, &n("ffn_down"), d, c.ffn_dim)?,
             });
         }
         let output = if file.tensors.contains_key("output.weight") {
@@ -285,27 +288,21 @@ impl Llama {
             Some(info) if info.elements() == half as u64 => dequantize_tensor(file, info),
             _ => vec![1.0; half],
         };
-        let ctx = config.context_length;
-        let mut cos = Vec::with_capacity(ctx * half);
-        let mut sin = Vec::with_capacity(ctx * half);
-        for pos in 0..ctx {
-            for (i, f) in factors.iter().enumerate() {
-                let theta = config.rope_base.powf(-2.0 * i as f32 / hd as f32) / f;
-                let angle = pos as f32 * theta;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
-        let output = QLinear::new(output, compute, device);
+        let host = HostWeights {
+            layers,
+            norm: vector(file, "output_norm.weight", d)?,
+            output,
+            rope: rope_table(c, &factors),
+        };
+        let weights = match compute {
+            Compute::HostQuantized => Weights::Host(host),
+            Compute::DeviceQuantized => Weights::Device(Box::new(DeviceWeights::new(host, hd / 2, device))),
+        };
         Ok(Self {
-            norm: vector(file, "output_norm.weight", d, device)?,
-            cos: Tensor::from_data(TensorData::new(cos, [ctx, half]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [ctx, half]), device),
             config,
             device: device.clone(),
             embeddings,
-            layers,
-            output,
+            weights,
         })
     }
 
@@ -318,6 +315,24 @@ impl Llama {
         KvCache::default()
     }
 
+    /// Runs `tokens` at positions `cache.len()..`; returns the logits of the last one.
+    /// The caller checks that the positions fit in the context.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+        let c = &self.config;
+        let d = c.dim;
+        let mut emb = vec![0f32; tokens.len() * d];
+        for (row, &id) in emb.chunks_mut(d).zip(tokens) {
+            self.embeddings
+                .dequantize_row((id as usize).min(c.vocab_size - 1), row);
+        }
+        let logits = match &self.weights {
+            Weights::Host(w) => w.forward(c, emb, &mut cache.host, cache.len),
+            Weights::Device(w) => self.device_forward(w, emb, cache),
+        };
+        cache.len += tokens.len();
+        logits
+    }
+
     fn rms_norm(&self, x: Tensor<2>, weight: &Tensor<1>) -> Tensor<2> {
         let scale = (x.clone().square().mean_dim(1) + self.config.rms_eps)
             .sqrt()
@@ -326,19 +341,11 @@ impl Llama {
     }
 
     /// Rotates `x: [T, heads, hd]` for positions `start..start+T`.
-    fn rope(&self, x: Tensor<3>, start: usize) -> Tensor<3> {
+    fn rope(&self, w: &DeviceWeights, x: Tensor<3>, start: usize) -> Tensor<3> {
         let [t, heads, hd] = x.dims();
         let half = hd / 2;
-        let cos = self
-            .cos
-            .clone()
-            .narrow(0, start, t)
-            .reshape([t, 1, half, 1]);
-        let sin = self
-            .sin
-            .clone()
-            .narrow(0, start, t)
-            .reshape([t, 1, half, 1]);
+        let cos = w.cos.clone().narrow(0, start, t).reshape([t, 1, half, 1]);
+        let sin = w.sin.clone().narrow(0, start, t).reshape([t, 1, half, 1]);
         let pairs = x.reshape([t, heads, half, 2]);
         let x0 = pairs.clone().narrow(3, 0, 1);
         let x1 = pairs.narrow(3, 1, 1);
@@ -389,21 +396,15 @@ impl Llama {
         )
     }
 
-    /// Runs `tokens` at positions `cache.len()..`; returns the logits of the last one.
-    /// The caller checks that the positions fit in the context.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+    /// The burn forward pass of `emb: [T, D]`; does not advance `cache.len`.
+    fn device_forward(&self, w: &DeviceWeights, emb: Vec<f32>, cache: &mut KvCache) -> Vec<f32> {
         let c = &self.config;
-        let (t, d, hd) = (tokens.len(), c.dim, c.head_dim);
+        let (d, hd) = (c.dim, c.head_dim);
+        let t = emb.len() / d;
         let (h, hkv) = (c.n_heads, c.n_kv_heads);
         let g = h / hkv;
         let start = cache.len;
         let total = start + t;
-
-        let mut emb = vec![0f32; t * d];
-        for (row, &id) in emb.chunks_mut(d).zip(tokens) {
-            self.embeddings
-                .dequantize_row((id as usize).min(c.vocab_size - 1), row);
-        }
         let mut x = Tensor::<2>::from_data(TensorData::new(emb, [t, d]), &self.device);
 
         // Causal mask `[g·T, L]`: row j·T + i is query token i (position start + i).
@@ -418,7 +419,7 @@ impl Llama {
         });
         let scale = 1.0 / (hd as f32).sqrt();
 
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (li, layer) in w.layers.iter().enumerate() {
             let hn = self.rms_norm(x.clone(), &layer.attn_norm);
             let qkv = layer.qkv.forward(hn);
             let q = qkv.clone().narrow(1, 0, h * hd).reshape([t, h, hd]);
@@ -429,8 +430,8 @@ impl Llama {
             let v = qkv
                 .narrow(1, (h + hkv) * hd, hkv * hd)
                 .reshape([t, hkv, hd]);
-            let q = self.rope(q, start);
-            let k = self.rope(k, start);
+            let q = self.rope(w, q, start);
+            let k = self.rope(w, k, start);
             let (keys, values) = self.append(cache, li, k.swap_dims(0, 1), v.swap_dims(0, 1));
             // [T, H, hd] → [H, T, hd] → [Hkv, g·T, hd]: query head kv·g + j shares KV head kv.
             let q = q.swap_dims(0, 1).reshape([hkv, g * t, hd]);
@@ -454,10 +455,8 @@ impl Llama {
             let act = silu(gu.clone().narrow(1, 0, f)) * gu.narrow(1, f, f);
             x = x + layer.down.forward(act);
         }
-        cache.len = total;
-        let last = self.rms_norm(x.narrow(0, t - 1, 1), &self.norm);
-        let logits = self.output.forward(last);
-        debug_assert_eq!(logits.dims()[1], self.output.out_dim());
+        let last = self.rms_norm(x.narrow(0, t - 1, 1), &w.norm);
+        let logits = w.output.forward(last);
         let data = logits.into_data();
         match data.as_slice::<f32>() {
             Ok(v) => v.to_vec(),

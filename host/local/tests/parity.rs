@@ -1,12 +1,12 @@
 //! Parity with llama.cpp (../shared/fixtures/llamacpp): tokenizer ids for every fixture
-//! string, and greedy chat completions (identical prompt token counts, identical first
-//! token; the agreeing prefix is printed).
+//! string, and greedy chat completions: identical prompt token counts, identical first
+//! token, and the first 16 tokens (or the whole reply when shorter) identical on at least
+//! 3 of the 4 cases.
 //!
-//! Why the 16-token count is printed, not asserted: this 135M Q4_1 model's greedy choices
-//! often hang on logit gaps below 0.1, so they move with float rounding. llama-cpp-python
-//! 0.3.36 itself, built on this machine (AVX2, no AVX-512), reproduces the fixture's first 16
-//! tokens on only 1 of the 4 cases (the fixtures came from another CPU); we get 2 of 4 here.
-//! See host/local/README.md.
+//! This 135M Q4_1 model's greedy choices often hang on logit gaps below 0.1, so they move
+//! with float rounding; the CPU forward pass (`host`) follows llama.cpp's numerics (8-bit
+//! activation blocks with f16 scales, F16 KV cache, f16 queries and attention
+//! probabilities, ...) for that. See host/local/README.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -94,10 +94,21 @@ fn greedy_chat_matches_llama_cpp() {
             same >= 1,
             "first token differs for {messages:?}: {text:?} vs {want_text:?}"
         );
-        agreeing += usize::from(same >= 16.min(theirs.len()));
+        // A reply shorter than 16 tokens (stopped early) must be identical as a whole.
+        let agrees = if theirs.len() < 16 {
+            same == theirs.len() && ours.len() == theirs.len()
+        } else {
+            same >= 16
+        };
+        agreeing += usize::from(agrees);
     }
     eprintln!(
         "{agreeing} of {} cases agree with llama.cpp on the first 16 tokens",
+        cases.len()
+    );
+    assert!(
+        agreeing >= 3,
+        "only {agreeing} of {} greedy completions agree with llama.cpp on the first 16 tokens",
         cases.len()
     );
 }
