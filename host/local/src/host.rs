@@ -9,6 +9,7 @@
 
 use crate::model::LlamaConfig;
 use crate::quant::QMatrix;
+use crate::simd::{Vectorized, run_vectorized};
 use half::f16;
 use rayon::prelude::*;
 
@@ -35,11 +36,12 @@ pub(crate) struct HostWeights {
     pub rope: Vec<(f32, f32)>,
 }
 
-/// One layer's F16 keys and values, `[position, Hkv, hd]`.
+/// One layer's keys and values, `[position, Hkv, hd]`: f16 values (as llama.cpp's F16
+/// cache holds them) kept as f32, so attention reads them without conversions.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LayerKv {
-    k: Vec<f16>,
-    v: Vec<f16>,
+    k: Vec<f32>,
+    v: Vec<f32>,
 }
 
 /// llama.cpp's RoPE table (`ggml_rope_cache_init`, "normal" mode): for position `p` the
@@ -76,78 +78,106 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 }
 
 /// ggml's vectorised `expf` (`ggml_v_expf`, AVX-512 version), one lane.
+#[inline(always)]
 fn ggml_expf(x: f32) -> f32 {
     let c = f32::from_bits;
     let r = c(0x4b40_0000);
     let z = x.mul_add(c(0x3fb8_aa3b), r);
     let n = z - r;
     let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
-    if n.abs() > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-    }
     let u = b * b;
     let j = c(0x3c07_2010)
         .mul_add(b, c(0x3d2b_9f17))
         .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
         .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
-    // `scalef(j, n) = j · 2^n`, in two exact steps (|n| ≤ 192).
-    let n = n as i32;
-    j * 2f32.powi(n / 2) * 2f32.powi(n - n / 2)
+    // `scalef(j, n) = j · 2^n` in two exact steps (|n| ≤ 192 here), built from exponent bits.
+    let k = n.clamp(-192.0, 192.0) as i32;
+    let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
+    let res = j * pow2(k / 2) * pow2(k - k / 2);
+    if n.abs() > 192.0 {
+        if n <= 0.0 { 0.0 } else { f32::INFINITY }
+    } else {
+        res
+    }
 }
 
 /// `_mm512_reduce_add_ps` as GCC computes it: halves, quarters, then pairs.
+#[inline(always)]
 fn reduce16(a: &[f32; 16]) -> f32 {
     let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
     let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
     (t6[0] + t6[2]) + (t6[1] + t6[3])
 }
 
-/// `Σ x[i]·y[i]` for `i < len` as `ggml_vec_dot_f16` with AVX-512 (one token): four
-/// 16-lane accumulators over steps of 64, folded pairwise, the tail (`len % 64`) added in
-/// f64. Terms from `nonzero` on are zero (padding), so they are skipped: adding `+0` to an
-/// accumulator changes nothing.
-fn dot_one(x: impl Fn(usize) -> f32, y: impl Fn(usize) -> f32, len: usize, nonzero: usize) -> f32 {
-    let mut acc = [[0f32; 16]; 4];
-    let full = len - len % 64;
-    for base in (0..full.min(nonzero)).step_by(64) {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            for (l, a) in acc.iter_mut().enumerate() {
-                let i = base + 16 * j + l;
-                if i < nonzero {
-                    *a = x(i).mul_add(y(i), *a);
-                }
-            }
-        }
-    }
-    let folded: [f32; 16] =
-        std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
-    let mut sum = f64::from(reduce16(&folded));
-    for i in full..len.min(nonzero) {
-        sum += f64::from(x(i) * y(i));
-    }
-    sum as f32
+/// How llama.cpp sums a dot product (AVX-512 build): `ggml_vec_dot_f16` for one token,
+/// llamafile's `tinyBLAS` for several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DotOrder {
+    /// Four 16-lane accumulators over steps of 64 (slot `i % 64`), folded pairwise then
+    /// reduced; the tail (`len % 64`) added in f64.
+    OneToken,
+    /// One 16-lane accumulator (slot `i % 16`), then reduced; lengths are multiples of 16
+    /// (llama.cpp takes the one-token path otherwise).
+    Tiled,
 }
 
-/// `Σ x[i]·y[i]` for `i < len` as llamafile's `tinyBLAS` with AVX-512 (several tokens): one
-/// 16-lane accumulator over steps of 16 (lengths are multiples of 16 there), then reduced.
-/// Zero terms at the end (padding) are left out as they change nothing.
-fn dot_many(x: impl Fn(usize) -> f32, y: impl Fn(usize) -> f32, len: usize) -> f32 {
-    let mut acc = [0f32; 16];
-    for base in (0..len).step_by(16) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            let i = base + l;
-            if i < len {
-                *a = x(i).mul_add(y(i), *a);
-            }
+impl DotOrder {
+    const fn slots(self) -> usize {
+        match self {
+            DotOrder::OneToken => 64,
+            DotOrder::Tiled => 16,
         }
     }
-    reduce16(&acc)
+
+    /// The sum of `slots()` per-slot accumulators, in llama.cpp's order.
+    #[inline(always)]
+    fn fold(self, slot: impl Fn(usize) -> f32) -> f32 {
+        let lanes: [f32; 16] = match self {
+            DotOrder::OneToken => {
+                std::array::from_fn(|l| (slot(l) + slot(32 + l)) + (slot(16 + l) + slot(48 + l)))
+            }
+            DotOrder::Tiled => std::array::from_fn(slot),
+        };
+        reduce16(&lanes)
+    }
+
+    /// The order llama.cpp sums a dot product of length `len` over `tokens` query tokens.
+    fn of(tokens: usize, len: usize) -> Self {
+        if tokens > 1 && len.is_multiple_of(16) {
+            DotOrder::Tiled
+        } else {
+            DotOrder::OneToken
+        }
+    }
+
+    /// `Σ x[i]·y[i]`: fused multiply-adds into slot `i % slots()` in order, `fold`, then
+    /// the tail past the last full step in f64.
+    #[inline(always)]
+    fn dot(self, x: &[f32], y: &[f32]) -> f32 {
+        let mut acc = [0f32; 64];
+        let n = self.slots();
+        let full = x.len().min(y.len()) / n * n;
+        for (xs, ys) in x[..full].chunks_exact(n).zip(y[..full].chunks_exact(n)) {
+            for ((a, &xv), &yv) in acc[..n].iter_mut().zip(xs).zip(ys) {
+                *a = xv.mul_add(yv, *a);
+            }
+        }
+        let mut sum = f64::from(self.fold(|s| acc[s]));
+        for (&xv, &yv) in x[full..].iter().zip(&y[full..]) {
+            sum += f64::from(xv * yv);
+        }
+        sum as f32
+    }
 }
 
-/// Positions llama.cpp's attention spans: the cache length padded to 256 (the padding is
-/// masked; it only fixes the summation blocks).
-fn padded(len: usize) -> usize {
-    len.next_multiple_of(256)
+/// Positions llama.cpp's attention spans: the cache length padded to 256. The padding is
+/// masked (probability 0), so it only fixes the summation slots, which start at position 0.
+const KV_PAD: usize = 256;
+
+/// `f32 → f16 → f32`: the value an F16 tensor stores.
+#[inline(always)]
+fn round_f16(v: f32) -> f32 {
+    f16::from_f32(v).to_f32()
 }
 
 impl HostWeights {
@@ -162,7 +192,6 @@ impl HostWeights {
     ) -> Vec<f32> {
         let (d, hd, h, hkv) = (c.dim, c.head_dim, c.n_heads, c.n_kv_heads);
         let t = x.len() / d;
-        let total = kv_len + t;
         cache.resize_with(self.layers.len(), LayerKv::default);
         for (layer, kv) in self.layers.iter().zip(cache.iter_mut()) {
             let hn = rms_norm(&x, &layer.attn_norm, c.rms_eps);
@@ -174,18 +203,15 @@ impl HostWeights {
                 let angles = &self.rope[(kv_len + i) * (hd / 2)..][..hd / 2];
                 for head in row[..(h + hkv) * hd].chunks_exact_mut(hd) {
                     for (pair, &(cos, sin)) in head.chunks_exact_mut(2).zip(angles) {
+                        // As llama.cpp's compiled `rotate_pairs`: GCC fuses the `x0` products into FMAs.
                         let (x0, x1) = (pair[0], pair[1]);
-                        pair[0] = x0 * cos - x1 * sin;
-                        pair[1] = x0 * sin + x1 * cos;
+                        pair[0] = x0.mul_add(cos, -(x1 * sin));
+                        pair[1] = x0.mul_add(sin, x1 * cos);
                     }
                 }
-                queries.extend(row[..h * hd].iter().map(|&v| f16::from_f32(v)));
-                kv.k.extend(
-                    row[h * hd..(h + hkv) * hd]
-                        .iter()
-                        .map(|&v| f16::from_f32(v)),
-                );
-                kv.v.extend(row[(h + hkv) * hd..].iter().map(|&v| f16::from_f32(v)));
+                queries.extend(row[..h * hd].iter().map(|&v| round_f16(v)));
+                kv.k.extend(row[h * hd..(h + hkv) * hd].iter().map(|&v| round_f16(v)));
+                kv.v.extend(row[(h + hkv) * hd..].iter().map(|&v| round_f16(v)));
             }
             let attn = attention(c, &queries, kv, kv_len, t);
             let mut proj = vec![0f32; t * d];
@@ -198,21 +224,17 @@ impl HostWeights {
             let f = c.ffn_dim;
             let mut gu = vec![0f32; t * 2 * f];
             layer.gate_up.matmul(&hn, t, &mut gu);
-            let act: Vec<f32> = gu
-                .chunks_exact(2 * f)
-                .flat_map(|row| {
-                    let (gate, up) = row.split_at(f);
-                    gate.iter()
-                        .zip(up)
-                        .map(|(&g, &u)| g / (1.0 + ggml_expf(-g)) * u)
-                })
-                .collect();
+            let mut act = vec![0f32; t * f];
+            run_vectorized(SwiGlu {
+                ffn_dim: f,
+                gate_up: &gu,
+                out: &mut act,
+            });
             layer.down.matmul(&act, t, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;
             }
         }
-        debug_assert!(cache.iter().all(|kv| kv.k.len() == total * hkv * hd));
         let last = rms_norm(&x[(t - 1) * d..], &self.norm, c.rms_eps);
         let mut logits = vec![0f32; self.output.rows()];
         self.output.matmul(&last, 1, &mut logits);
@@ -220,37 +242,95 @@ impl HostWeights {
     }
 }
 
-/// Causal attention of the `t` new queries (`[T, H, hd]`, f16) over the cache (which
-/// already holds them), as llama.cpp without flash attention: `softmax(K·q · scale)` in f32,
-/// probabilities rounded to f16, then `Σ p·V`. Returns `[T, H·hd]`.
-fn attention(c: &LlamaConfig, queries: &[f16], kv: &LayerKv, kv_len: usize, t: usize) -> Vec<f32> {
+/// Causal attention of the `t` new queries (`[T, H, hd]`, f16 values) over the cache (which
+/// already holds their keys and values), as llama.cpp without flash attention:
+/// `softmax(K·q · scale)` in f32, probabilities rounded to f16, then `Σ p·V`. Returns
+/// `[T, H·hd]`.
+fn attention(c: &LlamaConfig, queries: &[f32], kv: &LayerKv, kv_len: usize, t: usize) -> Vec<f32> {
     let (hd, h, hkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
     let group = h / hkv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let span = padded(kv_len + t);
+    let qk_order = DotOrder::of(t, hd);
+    // The value sums span the cache padded to 256 positions, a multiple of 16.
+    let order = DotOrder::of(t, KV_PAD);
     let mut out = vec![0f32; t * h * hd];
     // One task per (token, head).
     let task = |(i, dst): (usize, &mut [f32])| {
         let (token, head) = (i / h, i % h);
-        let kvh = head / group;
-        let visible = kv_len + token + 1;
-        let q = &queries[(token * h + head) * hd..][..hd];
-        let key = |p: usize| &kv.k[(p * hkv + kvh) * hd..][..hd];
-        let value = |p: usize, e: usize| kv.v[(p * hkv + kvh) * hd + e].to_f32();
-        let mut scores: Vec<f32> = (0..visible)
-            .map(|p| {
-                let k = key(p);
-                let qk = if t == 1 {
-                    dot_one(|e| k[e].to_f32(), |e| q[e].to_f32(), hd, hd)
-                } else {
-                    dot_many(|e| k[e].to_f32(), |e| q[e].to_f32(), hd)
-                };
-                qk * scale
-            })
-            .collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        run_vectorized(HeadAttention {
+            query: &queries[(token * h + head) * hd..][..hd],
+            kv,
+            kv_head: head / group,
+            n_kv_heads: hkv,
+            visible: kv_len + token + 1,
+            scale,
+            qk_order,
+            order,
+            out: dst,
+        });
+    };
+    if t == 1 {
+        out.chunks_mut(hd).enumerate().for_each(task);
+    } else {
+        out.par_chunks_mut(hd).enumerate().for_each(task);
+    }
+    out
+}
+
+/// `out = silu(gate) · up` per row of `gate_up: [T, 2·F]` (`out: [T, F]`), as
+/// `ggml_vec_swiglu_f32`.
+struct SwiGlu<'a> {
+    ffn_dim: usize,
+    gate_up: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl Vectorized for SwiGlu<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let f = self.ffn_dim;
+        for (dst, row) in self
+            .out
+            .chunks_exact_mut(f)
+            .zip(self.gate_up.chunks_exact(2 * f))
+        {
+            let (gate, up) = row.split_at(f);
+            for ((y, &g), &u) in dst.iter_mut().zip(gate).zip(up) {
+                *y = g / (1.0 + ggml_expf(-g)) * u;
+            }
+        }
+    }
+}
+
+/// One query head of one token against the cache: `out = Σ_p round_f16(softmax(K·q ·
+/// scale))_p · V_p` over the `visible` positions.
+struct HeadAttention<'a> {
+    query: &'a [f32],
+    kv: &'a LayerKv,
+    kv_head: usize,
+    n_kv_heads: usize,
+    visible: usize,
+    scale: f32,
+    qk_order: DotOrder,
+    order: DotOrder,
+    out: &'a mut [f32],
+}
+
+impl Vectorized for HeadAttention<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let hd = self.query.len();
+        let (kvh, hkv) = (self.kv_head, self.n_kv_heads);
+        let row_at = |p: usize| (p * hkv + kvh) * hd..(p * hkv + kvh + 1) * hd;
+        let mut probs = vec![0f32; self.visible];
+        for (p, s) in probs.iter_mut().enumerate() {
+            *s = self.qk_order.dot(&self.kv.k[row_at(p)], self.query) * self.scale;
+        }
+        let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f64;
-        for block in scores.chunks_mut(16) {
+        for block in probs.chunks_mut(16) {
             let mut lanes = [0f32; 16];
             for (lane, s) in lanes.iter_mut().zip(block.iter_mut()) {
                 *s = ggml_expf(*s - max);
@@ -259,26 +339,22 @@ fn attention(c: &LlamaConfig, queries: &[f16], kv: &LayerKv, kv_len: usize, t: u
             sum += f64::from(reduce16(&lanes));
         }
         let inv = (1.0 / sum) as f32;
-        let probs: Vec<f32> = scores
-            .iter()
-            .map(|e| f16::from_f32(e * inv).to_f32())
-            .collect();
-        let prob = |p: usize| probs.get(p).copied().unwrap_or(0.0);
-        for (e, y) in dst.iter_mut().enumerate() {
-            let val = |p: usize| value(p, e);
-            *y = if t == 1 {
-                dot_one(val, prob, span, visible)
-            } else {
-                dot_many(val, prob, visible)
-            };
+        for p in probs.iter_mut() {
+            *p = round_f16(*p * inv);
         }
-    };
-    if t == 1 {
-        out.chunks_mut(hd).enumerate().for_each(task);
-    } else {
-        out.par_chunks_mut(hd).enumerate().for_each(task);
+        // Slot accumulators `[slots, hd]`: position `p` goes to slot `p % slots`.
+        let slots = self.order.slots();
+        let mut acc = vec![0f32; slots * hd];
+        for (p, &prob) in probs.iter().enumerate() {
+            let a = &mut acc[(p % slots) * hd..][..hd];
+            for (a, &v) in a.iter_mut().zip(&self.kv.v[row_at(p)]) {
+                *a = prob.mul_add(v, *a);
+            }
+        }
+        for (e, y) in self.out.iter_mut().enumerate() {
+            *y = self.order.fold(|s| acc[s * hd + e]);
+        }
     }
-    out
 }
 
 #[cfg(test)]
@@ -305,10 +381,14 @@ mod tests {
         let x: Vec<f32> = (0..300).map(|i| (i % 7) as f32 - 3.0).collect();
         let y: Vec<f32> = (0..300).map(|i| (i % 5) as f32 * 0.5).collect();
         let exact: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
-        assert_eq!(dot_one(|i| x[i], |i| y[i], 300, 300), exact);
-        assert_eq!(
-            dot_many(|i| x[i], |i| y[i], 288),
-            x[..288].iter().zip(&y).map(|(a, b)| a * b).sum::<f32>()
-        );
+        // Small integers: every order gives the exact sum.
+        assert_eq!(DotOrder::OneToken.dot(&x, &y), exact);
+        assert_eq!(DotOrder::Tiled.dot(&x[..288], &y[..288]), {
+            let exact: f32 = x[..288].iter().zip(&y).map(|(a, b)| a * b).sum();
+            exact
+        });
+        assert_eq!(DotOrder::of(1, 64), DotOrder::OneToken);
+        assert_eq!(DotOrder::of(5, 64), DotOrder::Tiled);
+        assert_eq!(DotOrder::of(5, 72), DotOrder::OneToken);
     }
 }

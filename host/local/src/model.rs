@@ -296,7 +296,9 @@ impl Llama {
         };
         let weights = match compute {
             Compute::HostQuantized => Weights::Host(host),
-            Compute::DeviceQuantized => Weights::Device(Box::new(DeviceWeights::new(host, hd / 2, device))),
+            Compute::DeviceQuantized => {
+                Weights::Device(Box::new(DeviceWeights::new(host, hd / 2, device)))
+            }
         };
         Ok(Self {
             config,

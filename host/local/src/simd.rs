@@ -96,6 +96,27 @@ fn portable_tile<const R: usize, const T: usize, const F: u8>(
     std::array::from_fn(|r| std::array::from_fn(|t| dot(w[r], a[t])))
 }
 
+/// Scalar code to compile for AVX2/FMA/F16C where the CPU has them: `run` (which must be
+/// `#[inline(always)]`, as the functions it calls) is then inlined into a `target_feature`
+/// function, so `f32::mul_add` is one instruction and loops vectorise; elsewhere it is a
+/// libm call. Results are the same either way (`mul_add` is fused in both).
+pub trait Vectorized {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `work` compiled for AVX2/FMA/F16C where the CPU has them, as is elsewhere.
+pub fn run_vectorized<W: Vectorized>(work: W) -> W::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::available() {
+            // SAFETY: CPU features checked just above.
+            return unsafe { x86::run_vectorized(work) };
+        }
+    }
+    work.run()
+}
+
 /// Quantizes one block of 32 activations (`chunk.len() == QK`).
 pub fn quantize_block(chunk: &[f32]) -> Q8Block {
     #[cfg(target_arch = "x86_64")]
@@ -165,7 +186,10 @@ fn dot_q4_0(w: &[u8], a: &[Q8Block]) -> f32 {
 fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
     let mut sum = 0f32;
     for (b, x) in w.chunks_exact(20).zip(a) {
-        sum += f16_at(b, 0) * x.d * nibble_dot(&b[4..20], &x.qs) as f32 + f16_at(b, 2) * x.s;
+        sum += f16_at(b, 2).mul_add(
+            x.s,
+            f16_at(b, 0) * x.d * nibble_dot(&b[4..20], &x.qs) as f32,
+        );
     }
     sum
 }
@@ -179,6 +203,11 @@ mod x86 {
         is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn run_vectorized<W: super::Vectorized>(work: W) -> W::Output {
+        work.run()
     }
 
     // The safe wrappers below are only handed out by `kernel` after `available()` said
@@ -258,10 +287,11 @@ mod x86 {
             let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, qa), ones);
             let d = scale(b);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(dot), acc);
-            offset += if at == 4 {
-                scale(&b[2..4]) * x.s
+            // llama.cpp's compiled loop fuses Q4_1's `summs += m · s` into one FMA.
+            offset = if at == 4 {
+                scale(&b[2..4]).mul_add(x.s, offset)
             } else {
-                -8.0 * d * x.exact_sum()
+                offset + -8.0 * d * x.exact_sum()
             };
         }
         hsum(acc) + offset
@@ -445,7 +475,11 @@ mod x86 {
                     let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles[r], qa), ones);
                     let s = _mm256_set1_ps(d[r] * x.d);
                     acc[r][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc[r][t]);
-                    offset[r][t] += m[r] * if AT == 4 { x.s } else { x.exact_sum() };
+                    offset[r][t] = if AT == 4 {
+                        m[r].mul_add(x.s, offset[r][t])
+                    } else {
+                        offset[r][t] + m[r] * x.exact_sum()
+                    };
                 }
             }
         }
