@@ -193,7 +193,7 @@ impl HostWeights {
         let (d, hd, h, hkv) = (c.dim, c.head_dim, c.n_heads, c.n_kv_heads);
         let t = x.len() / d;
         cache.resize_with(self.layers.len(), LayerKv::default);
-        for (layer, kv) in self.layers.iter().zip(cache.iter_mut()) {
+        for (li, (layer, kv)) in self.layers.iter().zip(cache.iter_mut()).enumerate() {
             let hn = rms_norm(&x, &layer.attn_norm, c.rms_eps);
             let width = layer.qkv.rows();
             let mut qkv = vec![0f32; t * width];
@@ -213,47 +213,62 @@ impl HostWeights {
                 kv.k.extend(row[h * hd..(h + hkv) * hd].iter().map(|&v| round_f16(v)));
                 kv.v.extend(row[(h + hkv) * hd..].iter().map(|&v| round_f16(v)));
             }
-            let attn = attention(c, &queries, kv, kv_len, t);
-            let mut proj = vec![0f32; t * d];
-            layer.out.matmul(&attn, t, &mut proj);
+            // The last layer only feeds the last token's logits: its other rows are left
+            // out after their keys and values are cached, as llama.cpp does (each row's
+            // values do not depend on the others, only the summation order on `t`).
+            let rows = if li + 1 == self.layers.len() { 1 } else { t };
+            if rows < t {
+                x.drain(..(t - rows) * d);
+                queries.drain(..(t - rows) * h * hd);
+            }
+            let attn = attention(c, &queries, kv, kv_len + t - rows, t);
+            let mut proj = vec![0f32; rows * d];
+            layer.out.matmul(&attn, rows, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;
             }
 
             let hn = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
             let f = c.ffn_dim;
-            let mut gu = vec![0f32; t * 2 * f];
-            layer.gate_up.matmul(&hn, t, &mut gu);
-            let mut act = vec![0f32; t * f];
+            let mut gu = vec![0f32; rows * 2 * f];
+            layer.gate_up.matmul(&hn, rows, &mut gu);
+            let mut act = vec![0f32; rows * f];
             run_vectorized(SwiGlu {
                 ffn_dim: f,
                 gate_up: &gu,
                 out: &mut act,
             });
-            layer.down.matmul(&act, t, &mut proj);
+            layer.down.matmul(&act, rows, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;
             }
         }
-        let last = rms_norm(&x[(t - 1) * d..], &self.norm, c.rms_eps);
+        let last = rms_norm(&x[x.len() - d..], &self.norm, c.rms_eps);
         let mut logits = vec![0f32; self.output.rows()];
         self.output.matmul(&last, 1, &mut logits);
         logits
     }
 }
 
-/// Causal attention of the `t` new queries (`[T, H, hd]`, f16 values) over the cache (which
-/// already holds their keys and values), as llama.cpp without flash attention:
+/// Causal attention of new queries (`[n, H, hd]`, f16 values, at positions `first..`) over
+/// the cache (which already holds their keys and values), in the summation order of a pass
+/// of `batch` tokens, as llama.cpp without flash attention:
 /// `softmax(K·q · scale)` in f32, probabilities rounded to f16, then `Σ p·V`. Returns
 /// `[T, H·hd]`.
-fn attention(c: &LlamaConfig, queries: &[f32], kv: &LayerKv, kv_len: usize, t: usize) -> Vec<f32> {
+fn attention(
+    c: &LlamaConfig,
+    queries: &[f32],
+    kv: &LayerKv,
+    first: usize,
+    batch: usize,
+) -> Vec<f32> {
     let (hd, h, hkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
     let group = h / hkv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let qk_order = DotOrder::of(t, hd);
+    let qk_order = DotOrder::of(batch, hd);
     // The value sums span the cache padded to 256 positions, a multiple of 16.
-    let order = DotOrder::of(t, KV_PAD);
-    let mut out = vec![0f32; t * h * hd];
+    let order = DotOrder::of(batch, KV_PAD);
+    let mut out = vec![0f32; queries.len()];
     // One task per (token, head).
     let task = |(i, dst): (usize, &mut [f32])| {
         let (token, head) = (i / h, i % h);
@@ -262,14 +277,14 @@ fn attention(c: &LlamaConfig, queries: &[f32], kv: &LayerKv, kv_len: usize, t: u
             kv,
             kv_head: head / group,
             n_kv_heads: hkv,
-            visible: kv_len + token + 1,
+            visible: first + token + 1,
             scale,
             qk_order,
             order,
             out: dst,
         });
     };
-    if t == 1 {
+    if out.len() == h * hd {
         out.chunks_mut(hd).enumerate().for_each(task);
     } else {
         out.par_chunks_mut(hd).enumerate().for_each(task);
@@ -374,6 +389,73 @@ mod tests {
         }
         assert_eq!(ggml_expf(f32::NEG_INFINITY), 0.0);
         assert_eq!(ggml_expf(-1000.0), 0.0);
+    }
+
+    /// Deterministic values in about [-2, 2) with all mantissa bits in use.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 22) as f32 - 2.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vectorized_and_scalar_paths_agree_bit_for_bit() {
+        let (hd, hkv, positions) = (64, 3, 300);
+        let kv = LayerKv {
+            k: values(positions * hkv * hd, 1)
+                .into_iter()
+                .map(round_f16)
+                .collect(),
+            v: values(positions * hkv * hd, 2)
+                .into_iter()
+                .map(round_f16)
+                .collect(),
+        };
+        let query: Vec<f32> = values(hd, 3).into_iter().map(round_f16).collect();
+        for (batch, visible) in [(1, 1), (1, 300), (7, 77), (7, 300)] {
+            let run = |vectorized: bool| {
+                let mut out = vec![0f32; hd];
+                let work = HeadAttention {
+                    query: &query,
+                    kv: &kv,
+                    kv_head: 1,
+                    n_kv_heads: hkv,
+                    visible,
+                    scale: 0.125,
+                    qk_order: DotOrder::of(batch, hd),
+                    order: DotOrder::of(batch, KV_PAD),
+                    out: &mut out,
+                };
+                if vectorized {
+                    run_vectorized(work);
+                } else {
+                    work.run();
+                }
+                out
+            };
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(bits(run(true)), bits(run(false)), "batch {batch}");
+        }
+        let gate_up = values(2 * 2 * 96, 4);
+        let run = |vectorized: bool| {
+            let mut out = vec![0f32; 2 * 96];
+            let work = SwiGlu {
+                ffn_dim: 96,
+                gate_up: &gate_up,
+                out: &mut out,
+            };
+            if vectorized {
+                run_vectorized(work);
+            } else {
+                work.run();
+            }
+            out.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+        };
+        assert_eq!(run(true), run(false));
     }
 
     #[test]

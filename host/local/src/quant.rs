@@ -247,11 +247,16 @@ impl QMatrix {
             return;
         }
         if tokens == 1 {
+            // A few tasks per thread: enough to balance, few enough that rayon's per-task
+            // cost stays small next to the rows' dots (the output head has 49k rows).
+            let chunk = rows
+                .div_ceil(threads * DECODE_TASKS_PER_THREAD)
+                .max(DECODE_ROWS);
             out[..rows]
-                .par_chunks_mut(DECODE_ROWS)
+                .par_chunks_mut(chunk)
                 .enumerate()
-                .for_each(|(chunk, dst)| {
-                    let r0 = chunk * DECODE_ROWS;
+                .for_each(|(c, dst)| {
+                    let r0 = c * chunk;
                     for (i, y) in dst.iter_mut().enumerate() {
                         *y = (k.dot)(self.row(r0 + i), &acts);
                     }
@@ -335,8 +340,10 @@ impl QMatrix {
 
 /// Rows per task when a matmul is split by rows.
 const ROWS: usize = 16;
-/// Rows per task for one token (decode).
+/// Fewest rows per task for one token (decode).
 const DECODE_ROWS: usize = 16;
+/// Tasks per thread for one token (decode).
+const DECODE_TASKS_PER_THREAD: usize = 4;
 /// Rows whose weights a task keeps hot (in L1) while it runs tiles of tokens over them.
 const ROW_BLOCK: usize = 16;
 /// Most tokens per task when a matmul is split by tokens (their activations stay in L2).
