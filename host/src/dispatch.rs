@@ -165,19 +165,14 @@ impl GatewayHost {
     pub fn backends(&self) -> Vec<BackendStatus> {
         self.backends.iter().map(|b| b.status()).collect()
     }
-    /// Spend and budgets of `scope` (a tenant); zero when no ledger is configured or it
-    /// cannot be read (logged).
+    /// Spend and budgets of `scope` (a tenant); zero when no ledger is configured.
     pub fn spend(&self, scope: &str) -> SpendStatus {
-        let empty = || SpendStatus {
-            scope: scope.to_owned(),
-            ..SpendStatus::default()
-        };
         match &self.ledger {
-            None => empty(),
-            Some(ledger) => ledger.status(scope).unwrap_or_else(|err| {
-                tracing::error!(error = %err, "reading spend for the policy failed");
-                empty()
-            }),
+            None => SpendStatus {
+                scope: scope.to_owned(),
+                ..SpendStatus::default()
+            },
+            Some(ledger) => ledger.status(scope),
         }
     }
     pub fn count_tokens(&self, text: &str) -> u32 {
@@ -373,14 +368,14 @@ impl Dispatcher {
     }
 
     /// Reserves the worst-case cost of one attempt (`None` without a ledger).
-    fn reserve(
+    async fn reserve(
         &self,
         routed: &Routed,
         tenant: &str,
         attempt: usize,
         backend: &Instrumented,
         chat: &ChatRequest,
-    ) -> Result<Option<Reservation>, DispatchError> {
+    ) -> Result<Option<HeldReservation>, DispatchError> {
         let Some(ledger) = &self.ledger else {
             return Ok(None);
         };
@@ -391,30 +386,24 @@ impl Dispatcher {
         let estimate = f64::from(routed.prompt_tokens) * facts.usd_per_mtok_in / 1e6
             + f64::from(completion) * facts.usd_per_mtok_out / 1e6;
         let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-        match ledger.reserve(
-            tenant,
-            &routed.request_id,
-            attempt,
-            backend.name(),
-            estimate,
-        ) {
-            Ok(r) => Ok(Some(r)),
+        match ledger
+            .reserve(
+                tenant,
+                &routed.request_id,
+                attempt,
+                backend.name(),
+                estimate,
+            )
+            .await
+        {
+            Ok(r) => Ok(Some(HeldReservation {
+                ledger: ledger.clone(),
+                reservation: Some(r),
+            })),
             Err(e @ LedgerError::HardCap { .. }) => Err(DispatchError::Budget(e.to_string())),
             Err(e) => {
                 tracing::error!(error = %e, "ledger reserve failed");
                 Err(DispatchError::Ledger(e.to_string()))
-            }
-        }
-    }
-
-    fn finish(&self, reservation: Option<Reservation>, cost: Option<f64>) {
-        if let (Some(ledger), Some(r)) = (&self.ledger, reservation) {
-            let result = match cost {
-                Some(cost) => ledger.settle(&r, cost),
-                None => ledger.release(&r),
-            };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
             }
         }
     }
@@ -708,15 +697,17 @@ impl Dispatcher {
                 continue;
             }
             let model = chat.model.clone();
-            let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
+            let reservation = self
+                .reserve(&routed, &request.tenant, i, &backend, &chat)
+                .await?;
             match backend.chat(chat).await {
                 Ok(response) => {
                     Self::chosen(&mut routed, &backend, model);
-                    self.finish(reservation, Some(routed.cost_usd(&response.usage)));
+                    finish(reservation, Some(routed.cost_usd(&response.usage)));
                     return Ok((routed, response));
                 }
                 Err(err) => {
-                    self.finish(reservation, None);
+                    finish(reservation, None);
                     tracing::warn!(backend = backend.name(), error = %err, "attempt failed");
                     routed.attempts.push(Attempt {
                         backend: backend.name().to_owned(),
@@ -745,11 +736,7 @@ impl Dispatcher {
         let started = Instant::now();
         let mut record = None;
         match self.stream_inner(request, &mut record).await {
-            Ok((routed, stream, reservation)) => {
-                let ledger = match (&self.ledger, reservation) {
-                    (Some(ledger), Some(r)) => Some((ledger.clone(), r)),
-                    _ => None,
-                };
+            Ok((routed, stream, ledger)) => {
                 let log = match (&self.decision_log, record) {
                     (Some(log), Some(record)) => Some((log.clone(), record, started)),
                     _ => None,
@@ -776,7 +763,7 @@ impl Dispatcher {
         &self,
         request: &ClientRequest,
         record: &mut Option<DecisionLogRecord>,
-    ) -> Result<(Routed, ChatStream, Option<Reservation>), DispatchError> {
+    ) -> Result<(Routed, ChatStream, Option<HeldReservation>), DispatchError> {
         let (mut routed, plan) = self.plan(request, record).await?;
         let mut last = None;
         let mut retry = 0;
@@ -788,7 +775,9 @@ impl Dispatcher {
                 continue;
             }
             let model = chat.model.clone();
-            let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
+            let reservation = self
+                .reserve(&routed, &request.tenant, i, &backend, &chat)
+                .await?;
             let first_byte = self
                 .first_byte
                 .get(backend.name())
@@ -817,7 +806,7 @@ impl Dispatcher {
                     return Ok((routed, stream, reservation));
                 }
                 Err(err) => {
-                    self.finish(reservation, None);
+                    finish(reservation, None);
                     tracing::warn!(backend = backend.name(), error = %err, "stream attempt failed");
                     routed.attempts.push(Attempt {
                         backend: backend.name().to_owned(),
@@ -897,17 +886,54 @@ fn outcome(record: &mut DecisionLogRecord, routed: &Routed, usage: Option<Usage>
     }
 }
 
+/// An attempt's open reservation. [`finish`] settles or releases it; dropped unfinished
+/// (the request went away during the upstream call, which may still be billed) it is
+/// settled at its estimate.
+struct HeldReservation {
+    ledger: Arc<Ledger>,
+    reservation: Option<Reservation>,
+}
+
+impl HeldReservation {
+    fn close(&mut self, cost: Option<f64>) {
+        let Some(r) = self.reservation.take() else {
+            return;
+        };
+        let result = match cost {
+            Some(cost) => self.ledger.settle(&r, cost),
+            None => self.ledger.release(&r),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
+        }
+    }
+}
+
+impl Drop for HeldReservation {
+    fn drop(&mut self) {
+        let estimate = self.reservation.as_ref().map(|r| r.estimate_usd);
+        self.close(estimate);
+    }
+}
+
+/// Settles an attempt's reservation with `cost`, or releases it (`None`: the attempt failed).
+fn finish(reservation: Option<HeldReservation>, cost: Option<f64>) {
+    if let Some(mut held) = reservation {
+        held.close(cost);
+    }
+}
+
 /// When a served stream ends (or the client goes away): settles the ledger reservation
 /// with the reported usage (or an estimate from the text seen) and writes the
 /// decision-log record.
 fn finish_on_end(
     stream: ChatStream,
     routed: &Routed,
-    ledger: Option<(Arc<Ledger>, Reservation)>,
+    ledger: Option<HeldReservation>,
     log: Option<(Arc<DecisionLog>, DecisionLogRecord, Instant)>,
 ) -> ChatStream {
     struct Finish {
-        ledger: Option<(Arc<Ledger>, Reservation)>,
+        ledger: Option<HeldReservation>,
         log: Option<(Arc<DecisionLog>, DecisionLogRecord, Instant)>,
         usage: Option<Usage>,
         text_bytes: usize,
@@ -919,11 +945,7 @@ fn finish_on_end(
                 prompt_tokens: self.routed.prompt_tokens,
                 completion_tokens: u32::try_from(self.text_bytes.div_ceil(4)).unwrap_or(u32::MAX),
             });
-            if let Some((ledger, reservation)) = &self.ledger
-                && let Err(e) = ledger.settle(reservation, self.routed.cost_usd(&usage))
-            {
-                tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
-            }
+            finish(self.ledger.take(), Some(self.routed.cost_usd(&usage)));
             if let Some((log, mut record, started)) = self.log.take() {
                 outcome(&mut record, &self.routed, Some(usage));
                 record.latency_ms = Some(started.elapsed().as_secs_f64() * 1e3);

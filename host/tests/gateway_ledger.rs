@@ -140,7 +140,8 @@ async fn hard_cap_holds_under_100_concurrent_requests() {
     }
     assert!(admitted <= 10, "admitted {admitted}");
     assert!(admitted >= 1);
-    let spend = ledger.status("acme").unwrap();
+    ledger.flush().unwrap();
+    let spend = ledger.status("acme");
     assert!(spend.month_usd <= 0.10 + 1e-9, "{spend:?}");
     let t = &ledger.tenants().unwrap()[0];
     assert_eq!(t.settled_attempts, admitted);

@@ -5,7 +5,7 @@
 mod policy_support;
 
 use policy_support::{require_policy, spec};
-use switchyard::policy::{EngineConfig, PolicyEngine, PolicyError};
+use switchyard::policy::{Compiler, EngineConfig, PolicyEngine, PolicyError};
 
 fn engine() -> PolicyEngine {
     engine_with(EngineConfig {
@@ -223,4 +223,61 @@ fn corrupt_cache_entry_is_recompiled() {
     let fresh = engine_with(config);
     fresh.load(spec("b"), &bytes).unwrap();
     assert_eq!(fresh.compile_count(), 1);
+}
+
+/// An engine whose cache misses compile in a `switchyard policy compile-cache` child.
+fn child_compiling(dir: &std::path::Path, exe: &str) -> (EngineConfig, PolicyEngine) {
+    let config = EngineConfig {
+        cache_dir: Some(dir.to_owned()),
+        max_instances: 4,
+        compiler: Compiler::Child(exe.into()),
+        ..EngineConfig::default()
+    };
+    (config.clone(), engine_with(config))
+}
+
+#[test]
+fn a_child_process_compiles_into_the_cache_this_process_maps() {
+    let bytes = require_policy("misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let (config, engine) = child_compiling(dir.path(), env!("CARGO_BIN_EXE_switchyard"));
+    let policy = engine.load(spec("a"), &bytes).unwrap();
+    assert_eq!(policy.info().name, "misbehave");
+    assert_eq!(engine.compile_count(), 1);
+    // The child's artifact is the one an in-process engine with the same settings expects.
+    let in_process = engine_with(EngineConfig {
+        compiler: Compiler::InProcess,
+        ..config
+    });
+    in_process.load(spec("b"), &bytes).unwrap();
+    assert_eq!(
+        in_process.compile_count(),
+        0,
+        "the child's cache entry must be reused"
+    );
+}
+
+#[test]
+fn a_child_compile_error_names_the_problem() {
+    let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+    bytes.extend(noise(512));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, engine) = child_compiling(dir.path(), env!("CARGO_BIN_EXE_switchyard"));
+    let err = load_err(&engine, &bytes);
+    assert!(
+        matches!(&err, PolicyError::Compile(m) if !m.is_empty()),
+        "{err:?}"
+    );
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn without_a_usable_compiler_executable_it_compiles_in_process() {
+    let bytes = require_policy("misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-switchyard");
+    let (_, engine) = child_compiling(dir.path(), missing.to_str().unwrap());
+    let policy = engine.load(spec("a"), &bytes).unwrap();
+    assert_eq!(policy.info().name, "misbehave");
+    assert_eq!(engine.compile_count(), 1);
 }

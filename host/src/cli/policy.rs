@@ -25,6 +25,17 @@ pub enum PolicyCommand {
         #[arg(long = "param", value_parser = parse_param)]
         params: Vec<(String, String)>,
     },
+    /// Internal: compile the component on stdin into the compiled-policy cache. `serve`
+    /// runs this in a child process so that the server never maps the compiler.
+    #[command(hide = true)]
+    CompileCache {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        memory_limit_bytes: usize,
+        #[arg(long)]
+        max_instances: u32,
+    },
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -34,6 +45,14 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    if let PolicyCommand::CompileCache {
+        cache_dir,
+        memory_limit_bytes,
+        max_instances,
+    } = cmd
+    {
+        return compile_cache(cache_dir, memory_limit_bytes, max_instances);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -64,6 +83,41 @@ fn load(file: &Path, params: BTreeMap<String, String>) -> anyhow::Result<LoadedP
     engine
         .load_file(spec, file)
         .with_context(|| format!("loading {}", file.display()))
+}
+
+/// `policy compile-cache`: the engine is configured like the server's (the cache entry's
+/// name carries that configuration's fingerprint); exit status
+/// [`crate::policy::COMPILE_FAILED_EXIT`] when the component does not compile.
+#[allow(clippy::print_stderr)]
+fn compile_cache(
+    cache_dir: PathBuf,
+    memory_limit_bytes: usize,
+    max_instances: u32,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Read as _;
+    let config = EngineConfig {
+        memory_limit_bytes,
+        max_instances,
+        cache_dir: Some(cache_dir),
+        ..EngineConfig::default()
+    };
+    let limit = config.max_component_bytes;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(u64::try_from(limit).unwrap_or(u64::MAX) + 1)
+        .read_to_end(&mut bytes)
+        .context("reading the component from stdin")?;
+    let engine = PolicyEngine::new(config)?;
+    match engine.compile_to_cache(&bytes) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(crate::policy::PolicyError::Compile(message)) => {
+            eprintln!("{message}");
+            Ok(ExitCode::from(
+                u8::try_from(crate::policy::COMPILE_FAILED_EXIT).unwrap_or(1),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
@@ -115,6 +169,7 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::CompileCache { .. } => anyhow::bail!("compile-cache runs without a runtime"),
     }
 }
 

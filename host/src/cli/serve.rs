@@ -17,7 +17,7 @@ use crate::dispatch::{Dispatcher, Router, StaticRouter, TokenCounter, estimate_t
 use crate::domain::{Decision, Target};
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
-use crate::policy::{EngineConfig, PolicyEngine};
+use crate::policy::{Compiler, EngineConfig, PolicyEngine};
 use crate::reload::admin::{self, AdminState};
 use crate::reload::{self, ConfigReader, PolicySet, SlotConfig};
 use switchyard_local::{LocalConfig, LocalEngine};
@@ -129,6 +129,7 @@ async fn policies_for(config: &Config) -> anyhow::Result<Option<Arc<PolicySet>>>
         memory_limit_bytes: config.policy.memory_limit_bytes,
         cache_dir: config.policy.cache_dir.clone(),
         warm_instances: config.policy.warm_instances,
+        compiler: std::env::current_exe().map_or(Compiler::InProcess, Compiler::Child),
         ..EngineConfig::default()
     })?;
     let started = std::time::Instant::now();
@@ -155,8 +156,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         Budget::default(),
     )
     .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
-    let mut dispatcher = Dispatcher::from_config(&config, router, local, tokens, &env)?
-        .with_ledger(Arc::new(ledger));
+    let ledger = Arc::new(ledger);
+    let mut dispatcher =
+        Dispatcher::from_config(&config, router, local, tokens, &env)?.with_ledger(ledger.clone());
     if let Some(log) = &config.decision_log {
         let opened = DecisionLog::open(log.clone())
             .with_context(|| format!("opening the decision log {}", log.path.display()))?;
@@ -218,6 +220,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         shutdown_signal(),
     )
     .await;
+    // Settlements are written behind: commit the last ones before exiting.
+    if let Err(e) = tokio::task::spawn_blocking(move || ledger.flush()).await? {
+        tracing::error!(error = %e, "flushing the spend ledger failed");
+    }
     tracing::info!("switchyard stopped");
     Ok(())
 }

@@ -17,8 +17,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{
-    EngineConfig, Evaluation, FailureKind, HostState, PolicyError, PolicyFailure, PolicyInfo,
-    PolicySpec,
+    Compiler, EngineConfig, Evaluation, FailureKind, HostState, PolicyError, PolicyFailure,
+    PolicyInfo, PolicySpec,
 };
 use crate::domain::{self, Verdict};
 
@@ -46,6 +46,8 @@ const MAX_STDIO_BYTES: usize = 4096;
 const KEEP_RESIDENT_BYTES: usize = 16 << 20;
 /// Most bytes one WASI `get-random-bytes` call may ask for.
 const MAX_RANDOM_BYTES: u64 = 64 << 10;
+/// Decisions that recently took less than this run on the calling (async) thread.
+const INLINE_BELOW: Duration = Duration::from_micros(500);
 
 struct EngineInner {
     engine: Engine,
@@ -464,6 +466,8 @@ impl PolicyEngine {
                     version: String::new(),
                     description: String::new(),
                 },
+                recent_ns: AtomicU64::new(u64::MAX),
+                blocking_only: AtomicBool::new(false),
             }),
             spec: Arc::new(spec),
             name: Arc::from(""),
@@ -483,26 +487,29 @@ impl PolicyEngine {
     }
 
     fn component(&self, bytes: &[u8], digest: &str) -> Result<Component, PolicyError> {
-        let engine = &self.inner.engine;
         let cache = self.cache_path(digest);
-        if let Some(path) = cache.as_deref().filter(|p| p.is_file()) {
-            // SAFETY: `path` lies in our own cache directory, named by the sha256 of the
-            // source bytes and this engine's compatibility fingerprint, and is only ever
-            // written by `store_cache` below (temp file + rename), so it holds an artifact
-            // this wasmtime version serialized from a component we compiled.
-            #[allow(unsafe_code)]
-            let cached = unsafe { Component::deserialize_file(engine, path) };
-            match cached {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
-                        "compiled policy cache entry unusable; recompiling");
+        if let Some(path) = cache.as_deref().filter(|p| p.is_file())
+            && let Some(component) = self.cached(path)
+        {
+            return Ok(component);
+        }
+        self.inner.compiles.fetch_add(1, Ordering::Relaxed);
+        if let (Compiler::Child(exe), Some(path)) = (&self.inner.config.compiler, &cache) {
+            match self.compile_in_child(exe, bytes, path) {
+                Ok(()) => {
+                    if let Some(component) = self.cached(path) {
+                        return Ok(component);
+                    }
+                }
+                Err(ChildCompile::Failed(message)) => return Err(PolicyError::Compile(message)),
+                Err(ChildCompile::Unavailable(why)) => {
+                    tracing::warn!(exe = %exe.display(), error = %why,
+                        "compiling the policy in a child process failed; compiling in process");
                 }
             }
         }
-        self.inner.compiles.fetch_add(1, Ordering::Relaxed);
-        let component =
-            Component::new(engine, bytes).map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
         if let Some(path) = cache
             && let Err(e) = store_cache(&component, &path)
         {
@@ -511,6 +518,90 @@ impl PolicyEngine {
         }
         Ok(component)
     }
+
+    /// The compiled component in cache entry `path`, if it loads.
+    fn cached(&self, path: &Path) -> Option<Component> {
+        // SAFETY: `path` lies in our own cache directory, named by the sha256 of the
+        // source bytes and this engine's compatibility fingerprint, and is only ever
+        // written by `store_cache` (temp file + rename, here or in a `compile-cache` child
+        // running this same executable), so it holds an artifact this wasmtime version
+        // serialized from a component we compiled.
+        #[allow(unsafe_code)]
+        let cached = unsafe { Component::deserialize_file(&self.inner.engine, path) };
+        match cached {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
+                    "compiled policy cache entry unusable; recompiling");
+                None
+            }
+        }
+    }
+
+    /// Runs `exe policy compile-cache` on `bytes`, which writes the cache entry `path`.
+    fn compile_in_child(&self, exe: &Path, bytes: &[u8], path: &Path) -> Result<(), ChildCompile> {
+        use std::io::Write as _;
+        let config = &self.inner.config;
+        let dir = path
+            .parent()
+            .ok_or_else(|| ChildCompile::Unavailable("cache path has no parent".into()))?;
+        let unavailable = |e: std::io::Error| ChildCompile::Unavailable(e.to_string());
+        let mut child = std::process::Command::new(exe)
+            .args(["policy", "compile-cache", "--cache-dir"])
+            .arg(dir)
+            .arg("--memory-limit-bytes")
+            .arg(config.memory_limit_bytes.to_string())
+            .arg("--max-instances")
+            .arg(config.max_instances.to_string())
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(unavailable)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(bytes).map_err(unavailable)?;
+        }
+        let output = child.wait_with_output().map_err(unavailable)?;
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        match output.status.code() {
+            Some(0) if path.is_file() => Ok(()),
+            Some(0) => Err(ChildCompile::Unavailable(format!(
+                "it wrote no cache entry {}",
+                path.display()
+            ))),
+            Some(COMPILE_FAILED_EXIT) => Err(ChildCompile::Failed(stderr)),
+            _ => Err(ChildCompile::Unavailable(format!(
+                "{}: {stderr}",
+                output.status
+            ))),
+        }
+    }
+
+    /// Compiles `bytes` into the cache (the `compile-cache` child's side).
+    pub fn compile_to_cache(&self, bytes: &[u8]) -> Result<PathBuf, PolicyError> {
+        check_component_header(bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let path = self
+            .cache_path(&digest)
+            .ok_or_else(|| PolicyError::Engine("no compiled-policy cache directory".into()))?;
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
+        store_cache(&component, &path)
+            .map_err(|e| PolicyError::Engine(format!("writing {}: {e}", path.display())))?;
+        Ok(path)
+    }
+}
+
+/// Exit status of `switchyard policy compile-cache` when the component does not compile.
+pub const COMPILE_FAILED_EXIT: i32 = 3;
+
+/// Why compiling in a child process did not give a component.
+enum ChildCompile {
+    /// The component does not compile (the child's message).
+    Failed(String),
+    /// The child could not do the job (spawn, I/O, crash): compile in process instead.
+    Unavailable(String),
 }
 
 /// The WASI monotonic clock whose subscriptions [`forbid_sleep`] replaces (the version
@@ -581,6 +672,11 @@ struct LoadedInner {
     pre: PolicyPre<HostCtx>,
     digest: String,
     info: PolicyInfo,
+    /// Moving average of this component's decision run time, ns (`u64::MAX` before the
+    /// first); decides whether a decision runs on the calling thread.
+    recent_ns: AtomicU64,
+    /// Set once the guest called a WASI function that blocks on tokio (see `decide`).
+    blocking_only: AtomicBool,
 }
 
 /// A compiled, linked policy ready to decide. Cheap to clone.
@@ -734,26 +830,42 @@ impl LoadedPolicy {
         })
     }
 
-    /// Runs the guest on a blocking thread with a fresh store; any failure yields the
-    /// spec's fallback decision.
+    /// Runs the guest with a fresh store (or a warm instance); any failure yields the
+    /// spec's fallback decision. A policy whose recent decisions ran in under
+    /// [`INLINE_BELOW`] runs on the calling thread when a core is free for it (handing it
+    /// to a blocking thread and back costs more than the decision); others run on a
+    /// blocking thread under the outer timeout.
     pub async fn decide(
         &self,
         request: &domain::PolicyRequest,
         host: Arc<dyn HostState>,
     ) -> Evaluation {
         let start = Instant::now();
+        let running = &self.inner.engine.inner.running;
+        if !self.inner.blocking_only.load(Ordering::Relaxed)
+            && self.inner.recent_ns.load(Ordering::Relaxed) < INLINE_BELOW.as_nanos() as u64
+            && let Ok(permit) = running.try_acquire()
+        {
+            // WASI's synchronous stream and poll functions (a guest writing to stdout, for
+            // one) block on tokio, which panics on a runtime thread: such a guest's
+            // decision is run again on a blocking thread, as are all its later ones.
+            let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run_timed(request, host.clone())
+            }));
+            drop(permit);
+            match inline {
+                Ok(outcome) => return self.finish(outcome, &request.id, start.elapsed()),
+                Err(_) => {
+                    self.inner.blocking_only.store(true, Ordering::Relaxed);
+                    tracing::info!(policy = %self.name, digest = %self.inner.digest,
+                        "the policy calls blocking WASI functions; its decisions run on blocking threads");
+                }
+            }
+        }
         let outer = self.inner.engine.inner.config.outer_timeout;
         // At most one decision per core runs: under load the others queue here, before
         // their wall-clock deadline starts, instead of timing out while descheduled.
-        let permit = match self
-            .inner
-            .engine
-            .inner
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-        {
+        let permit = match running.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => {
                 let failure = PolicyFailure {
@@ -766,7 +878,7 @@ impl LoadedPolicy {
         let this = self.clone();
         let req = request.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let outcome = this.run_blocking(&req, host);
+            let outcome = this.run_timed(&req, host);
             drop(permit);
             outcome
         });
@@ -782,6 +894,22 @@ impl LoadedPolicy {
             }),
         };
         self.finish(outcome, &request.id, start.elapsed())
+    }
+
+    /// [`LoadedPolicy::run_blocking`], folding its run time into the moving average.
+    fn run_timed(&self, request: &domain::PolicyRequest, host: Arc<dyn HostState>) -> Outcome {
+        let started = Instant::now();
+        let outcome = self.run_blocking(request, host);
+        let sample = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let recent = &self.inner.recent_ns;
+        let old = recent.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        recent.store(new, Ordering::Relaxed);
+        outcome
     }
 
     /// The same as [`LoadedPolicy::decide`] on the calling thread, without the outer

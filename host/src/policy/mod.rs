@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::domain::{Decision, Verdict};
 
-pub use engine::{LoadedPolicy, PolicyEngine};
+pub use engine::{COMPILE_FAILED_EXIT, LoadedPolicy, PolicyEngine};
 pub use host::{HostState, StaticHost};
 pub use router::{digest_of, policy_label};
 
@@ -42,6 +42,21 @@ pub struct EngineConfig {
     /// policies that keep no per-request state. Each idle instance holds one of
     /// `max_instances` pool slots.
     pub warm_instances: usize,
+    /// Where cache misses are compiled (with a `cache_dir`; without one, in process).
+    pub compiler: Compiler,
+}
+
+/// Where components are compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Compiler {
+    /// On the calling thread.
+    #[default]
+    InProcess,
+    /// In a child process running this executable (`switchyard policy compile-cache`),
+    /// which writes the compiled-component cache that this process then maps: a server
+    /// never maps Cranelift's code nor keeps its compile-time heap (about 12 MB of its
+    /// idle resident memory), and a compiler crash cannot take it down.
+    Child(PathBuf),
 }
 
 impl Default for EngineConfig {
@@ -55,6 +70,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             max_instances: 64,
             warm_instances: 0,
+            compiler: Compiler::InProcess,
         }
     }
 }
