@@ -154,16 +154,26 @@ impl DotOrder {
     /// the tail past the last full step in f64.
     #[inline(always)]
     fn dot(self, x: &[f32], y: &[f32]) -> f32 {
-        let mut acc = [0f32; 64];
-        let n = self.slots();
-        let full = x.len().min(y.len()) / n * n;
-        for (xs, ys) in x[..full].chunks_exact(n).zip(y[..full].chunks_exact(n)) {
-            for ((a, &xv), &yv) in acc[..n].iter_mut().zip(xs).zip(ys) {
-                *a = xv.mul_add(yv, *a);
+        match self {
+            DotOrder::OneToken => self.dot_slots::<64>(x, y),
+            DotOrder::Tiled => self.dot_slots::<16>(x, y),
+        }
+    }
+
+    /// `dot` with `N = slots()` known at compile time (so the slots stay in registers).
+    #[inline(always)]
+    fn dot_slots<const N: usize>(self, x: &[f32], y: &[f32]) -> f32 {
+        let len = x.len().min(y.len());
+        let (xs, x_tail) = x[..len].as_chunks::<N>();
+        let (ys, y_tail) = y[..len].as_chunks::<N>();
+        let mut acc = [0f32; N];
+        for (xs, ys) in xs.iter().zip(ys) {
+            for l in 0..N {
+                acc[l] = xs[l].mul_add(ys[l], acc[l]);
             }
         }
         let mut sum = f64::from(self.fold(|s| acc[s]));
-        for (&xv, &yv) in x[full..].iter().zip(&y[full..]) {
+        for (&xv, &yv) in x_tail.iter().zip(y_tail) {
             sum += f64::from(xv * yv);
         }
         sum as f32
@@ -193,10 +203,16 @@ impl HostWeights {
         let (d, hd, h, hkv) = (c.dim, c.head_dim, c.n_heads, c.n_kv_heads);
         let t = x.len() / d;
         cache.resize_with(self.layers.len(), LayerKv::default);
+        // Buffers shared by the layers (allocating megabytes per layer costs page faults).
+        let f = c.ffn_dim;
+        let mut qkv = Vec::new();
+        let mut proj = vec![0f32; t * d];
+        let mut gu = vec![0f32; t * 2 * f];
+        let mut act = vec![0f32; t * f];
         for (li, (layer, kv)) in self.layers.iter().zip(cache.iter_mut()).enumerate() {
             let hn = rms_norm(&x, &layer.attn_norm, c.rms_eps);
             let width = layer.qkv.rows();
-            let mut qkv = vec![0f32; t * width];
+            qkv.resize(t * width, 0.0);
             layer.qkv.matmul(&hn, t, &mut qkv);
             let mut queries = Vec::with_capacity(t * h * hd);
             for (i, row) in qkv.chunks_exact_mut(width).enumerate() {
@@ -222,24 +238,22 @@ impl HostWeights {
                 queries.drain(..(t - rows) * h * hd);
             }
             let attn = attention(c, &queries, kv, kv_len + t - rows, t);
-            let mut proj = vec![0f32; rows * d];
-            layer.out.matmul(&attn, rows, &mut proj);
-            for (a, b) in x.iter_mut().zip(&proj) {
+            let proj = &mut proj[..rows * d];
+            layer.out.matmul(&attn, rows, proj);
+            for (a, b) in x.iter_mut().zip(proj.iter()) {
                 *a += b;
             }
 
             let hn = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
-            let f = c.ffn_dim;
-            let mut gu = vec![0f32; rows * 2 * f];
-            layer.gate_up.matmul(&hn, rows, &mut gu);
-            let mut act = vec![0f32; rows * f];
+            let (gu, act) = (&mut gu[..rows * 2 * f], &mut act[..rows * f]);
+            layer.gate_up.matmul(&hn, rows, gu);
             run_vectorized(SwiGlu {
                 ffn_dim: f,
-                gate_up: &gu,
-                out: &mut act,
+                gate_up: gu,
+                out: act,
             });
-            layer.down.matmul(&act, rows, &mut proj);
-            for (a, b) in x.iter_mut().zip(&proj) {
+            layer.down.matmul(act, rows, proj);
+            for (a, b) in x.iter_mut().zip(proj.iter()) {
                 *a += b;
             }
         }
