@@ -102,6 +102,8 @@ struct Totals {
 const MAX_BATCH: usize = 512;
 /// How long a batch holding only settlements waits for a reservation to share its commit.
 const SETTLE_LINGER: Duration = Duration::from_millis(2);
+/// WAL pages between automatic checkpoints.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 /// An idle writer re-reads every tenant's totals this often (other processes may write).
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -121,7 +123,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     created_ms   INTEGER NOT NULL,
     UNIQUE (request_id, attempt)
 );
-CREATE INDEX IF NOT EXISTS attempts_tenant_month ON attempts (tenant, month);
+-- Spend is read from daily_totals; an index over the attempts only cost every insert.
+DROP INDEX IF EXISTS attempts_tenant_month;
 -- Spend per tenant per day (settled cost plus open reservations), kept by triggers in
 -- the same transaction as the attempt rows, so reading a tenant's spend is a lookup of
 -- at most 31 rows however many requests it made.
@@ -266,6 +269,10 @@ impl Ledger {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // WAL + NORMAL: a committed row survives a process crash (kill -9).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Checkpoint (copy the WAL into the database and fsync it) every 4,000 pages
+        // instead of 1,000: the pages a ledger rewrites are few, so a checkpoint costs
+        // about the same however many commits it covers.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(BACKFILL)?;

@@ -129,6 +129,18 @@ async fn unbounded_allocation_hits_the_memory_cap() {
 }
 
 #[tokio::test]
+async fn a_loop_after_an_idle_spell_still_meets_the_deadline() {
+    let policy = policy("misbehave-idle-loop");
+    assert_normal(&policy.decide(&misbehave("warm-up"), host()).await);
+    // Long enough for the epoch ticker to go to sleep; the next guest must wake it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let eval = policy.decide(&misbehave("loop"), host()).await;
+    assert_fallback(&eval, FailureKind::Deadline);
+    let bound = DEADLINE * 2 + SLACK;
+    assert!(eval.elapsed < bound, "loop ran {:?}", eval.elapsed);
+}
+
+#[tokio::test]
 async fn panic_is_a_trap() {
     // After the warm-up this decision runs on the runtime thread, where the guest's write
     // of its panic message (a WASI call that blocks on tokio) cannot run: it is retried on

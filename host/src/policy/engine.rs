@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -34,6 +34,8 @@ use self::switchyard::policy::{backends, clock, logging, params, pii, spend, tok
 
 /// Epoch tick period of the background ticker.
 const TICK: Duration = Duration::from_millis(1);
+/// The epoch ticker sleeps after this long without a guest running.
+const IDLE_BEFORE_PARKING: Duration = Duration::from_millis(100);
 /// Deadline for the `info()` call made once at load time.
 const INFO_DEADLINE: Duration = Duration::from_secs(1);
 /// Log lines a guest may emit per call before the rest are dropped.
@@ -55,7 +57,7 @@ struct EngineInner {
     config: EngineConfig,
     fingerprint: String,
     compiles: AtomicU64,
-    stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
     /// Decisions running at once (one per core); more wait their turn before their
     /// deadline starts, so load does not turn into deadline failures.
     running: Arc<tokio::sync::Semaphore>,
@@ -63,7 +65,85 @@ struct EngineInner {
 
 impl Drop for EngineInner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.ticker.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.ticker.thread.get() {
+            thread.unpark();
+        }
+    }
+}
+
+/// The epoch ticker: advances the engine's epoch every [`TICK`] while guests run, and
+/// sleeps once none has run for [`IDLE_BEFORE_PARKING`] (an idle server does not wake a
+/// thousand times a second).
+#[derive(Default)]
+struct Ticker {
+    /// Guests instantiating or running now.
+    active: AtomicUsize,
+    parked: AtomicBool,
+    stop: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+/// Marks a guest as running while alive.
+struct Busy<'a>(&'a Ticker);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ticker {
+    /// Call before a guest runs: wakes the ticker if it sleeps.
+    fn busy(&self) -> Busy<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+        Busy(self)
+    }
+
+    fn run(&self, engine: &wasmtime::EngineWeak) {
+        // Ticks follow the wall clock: when a sleep overshoots (a loaded machine), the
+        // missed ticks are added at once, so a deadline of N ms expires after about N ms
+        // of wall time rather than N oversleeping sleeps.
+        let tick_ns = TICK.as_nanos().max(1);
+        let mut started = Instant::now();
+        let mut ticked: u128 = 0;
+        let mut idle: u32 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            let Some(engine) = engine.upgrade() else {
+                break;
+            };
+            let due = started.elapsed().as_nanos() / tick_ns;
+            while ticked < due {
+                engine.increment_epoch();
+                ticked += 1;
+            }
+            drop(engine);
+            if self.active.load(Ordering::SeqCst) > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if TICK * idle < IDLE_BEFORE_PARKING {
+                continue;
+            }
+            // `busy` raises `active` before reading `parked`; this sets `parked` before
+            // reading `active`: one of the two sees the other, so no guest runs untimed.
+            self.parked.store(true, Ordering::SeqCst);
+            if self.active.load(Ordering::SeqCst) == 0 {
+                std::thread::park_timeout(Duration::from_secs(1));
+            }
+            self.parked.store(false, Ordering::SeqCst);
+            // Time spent parked is not ticked: no guest ran whose deadline it could end.
+            started = Instant::now();
+            ticked = 0;
+            idle = 0;
+        }
     }
 }
 
@@ -369,31 +449,14 @@ impl PolicyEngine {
         instances.hash(&mut hasher);
         let fingerprint = format!("wt{}-{:016x}", wasmtime_version(), hasher.finish());
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = Arc::new(Ticker::default());
         let ticker_engine = engine.weak();
-        let ticker_stop = stop.clone();
-        std::thread::Builder::new()
+        let state = ticker.clone();
+        let thread = std::thread::Builder::new()
             .name("policy-epoch".into())
-            .spawn(move || {
-                // Ticks follow the wall clock: when a sleep overshoots (a loaded machine),
-                // the missed ticks are added at once, so a deadline of N ms expires after
-                // about N ms of wall time rather than N oversleeping sleeps.
-                let started = Instant::now();
-                let tick_ns = TICK.as_nanos().max(1);
-                let mut ticked: u128 = 0;
-                while !ticker_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    let Some(engine) = ticker_engine.upgrade() else {
-                        break;
-                    };
-                    let due = started.elapsed().as_nanos() / tick_ns;
-                    while ticked < due {
-                        engine.increment_epoch();
-                        ticked += 1;
-                    }
-                }
-            })
+            .spawn(move || state.run(&ticker_engine))
             .map_err(|e| PolicyError::Engine(format!("starting the epoch ticker: {e}")))?;
+        let _ = ticker.thread.set(thread.thread().clone());
 
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Ok(Self {
@@ -403,7 +466,7 @@ impl PolicyEngine {
                 config,
                 fingerprint,
                 compiles: AtomicU64::new(0),
-                stop,
+                ticker,
                 running: Arc::new(tokio::sync::Semaphore::new(cores)),
             }),
         })
@@ -815,6 +878,7 @@ impl LoadedPolicy {
     }
 
     fn call_info(&self) -> Result<PolicyInfo, String> {
+        let _busy = self.inner.engine.inner.ticker.busy();
         let host: Arc<dyn HostState> = Arc::new(super::StaticHost::default());
         let mut store = self.new_store(host, "info");
         let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
@@ -972,6 +1036,7 @@ impl LoadedPolicy {
     }
 
     fn run_blocking(&self, request: &domain::PolicyRequest, host: Arc<dyn HostState>) -> Outcome {
+        let _busy = self.inner.engine.inner.ticker.busy();
         let deadline = self.inner.engine.inner.config.deadline;
         let wit_request = to_request(request);
         let mut warm = match self.instance(&host, &request.id) {
