@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Local-model benchmark: Switchyard (burn, quantized CPU kernels) and llama.cpp
+# Local-model benchmark: Switchyard (CPU path, quantized kernels) and llama.cpp
 # (llama-cpp-python) on the same GGUF with the same thread count, in the same run.
 # Prints both result lines and the ratios (Switchyard / llama.cpp; > 1 is faster).
 #
 #   THREADS=2 DEVICES="cpu" bash host/local/bench/run.sh
-# DEVICES may list several burn CPU backends: "flex" (the default, = "cpu") and "ndarray"
-# (deprecated in burn 0.22; built with --features ndarray when listed).
+# DEVICES may list several CPU device names: "cpu" (the default) and "ndarray" (built with
+# --features ndarray when listed; same compute path, see Cargo.toml).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"

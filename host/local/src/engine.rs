@@ -28,13 +28,7 @@ struct Job {
 /// The device a config string names, and how the projections run there.
 pub fn resolve_device(spec: &str) -> Result<(Device, Compute, String), LocalError> {
     let spec = spec.trim();
-    let cpu = || {
-        (
-            Device::flex(),
-            Compute::HostQuantized,
-            "cpu (burn flex)".to_string(),
-        )
-    };
+    let cpu = || (Device::flex(), Compute::HostQuantized, "cpu".to_string());
     match spec {
         "cpu" | "flex" => Ok(cpu()),
         #[cfg(feature = "ndarray")]
@@ -42,7 +36,7 @@ pub fn resolve_device(spec: &str) -> Result<(Device, Compute, String), LocalErro
         "ndarray" => Ok((
             Device::ndarray(),
             Compute::HostQuantized,
-            "cpu (burn ndarray)".to_string(),
+            "cpu (ndarray device)".to_string(),
         )),
         "auto" => Ok(gpu_candidates()
             .into_iter()

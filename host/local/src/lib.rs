@@ -1,5 +1,6 @@
-//! Switchyard's local backend: llama-family GGUF models (SmolLM2 by default) on burn, run on a
-//! dedicated inference thread behind a bounded queue. The public API is `LocalEngine`.
+//! Switchyard's local backend: llama-family GGUF models (SmolLM2 by default) on the CPU (plain
+//! Rust with llama.cpp's numerics) or a GPU (burn), run on a dedicated inference thread behind
+//! a bounded queue. The public API is `LocalEngine`.
 
 pub mod engine;
 pub mod gguf;
@@ -189,7 +190,7 @@ impl LocalEngine {
         &self.inner.name
     }
 
-    /// The device the model runs on, in words (`cpu (burn flex)`, `cuda:0`, ...).
+    /// The device the model runs on, in words (`cpu`, `cuda:0`, ...).
     pub fn device_name(&self) -> &str {
         &self.inner.device
     }
