@@ -192,7 +192,8 @@ fn round_f16(v: f32) -> f32 {
 
 impl HostWeights {
     /// Runs `tokens` at positions `kv_len..` given their embeddings `x: [T, D]`; appends to
-    /// `cache` (one entry per layer) and returns the last token's logits.
+    /// `cache` (one entry per layer) and returns the last token's logits (`x` holds at
+    /// least one token: `Llama::forward` checks).
     pub(crate) fn forward(
         &self,
         c: &LlamaConfig,

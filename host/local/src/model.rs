@@ -317,9 +317,12 @@ impl Llama {
         KvCache::default()
     }
 
-    /// Runs `tokens` at positions `cache.len()..`; returns the logits of the last one.
-    /// The caller checks that the positions fit in the context.
+    /// Runs `tokens` at positions `cache.len()..`; returns the logits of the last one (none
+    /// for no tokens). The caller checks that the positions fit in the context.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+        if tokens.is_empty() {
+            return Vec::new();
+        }
         let c = &self.config;
         let d = c.dim;
         let mut emb = vec![0f32; tokens.len() * d];
