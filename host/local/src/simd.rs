@@ -44,6 +44,25 @@ pub fn kernel(format: QFormat) -> DotFn {
 pub fn kernels(format: QFormat) -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
+        if x86::vnni_available() {
+            match format {
+                QFormat::Q4_0 => {
+                    return Kernels {
+                        dot: x86::dot_q4_0_vnni,
+                        tile: x86::tile_q4_0_vnni,
+                        rows: x86::tile_q4_0_vnni,
+                    };
+                }
+                QFormat::Q4_1 => {
+                    return Kernels {
+                        dot: x86::dot_q4_1_vnni,
+                        tile: x86::tile_q4_1_vnni,
+                        rows: x86::tile_q4_1_vnni,
+                    };
+                }
+                QFormat::Q8_0 => {}
+            }
+        }
         if x86::available() {
             return match format {
                 QFormat::Q8_0 => Kernels {
@@ -205,6 +224,41 @@ mod x86 {
             && is_x86_feature_detected!("f16c")
     }
 
+    /// AVX-512 VNNI on top of `available()` (for the 4-bit kernels).
+    pub fn vnni_available() -> bool {
+        available()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+
+    // The `*_vnni` wrappers are only handed out after `vnni_available()` said the CPU has
+    // AVX-512 F/VL/VNNI as well.
+
+    pub fn dot_q4_0_vnni(w: &[u8], a: &[Q8Block]) -> f32 {
+        // SAFETY: CPU features checked by `vnni_available()` before this fn pointer is
+        // handed out.
+        unsafe { q4_vnni(w, a, 18, 2) }
+    }
+    pub fn dot_q4_1_vnni(w: &[u8], a: &[Q8Block]) -> f32 {
+        // SAFETY: as above.
+        unsafe { q4_vnni(w, a, 20, 4) }
+    }
+    pub fn tile_q4_0_vnni<const R: usize, const T: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: as above.
+        unsafe { q4_tile_vnni::<R, T, 18, 2>(w, a) }
+    }
+    pub fn tile_q4_1_vnni<const R: usize, const T: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: as above.
+        unsafe { q4_tile_vnni::<R, T, 20, 4>(w, a) }
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn run_vectorized<W: super::Vectorized>(work: W) -> W::Output {
         work.run()
@@ -268,33 +322,66 @@ mod x86 {
     /// 4, value = d·n + m).
     #[target_feature(enable = "avx2,fma,f16c")]
     fn q4(w: &[u8], a: &[Q8Block], bytes: usize, at: usize) -> f32 {
-        let ones = _mm256_set1_epi16(1);
-        let mask = _mm_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut offset = 0f32;
-        for (b, x) in w.chunks_exact(bytes).zip(a) {
-            let qs = &b[at..at + QK / 2];
-            // SAFETY: `qs` is exactly 16 bytes and `x.qs` 32; unaligned loads.
-            let (packed, qa) = unsafe {
-                (
-                    _mm_loadu_si128(qs.as_ptr().cast::<__m128i>()),
-                    _mm256_loadu_si256(x.qs.as_ptr().cast::<__m256i>()),
-                )
-            };
-            let lo = _mm_and_si128(packed, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-            let nibbles = _mm256_set_m128i(hi, lo);
-            let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, qa), ones);
-            let d = scale(b);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(dot), acc);
-            // llama.cpp's compiled loop fuses Q4_1's `summs += m · s` into one FMA.
-            offset = if at == 4 {
-                scale(&b[2..4]).mul_add(x.s, offset)
+        // SAFETY: this function has the features `q4_body::<false>` uses.
+        unsafe { q4_body::<false>(w, a, bytes, at) }
+    }
+
+    /// `q4` with the AVX-512 VNNI byte dot product (same integer sums, so the same result).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn q4_vnni(w: &[u8], a: &[Q8Block], bytes: usize, at: usize) -> f32 {
+        // SAFETY: this function has the features `q4_body::<true>` uses.
+        unsafe { q4_body::<true>(w, a, bytes, at) }
+    }
+
+    /// `Σ_j u[j]·s[j]` over each group of 4 bytes (unsigned × signed, as `i32` lanes): one
+    /// `vpdpbusd` with VNNI, `vpmaddubsw` + `vpmaddwd` without (no saturation: the unsigned
+    /// operands are nibbles or absolute int8 values, |products| · 2 ≤ 32512).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and AVX-512 F/VL/VNNI when `VNNI`.
+    #[inline(always)]
+    unsafe fn byte_dot<const VNNI: bool>(u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the caller guarantees the features.
+        unsafe {
+            if VNNI {
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
             } else {
-                offset + -8.0 * d * x.exact_sum()
-            };
+                _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+            }
         }
-        hsum(acc) + offset
+    }
+
+    /// The body of `q4` / `q4_vnni`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2/FMA/F16C, and AVX-512 F/VL/VNNI when `VNNI`.
+    #[inline(always)]
+    unsafe fn q4_body<const VNNI: bool>(w: &[u8], a: &[Q8Block], bytes: usize, at: usize) -> f32 {
+        // SAFETY: the caller guarantees the CPU features; the loads are commented below.
+        unsafe {
+            let mask = _mm_set1_epi8(0x0F);
+            let mut acc = _mm256_setzero_ps();
+            let mut offset = 0f32;
+            for (b, x) in w.chunks_exact(bytes).zip(a) {
+                let qs = &b[at..at + QK / 2];
+                // `qs` is exactly 16 bytes and `x.qs` 32; unaligned loads.
+                let packed = _mm_loadu_si128(qs.as_ptr().cast::<__m128i>());
+                let qa = _mm256_loadu_si256(x.qs.as_ptr().cast::<__m256i>());
+                let lo = _mm_and_si128(packed, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+                let nibbles = _mm256_set_m128i(hi, lo);
+                let dot = byte_dot::<VNNI>(nibbles, qa);
+                let d = scale(b);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(dot), acc);
+                // llama.cpp's compiled loop fuses Q4_1's `summs += m · s` into one FMA.
+                offset = if at == 4 {
+                    scale(&b[2..4]).mul_add(x.s, offset)
+                } else {
+                    offset + -8.0 * d * x.exact_sum()
+                };
+            }
+            hsum(acc) + offset
+        }
     }
 
     /// `quantize_block_portable` for a finite block, bit for bit (max and products are
@@ -428,68 +515,99 @@ mod x86 {
         w: [&[u8]; R],
         a: [&[Q8Block]; T],
     ) -> [[f32; T]; R] {
-        let nb = tile_blocks(&w, &a, BYTES);
-        let ones = _mm256_set1_epi16(1);
-        let mask = _mm_set1_epi8(0x0F);
-        let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let mut offset = [[0f32; T]; R];
-        for i in 0..nb {
-            let mut nibbles = [_mm256_setzero_si256(); R];
-            let mut d = [0f32; R];
-            let mut m = [0f32; R];
-            for r in 0..R {
-                let b = &w[r][i * BYTES..i * BYTES + BYTES];
-                let qs = &b[AT..AT + QK / 2];
-                // SAFETY: `qs` is exactly 16 bytes; unaligned load.
-                let packed = unsafe { _mm_loadu_si128(qs.as_ptr().cast::<__m128i>()) };
-                let lo = _mm_and_si128(packed, mask);
-                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-                nibbles[r] = _mm256_set_m128i(hi, lo);
-                if T == 1 {
-                    // Decode: scale and (Q4_1) min are the block's first two f16s, one
-                    // 4-byte load and one conversion for both (measured faster for one
-                    // token, slower in the prefill tile).
-                    let head = &b[..4];
-                    // SAFETY: `head` is exactly 4 bytes; unaligned load.
-                    let dm = _mm_cvtph_ps(unsafe { _mm_loadu_si32(head.as_ptr()) });
-                    d[r] = _mm_cvtss_f32(dm);
-                    m[r] = if AT == 4 {
-                        _mm_cvtss_f32(_mm_movehdup_ps(dm))
-                    } else {
-                        -8.0 * d[r]
-                    };
-                } else {
-                    d[r] = scale(b);
-                    m[r] = if AT == 4 {
-                        scale(&b[2..4])
-                    } else {
-                        -8.0 * d[r]
-                    };
-                }
-            }
-            for t in 0..T {
-                let x = &a[t][i];
-                // SAFETY: `x.qs` is exactly 32 bytes; unaligned load.
-                let qa = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast::<__m256i>()) };
+        // SAFETY: this function has the features `q4_tile_body::<false>` uses.
+        unsafe { q4_tile_body::<R, T, BYTES, AT, false>(w, a) }
+    }
+
+    /// `q4_tile` with the AVX-512 VNNI byte dot product (same results).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    fn q4_tile_vnni<const R: usize, const T: usize, const BYTES: usize, const AT: usize>(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: this function has the features `q4_tile_body::<true>` uses.
+        unsafe { q4_tile_body::<R, T, BYTES, AT, true>(w, a) }
+    }
+
+    /// The body of `q4_tile` / `q4_tile_vnni`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2/FMA/F16C, and AVX-512 F/VL/VNNI when `VNNI`.
+    #[inline(always)]
+    unsafe fn q4_tile_body<
+        const R: usize,
+        const T: usize,
+        const BYTES: usize,
+        const AT: usize,
+        const VNNI: bool,
+    >(
+        w: [&[u8]; R],
+        a: [&[Q8Block]; T],
+    ) -> [[f32; T]; R] {
+        // SAFETY: the caller guarantees the CPU features; the loads are commented below.
+        unsafe {
+            let nb = tile_blocks(&w, &a, BYTES);
+            let mask = _mm_set1_epi8(0x0F);
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            let mut offset = [[0f32; T]; R];
+            for i in 0..nb {
+                let mut nibbles = [_mm256_setzero_si256(); R];
+                let mut d = [0f32; R];
+                let mut m = [0f32; R];
                 for r in 0..R {
-                    let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles[r], qa), ones);
-                    let s = _mm256_set1_ps(d[r] * x.d);
-                    acc[r][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc[r][t]);
-                    offset[r][t] = if AT == 4 {
-                        m[r].mul_add(x.s, offset[r][t])
+                    let b = &w[r][i * BYTES..i * BYTES + BYTES];
+                    let qs = &b[AT..AT + QK / 2];
+                    // `qs` is exactly 16 bytes; unaligned load.
+                    let packed = _mm_loadu_si128(qs.as_ptr().cast::<__m128i>());
+                    let lo = _mm_and_si128(packed, mask);
+                    let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+                    nibbles[r] = _mm256_set_m128i(hi, lo);
+                    if T == 1 {
+                        // Decode: scale and (Q4_1) min are the block's first two f16s, one
+                        // 4-byte load and one conversion for both (measured faster for one
+                        // token, slower in the prefill tile).
+                        let head = &b[..4];
+                        // `head` is exactly 4 bytes; unaligned load.
+                        let dm = _mm_cvtph_ps(_mm_loadu_si32(head.as_ptr()));
+                        d[r] = _mm_cvtss_f32(dm);
+                        m[r] = if AT == 4 {
+                            _mm_cvtss_f32(_mm_movehdup_ps(dm))
+                        } else {
+                            -8.0 * d[r]
+                        };
                     } else {
-                        offset[r][t] + m[r] * x.exact_sum()
-                    };
+                        d[r] = scale(b);
+                        m[r] = if AT == 4 {
+                            scale(&b[2..4])
+                        } else {
+                            -8.0 * d[r]
+                        };
+                    }
+                }
+                for t in 0..T {
+                    let x = &a[t][i];
+                    // `x.qs` is exactly 32 bytes; unaligned load.
+                    let qa = _mm256_loadu_si256(x.qs.as_ptr().cast::<__m256i>());
+                    for r in 0..R {
+                        let dot = byte_dot::<VNNI>(nibbles[r], qa);
+                        let s = _mm256_set1_ps(d[r] * x.d);
+                        acc[r][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), acc[r][t]);
+                        offset[r][t] = if AT == 4 {
+                            m[r].mul_add(x.s, offset[r][t])
+                        } else {
+                            offset[r][t] + m[r] * x.exact_sum()
+                        };
+                    }
                 }
             }
-        }
-        let mut out = [[0f32; T]; R];
-        for ((out, acc), offset) in out.iter_mut().zip(&acc).zip(&offset) {
-            for ((o, a), m) in out.iter_mut().zip(acc).zip(offset) {
-                *o = hsum(*a) + m;
+            let mut out = [[0f32; T]; R];
+            for ((out, acc), offset) in out.iter_mut().zip(&acc).zip(&offset) {
+                for ((o, a), m) in out.iter_mut().zip(acc).zip(offset) {
+                    *o = hsum(*a) + m;
+                }
             }
+            out
         }
-        out
     }
 }
 
@@ -579,6 +697,76 @@ mod tests {
             }
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vnni_kernels_equal_avx2_kernels_bit_for_bit() {
+        // Nothing to compare on CPUs without AVX-512 VNNI (the AVX2 kernels are tested above).
+        if !x86::vnni_available() {
+            return;
+        }
+        let nb = 7;
+        // Activations reaching ±127 and weights with every nibble value.
+        let x: Vec<f32> = (0..TILE_TOKENS * nb * QK)
+            .map(|i| {
+                if i % 13 == 0 {
+                    -9.0
+                } else {
+                    ((i * 29 % 37) as f32 - 18.0) / 5.0
+                }
+            })
+            .collect();
+        let acts = quantize_activations(&x, nb * QK);
+        let tokens: [&[Q8Block]; TILE_TOKENS] =
+            std::array::from_fn(|t| &acts[t * nb..(t + 1) * nb]);
+        for (bytes, at) in [(18, 2), (20, 4)] {
+            let rows: Vec<Vec<u8>> = (0..TILE_ROWS)
+                .map(|r| {
+                    let mut w = Vec::new();
+                    for b in 0..nb {
+                        w.extend_from_slice(
+                            &f16::from_f32(0.02 * (r + b + 1) as f32).to_le_bytes(),
+                        );
+                        if at == 4 {
+                            w.extend_from_slice(
+                                &f16::from_f32(-0.3 + 0.1 * b as f32).to_le_bytes(),
+                            );
+                        }
+                        w.extend((0..16).map(|j| ((j * 37 + r * 5 + b * 3) % 256) as u8));
+                    }
+                    w
+                })
+                .collect();
+            let w: [&[u8]; TILE_ROWS] = std::array::from_fn(|r| &rows[r][..]);
+            let (tile, tile_vnni) = if at == 4 {
+                (x86::tile_q4_1(w, tokens), x86::tile_q4_1_vnni(w, tokens))
+            } else {
+                (x86::tile_q4_0(w, tokens), x86::tile_q4_0_vnni(w, tokens))
+            };
+            for r in 0..TILE_ROWS {
+                for t in 0..TILE_TOKENS {
+                    let (dot, dot_vnni) = if at == 4 {
+                        (
+                            x86::dot_q4_1(w[r], tokens[t]),
+                            x86::dot_q4_1_vnni(w[r], tokens[t]),
+                        )
+                    } else {
+                        (
+                            x86::dot_q4_0(w[r], tokens[t]),
+                            x86::dot_q4_0_vnni(w[r], tokens[t]),
+                        )
+                    };
+                    assert_eq!(dot.to_bits(), dot_vnni.to_bits(), "dot {bytes} {r},{t}");
+                    assert_eq!(
+                        tile[r][t].to_bits(),
+                        tile_vnni[r][t].to_bits(),
+                        "tile {r},{t}"
+                    );
+                    assert_eq!(tile[r][t].to_bits(), dot.to_bits(), "tile vs dot {r},{t}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn simd_quantization_equals_portable_bit_for_bit() {
         let mut x: Vec<f32> = (0..32 * 64)
