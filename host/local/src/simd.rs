@@ -169,48 +169,68 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
-/// `Σ nibble_j · a_j` over one block (low nibbles are values 0..16, high ones 16..32).
-fn nibble_dot(qs: &[u8], a: &[i8; QK]) -> i32 {
-    let mut lo = 0i32;
-    let mut hi = 0i32;
-    for j in 0..16 {
-        lo += i32::from(qs[j] & 0x0F) * i32::from(a[j]);
-        hi += i32::from(qs[j] >> 4) * i32::from(a[j + 16]);
-    }
-    lo + hi
+// The portable dots compute what the AVX2 kernels (and llama.cpp's) compute, bit for bit:
+// per block, 8 integer lanes of 4 adjacent byte products each, accumulated per lane with a
+// fused multiply-add by the block's scale product, then summed as `hsum` does.
+
+/// Lane `k` of a 4-bit block's byte dot: nibbles `4k..4k+4` of the low halves (`k < 4`) or
+/// of the high halves (`k ≥ 4`, against activations `16 + …`).
+fn nibble_lanes(qs: &[u8], a: &[i8; QK]) -> [i32; 8] {
+    std::array::from_fn(|k| {
+        (0..4)
+            .map(|j| {
+                let i = 4 * (k % 4) + j;
+                let n = if k < 4 { qs[i] & 0x0F } else { qs[i] >> 4 };
+                i32::from(n) * i32::from(a[i + 16 * (k / 4)])
+            })
+            .sum()
+    })
+}
+
+/// `hsum` of the AVX2 kernels: halves, then pairs.
+fn hsum8(v: &[f32; 8]) -> f32 {
+    let s: [f32; 4] = std::array::from_fn(|i| v[i] + v[i + 4]);
+    (s[0] + s[2]) + (s[1] + s[3])
 }
 
 fn dot_q8_0(w: &[u8], a: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, x) in w.chunks_exact(34).zip(a) {
-        let mut acc = 0i32;
-        for (q, y) in b[2..34].iter().zip(&x.qs) {
-            acc += i32::from(*q as i8) * i32::from(*y);
+        let d = f16_at(b, 0) * x.d;
+        for (k, acc) in acc.iter_mut().enumerate() {
+            let lane: i32 = (4 * k..4 * k + 4)
+                .map(|i| i32::from(b[2 + i] as i8) * i32::from(x.qs[i]))
+                .sum();
+            *acc = d.mul_add(lane as f32, *acc);
         }
-        sum += f16_at(b, 0) * x.d * acc as f32;
     }
-    sum
+    hsum8(&acc)
 }
 
 fn dot_q4_0(w: &[u8], a: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut offset = 0f32;
     for (b, x) in w.chunks_exact(18).zip(a) {
         let d = f16_at(b, 0);
-        // Σ (n - 8)·q·d·dx = d·dx·Σ n·q − 8·d·s
-        sum += d * x.d * nibble_dot(&b[2..18], &x.qs) as f32 - 8.0 * d * x.exact_sum();
+        // Σ (n - 8)·q·d·dx = d·dx·Σ n·q − 8·d·dx·Σ q
+        for (acc, lane) in acc.iter_mut().zip(nibble_lanes(&b[2..18], &x.qs)) {
+            *acc = (d * x.d).mul_add(lane as f32, *acc);
+        }
+        offset = offset + -8.0 * d * x.exact_sum();
     }
-    sum
+    hsum8(&acc) + offset
 }
 
 fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut offset = 0f32;
     for (b, x) in w.chunks_exact(20).zip(a) {
-        sum += f16_at(b, 2).mul_add(
-            x.s,
-            f16_at(b, 0) * x.d * nibble_dot(&b[4..20], &x.qs) as f32,
-        );
+        for (acc, lane) in acc.iter_mut().zip(nibble_lanes(&b[4..20], &x.qs)) {
+            *acc = (f16_at(b, 0) * x.d).mul_add(lane as f32, *acc);
+        }
+        offset = f16_at(b, 2).mul_add(x.s, offset);
     }
-    sum
+    hsum8(&acc) + offset
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -617,7 +637,7 @@ mod tests {
     use crate::quant::quantize_activations;
 
     #[test]
-    fn simd_and_portable_kernels_agree() {
+    fn simd_and_portable_kernels_agree_bit_for_bit() {
         let x: Vec<f32> = (0..128)
             .map(|i| ((i * 13 % 31) as f32 - 15.0) / 4.0)
             .collect();
@@ -642,8 +662,9 @@ mod tests {
             (QFormat::Q4_1, &q4_1, dot_q4_1),
         ] {
             let (fast, slow) = (kernel(format)(w, &a), portable(w, &a));
-            assert!(
-                (fast - slow).abs() <= 1e-3 * slow.abs().max(1.0),
+            assert_eq!(
+                fast.to_bits(),
+                slow.to_bits(),
                 "{format:?}: {fast} vs {slow}"
             );
         }
