@@ -216,7 +216,7 @@ fn dot_q4_0(w: &[u8], a: &[Q8Block]) -> f32 {
         for (acc, lane) in acc.iter_mut().zip(nibble_lanes(&b[2..18], &x.qs)) {
             *acc = (d * x.d).mul_add(lane as f32, *acc);
         }
-        offset = offset + -8.0 * d * x.exact_sum();
+        offset += -8.0 * d * x.exact_sum();
     }
     hsum8(&acc) + offset
 }
