@@ -140,3 +140,79 @@ async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
     // Each answered request cost 1000 × $1 + 1000 × $2 per Mtok = $0.003.
     assert!(acme[0].total_usd >= 0.003 * answered.len() as f64 - 1e-9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight_and_flushes_the_ledger() {
+    let dir = scratch("sigterm");
+    let upstream = slow_upstream().await;
+    let ledger_path = dir.join("ledger.db");
+    let config = dir.join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [policy]
+            static_targets = ["up"]
+            [ledger]
+            path = "{ledger}"
+            [[backends]]
+            name = "up"
+            kind = "openai_compatible"
+            base_url = "http://{upstream}/v1"
+            models = ["m"]
+            usd_per_mtok_in = 1.0
+            usd_per_mtok_out = 2.0
+            "#,
+            ledger = ledger_path.display()
+        ),
+    )
+    .unwrap();
+    let mut gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url) = (client.clone(), gateway.url("/v1/chat/completions"));
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("x-switchyard-tenant", "acme")
+                    .json(&json!({"model": "m", "max_tokens": 1000,
+                                  "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // The upstream takes 100 ms: stop the server while every request is in flight.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let pid = gateway.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut answered = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Ok(200)) {
+            answered += 1;
+        }
+    }
+    let exit = tokio::task::spawn_blocking(move || gateway.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+    assert_eq!(
+        answered, 20,
+        "requests in flight must be drained, not dropped"
+    );
+
+    // Without any restart (nothing recovered): every attempt is settled at its real cost.
+    let ledger = Ledger::inspect(&ledger_path, BTreeMap::new(), Budget::default()).unwrap();
+    let acme = &ledger.tenants().unwrap()[0];
+    assert_eq!(acme.open_reservations, 0, "{acme:?}");
+    assert_eq!(acme.settled_attempts, 20, "{acme:?}");
+    // 1000 × $1 + 1000 × $2 per Mtok = $0.003 per request.
+    assert!((acme.total_usd - 0.06).abs() < 1e-9, "{acme:?}");
+}

@@ -896,9 +896,9 @@ impl LoadedPolicy {
 
     /// Runs the guest with a fresh store (or a warm instance); any failure yields the
     /// spec's fallback decision. A policy whose recent decisions ran in under
-    /// [`INLINE_BELOW`] runs on the calling thread when a core is free for it (handing it
-    /// to a blocking thread and back costs more than the decision); others run on a
-    /// blocking thread under the outer timeout.
+    /// [`INLINE_BELOW`] runs on the calling thread (handing it to a blocking thread and
+    /// back costs more than the decision); others run on a blocking thread, at most one
+    /// per core, under the outer timeout.
     pub async fn decide(
         &self,
         request: &domain::PolicyRequest,
@@ -906,9 +906,9 @@ impl LoadedPolicy {
     ) -> Evaluation {
         let start = Instant::now();
         let running = &self.inner.engine.inner.running;
+        // Inline decisions take no permit: the async threads (one per core) bound them.
         if !self.inner.blocking_only.load(Ordering::Relaxed)
             && self.inner.recent_ns.load(Ordering::Relaxed) < INLINE_BELOW.as_nanos() as u64
-            && let Ok(permit) = running.try_acquire()
         {
             // WASI's synchronous stream and poll functions (a guest writing to stdout, for
             // one) block on tokio, which panics on a runtime thread: such a guest's
@@ -916,7 +916,6 @@ impl LoadedPolicy {
             let inline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.run_timed(request, host.clone())
             }));
-            drop(permit);
             match inline {
                 Ok(outcome) => return self.finish(outcome, &request.id, start.elapsed()),
                 Err(_) => {
