@@ -7,6 +7,7 @@ mod gateway_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,10 +36,9 @@ async fn slow_upstream() -> SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
-    let dir = scratch("crash");
-    let upstream = slow_upstream().await;
+/// A gateway config in `dir` routing everything to `upstream` ($1/$2 per Mtok), with its
+/// ledger beside it: (config path, ledger path).
+fn gateway_config(dir: &std::path::Path, upstream: SocketAddr) -> (PathBuf, PathBuf) {
     let ledger_path = dir.join("ledger.db");
     let config = dir.join("switchyard.toml");
     std::fs::write(
@@ -61,6 +61,14 @@ async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
         ),
     )
     .unwrap();
+    (config, ledger_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
+    let dir = scratch("crash");
+    let upstream = slow_upstream().await;
+    let (config, ledger_path) = gateway_config(&dir, upstream);
     let mut gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
     let answered = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -145,28 +153,7 @@ async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
 async fn sigterm_drains_requests_in_flight_and_flushes_the_ledger() {
     let dir = scratch("sigterm");
     let upstream = slow_upstream().await;
-    let ledger_path = dir.join("ledger.db");
-    let config = dir.join("switchyard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            [policy]
-            static_targets = ["up"]
-            [ledger]
-            path = "{ledger}"
-            [[backends]]
-            name = "up"
-            kind = "openai_compatible"
-            base_url = "http://{upstream}/v1"
-            models = ["m"]
-            usd_per_mtok_in = 1.0
-            usd_per_mtok_out = 2.0
-            "#,
-            ledger = ledger_path.display()
-        ),
-    )
-    .unwrap();
+    let (config, ledger_path) = gateway_config(&dir, upstream);
     let mut gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
     let tasks: Vec<_> = (0..20)
