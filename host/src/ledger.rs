@@ -194,10 +194,15 @@ fn day_and_month(ms: i64) -> (i64, i64) {
     (days, y * 12 + m - 1)
 }
 
-/// Totals for `month` (?2) with day ?1's share, of tenant ?3 or of every tenant (NULL).
+/// Totals for `month` (?2) with day ?1's share, of every tenant (a scan: idle refreshes).
 const MONTH_TOTALS: &str = "
 SELECT tenant, COALESCE(SUM(CASE WHEN day = ?1 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
-FROM daily_totals WHERE month = ?2 AND (?3 IS NULL OR tenant = ?3) GROUP BY tenant";
+FROM daily_totals WHERE month = ?2 GROUP BY tenant";
+
+/// The same for tenant ?3 alone (a primary-key range: after every commit).
+const TENANT_MONTH_TOTALS: &str = "
+SELECT tenant, COALESCE(SUM(CASE WHEN day = ?1 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
+FROM daily_totals WHERE tenant = ?3 AND month = ?2 GROUP BY tenant";
 
 /// How a settlement closes a reservation.
 #[derive(Debug, Clone, Copy)]
@@ -745,8 +750,7 @@ impl Writer {
     /// This month's totals of `tenant`, or of every tenant.
     fn read_totals(&self, tenant: Option<&str>) -> Result<Vec<(String, Totals)>, rusqlite::Error> {
         let (day, month) = day_and_month(now_ms());
-        let mut stmt = self.conn.prepare_cached(MONTH_TOTALS)?;
-        let rows = stmt.query_map(params![day, month, tenant], |r| {
+        let row = |r: &rusqlite::Row<'_>| {
             Ok((
                 r.get::<_, String>(0)?,
                 Totals {
@@ -756,8 +760,19 @@ impl Writer {
                     month_usd: r.get(2)?,
                 },
             ))
-        })?;
-        rows.collect()
+        };
+        match tenant {
+            Some(tenant) => self
+                .conn
+                .prepare_cached(TENANT_MONTH_TOTALS)?
+                .query_map(params![day, month, tenant], row)?
+                .collect(),
+            None => self
+                .conn
+                .prepare_cached(MONTH_TOTALS)?
+                .query_map(params![day, month], row)?
+                .collect(),
+        }
     }
 }
 
