@@ -104,9 +104,13 @@ fn compile_cache(
     let limit = config.max_component_bytes;
     let mut bytes = Vec::new();
     std::io::stdin()
-        .take(u64::try_from(limit).unwrap_or(u64::MAX) + 1)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
         .read_to_end(&mut bytes)
         .context("reading the component from stdin")?;
+    anyhow::ensure!(
+        bytes.len() <= limit,
+        "the component is over the {limit}-byte limit"
+    );
     let engine = PolicyEngine::new(config)?;
     match engine.compile_to_cache(&bytes) {
         Ok(_) => Ok(ExitCode::SUCCESS),
