@@ -162,11 +162,6 @@ WHERE NOT EXISTS (SELECT 1 FROM daily_totals)
 GROUP BY tenant, day, month;
 ";
 
-/// A tenant's spend this month and today, from `daily_totals`.
-const MONTH_AND_DAY: &str = "
-SELECT COALESCE(SUM(CASE WHEN day = ?2 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
-FROM daily_totals WHERE tenant = ?1 AND month = ?3";
-
 const INSERT_ATTEMPT: &str = "
 INSERT INTO attempts (tenant, day, month, request_id, attempt, backend, state, estimate_usd,
                       created_ms)
@@ -199,7 +194,8 @@ const MONTH_TOTALS: &str = "
 SELECT tenant, COALESCE(SUM(CASE WHEN day = ?1 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
 FROM daily_totals WHERE month = ?2 GROUP BY tenant";
 
-/// The same for tenant ?3 alone (a primary-key range: after every commit).
+/// The same for tenant ?3 alone (a primary-key range: the hard-cap check, and the refresh
+/// after every commit); no row when the tenant has none this month.
 const TENANT_MONTH_TOTALS: &str = "
 SELECT tenant, COALESCE(SUM(CASE WHEN day = ?1 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
 FROM daily_totals WHERE tenant = ?3 AND month = ?2 GROUP BY tenant";
@@ -681,11 +677,11 @@ impl Writer {
                     ..
                 } => {
                     if let Some(cap) = *cap {
-                        let (_, spent): (f64, f64) = tx
-                            .prepare_cached(MONTH_AND_DAY)?
-                            .query_row(params![tenant, day, month], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
-                            })?;
+                        let spent: f64 = tx
+                            .prepare_cached(TENANT_MONTH_TOTALS)?
+                            .query_row(params![day, month, tenant], |r| r.get(2))
+                            .optional()?
+                            .unwrap_or(0.0);
                         if spent + estimate_usd > cap {
                             outcomes.push(Some(Err(LedgerError::HardCap {
                                 tenant: tenant.clone(),
