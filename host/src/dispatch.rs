@@ -368,7 +368,7 @@ impl Dispatcher {
     }
 
     /// Reserves the worst-case cost of one attempt (`None` without a ledger).
-    async fn reserve(
+    fn reserve(
         &self,
         routed: &Routed,
         tenant: &str,
@@ -386,19 +386,16 @@ impl Dispatcher {
         let estimate = f64::from(routed.prompt_tokens) * facts.usd_per_mtok_in / 1e6
             + f64::from(completion) * facts.usd_per_mtok_out / 1e6;
         let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-        match ledger
-            .reserve(
-                tenant,
-                &routed.request_id,
-                attempt,
-                backend.name(),
-                estimate,
-            )
-            .await
-        {
-            Ok(r) => Ok(Some(HeldReservation {
+        match ledger.reserve(
+            tenant,
+            &routed.request_id,
+            attempt,
+            backend.name(),
+            estimate,
+        ) {
+            Ok(reservation) => Ok(Some(HeldReservation {
                 ledger: ledger.clone(),
-                reservation: Some(r),
+                reservation,
             })),
             Err(e @ LedgerError::HardCap { .. }) => Err(DispatchError::Budget(e.to_string())),
             Err(e) => {
@@ -697,9 +694,7 @@ impl Dispatcher {
                 continue;
             }
             let model = chat.model.clone();
-            let reservation = self
-                .reserve(&routed, &request.tenant, i, &backend, &chat)
-                .await?;
+            let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
             match backend.chat(chat).await {
                 Ok(response) => {
                     Self::chosen(&mut routed, &backend, model);
@@ -775,9 +770,7 @@ impl Dispatcher {
                 continue;
             }
             let model = chat.model.clone();
-            let reservation = self
-                .reserve(&routed, &request.tenant, i, &backend, &chat)
-                .await?;
+            let reservation = self.reserve(&routed, &request.tenant, i, &backend, &chat)?;
             let first_byte = self
                 .first_byte
                 .get(backend.name())
@@ -891,17 +884,15 @@ fn outcome(record: &mut DecisionLogRecord, routed: &Routed, usage: Option<Usage>
 /// settled at its estimate.
 struct HeldReservation {
     ledger: Arc<Ledger>,
-    reservation: Option<Reservation>,
+    reservation: Reservation,
 }
 
 impl HeldReservation {
-    fn close(&mut self, cost: Option<f64>) {
-        let Some(r) = self.reservation.take() else {
-            return;
-        };
+    /// Settles with `cost`, or releases (`None`); only the first call counts.
+    fn close(&self, cost: Option<f64>) {
         let result = match cost {
-            Some(cost) => self.ledger.settle(&r, cost),
-            None => self.ledger.release(&r),
+            Some(cost) => self.ledger.settle(&self.reservation, cost),
+            None => self.ledger.release(&self.reservation),
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
@@ -911,14 +902,13 @@ impl HeldReservation {
 
 impl Drop for HeldReservation {
     fn drop(&mut self) {
-        let estimate = self.reservation.as_ref().map(|r| r.estimate_usd);
-        self.close(estimate);
+        self.close(Some(self.reservation.estimate_usd));
     }
 }
 
 /// Settles an attempt's reservation with `cost`, or releases it (`None`: the attempt failed).
 fn finish(reservation: Option<HeldReservation>, cost: Option<f64>) {
-    if let Some(mut held) = reservation {
+    if let Some(held) = reservation {
         held.close(cost);
     }
 }

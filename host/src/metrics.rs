@@ -35,6 +35,25 @@ pub fn install() -> Result<(), MetricsError> {
     Ok(())
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds. Without it the
+/// exporter keeps every sample until the next scrape: memory grows without bound on a
+/// gateway nobody scrapes. Runs on the current tokio runtime.
+pub fn spawn_upkeep() {
+    if let Some(handle) = HANDLE.get() {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(UPKEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+}
+
 /// The exposition text, or `None` when no recorder is installed.
 pub fn render() -> Option<String> {
     HANDLE.get().map(PrometheusHandle::render)

@@ -108,8 +108,9 @@ async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
     assert!(!answered.is_empty(), "no request finished before the kill");
 
     // After the crash, before any restart: every answered request's row is committed
-    // (its reservation is committed before the upstream call; the settlement is written
-    // behind, so the last few may still be reserved).
+    // (rows are committed within milliseconds of the reservation, long before this 100 ms
+    // upstream answers; the settlement is written behind, so the last few may still be
+    // reserved).
     {
         let ledger = Ledger::inspect(&ledger_path, BTreeMap::new(), Budget::default()).unwrap();
         for id in &answered {

@@ -24,21 +24,21 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub struct Anthropic {
     name: String,
     models: Vec<String>,
-    url: String,
+    url: reqwest::Url,
     key: Option<ApiKey>,
     timeouts: Timeouts,
     client: reqwest::Client,
 }
 
 impl Anthropic {
-    pub fn new(cfg: &BackendConfig, key: Option<ApiKey>) -> Result<Self, reqwest::Error> {
+    pub fn new(cfg: &BackendConfig, key: Option<ApiKey>) -> Result<Self, String> {
         Ok(Self {
             name: cfg.name.clone(),
             models: cfg.models.clone(),
-            url: format!("{}/messages", cfg.base_url),
+            url: super::endpoint(&cfg.base_url, "messages")?,
             key,
             timeouts: cfg.timeouts,
-            client: super::http_client(&cfg.timeouts)?,
+            client: super::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
         })
     }
 
@@ -51,7 +51,7 @@ impl Anthropic {
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("anthropic-version", API_VERSION)
             .body(body);

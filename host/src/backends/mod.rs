@@ -181,6 +181,12 @@ pub enum BuildError {
     },
 }
 
+/// `{base_url}/{path}`, parsed once: each request clones it instead of parsing it.
+fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{base_url}/{path}"))
+        .map_err(|e| format!("base_url {base_url:?}: {e}"))
+}
+
 /// The HTTP client every cloud connector uses: rustls, no redirects, TCP_NODELAY,
 /// the backend's connect and total timeouts.
 pub(crate) fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
@@ -225,14 +231,14 @@ pub fn build_cloud(
         ConnectorKind::Openai | ConnectorKind::OpenaiCompatible => {
             let backend = openai::OpenAi::new(cfg, key).map_err(|e| BuildError::Client {
                 backend: cfg.name.clone(),
-                message: e.to_string(),
+                message: e,
             })?;
             Ok(Arc::new(backend))
         }
         ConnectorKind::Anthropic => {
             let backend = anthropic::Anthropic::new(cfg, key).map_err(|e| BuildError::Client {
                 backend: cfg.name.clone(),
-                message: e.to_string(),
+                message: e,
             })?;
             Ok(Arc::new(backend))
         }

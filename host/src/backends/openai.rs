@@ -21,22 +21,22 @@ pub struct OpenAi {
     name: String,
     models: Vec<String>,
     locality: BackendKind,
-    url: String,
+    url: reqwest::Url,
     key: Option<ApiKey>,
     timeouts: Timeouts,
     client: reqwest::Client,
 }
 
 impl OpenAi {
-    pub fn new(cfg: &BackendConfig, key: Option<ApiKey>) -> Result<Self, reqwest::Error> {
+    pub fn new(cfg: &BackendConfig, key: Option<ApiKey>) -> Result<Self, String> {
         Ok(Self {
             name: cfg.name.clone(),
             models: cfg.models.clone(),
             locality: cfg.locality,
-            url: format!("{}/chat/completions", cfg.base_url),
+            url: super::endpoint(&cfg.base_url, "chat/completions")?,
             key,
             timeouts: cfg.timeouts,
-            client: super::http_client(&cfg.timeouts)?,
+            client: super::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
         })
     }
 
@@ -49,7 +49,7 @@ impl OpenAi {
         let body = serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(key) = &self.key {

@@ -142,6 +142,7 @@ async fn policies_for(config: &Config) -> anyhow::Result<Option<Arc<PolicySet>>>
 
 async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     crate::metrics::install()?;
+    crate::metrics::spawn_upkeep();
     let policies = policies_for(&config).await?;
     let router: Arc<dyn Router> = match (&policies, &config.policy.source) {
         (Some(set), _) => set.clone(),
