@@ -1138,6 +1138,43 @@ mod tests {
     }
 
     #[test]
+    fn writes_that_fail_are_kept_and_retried_and_requests_refused_meanwhile() {
+        let ledger = capped(1.0);
+        let query_only = |on: bool| {
+            ledger
+                .read(move |conn| Ok(conn.pragma_update(None, "query_only", on)?))
+                .unwrap();
+        };
+        let a = ledger.reserve("acme", "a", 0, "openai", 0.25).unwrap();
+        ledger.flush().unwrap();
+        // The database refuses writes (as a full disk would).
+        query_only(true);
+        ledger.settle(&a, 0.125).unwrap();
+        let b = ledger.reserve("acme", "b", 0, "openai", 0.25).unwrap();
+        ledger.settle(&b, 0.25).unwrap();
+        assert!(matches!(ledger.flush(), Err(LedgerError::Unwritable)));
+        assert!(matches!(
+            ledger.reserve("acme", "c", 0, "openai", 0.01),
+            Err(LedgerError::Unwritable)
+        ));
+        // Nothing is lost: the spend still counts, and the rows land once writes work.
+        assert_eq!(ledger.status("acme").month_usd, 0.375);
+        query_only(false);
+        ledger.flush().unwrap();
+        assert_eq!(
+            ledger.attempt_state("a", 0).unwrap().as_deref(),
+            Some("settled")
+        );
+        assert_eq!(
+            ledger.attempt_state("b", 0).unwrap().as_deref(),
+            Some("settled")
+        );
+        assert_eq!(ledger.tenants().unwrap()[0].total_usd, 0.375);
+        assert_eq!(ledger.status("acme").month_usd, 0.375);
+        assert!(ledger.reserve("acme", "c", 0, "openai", 0.01).is_ok());
+    }
+
+    #[test]
     fn totals_roll_over_by_day_and_month() {
         let mut t = Totals::default();
         t.add(10, 3, 5);
