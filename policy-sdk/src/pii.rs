@@ -43,44 +43,104 @@ pub struct PiiMatch {
 
 type Validator = fn(&str) -> bool;
 
-/// What a text must contain for a pattern to have any chance of matching; texts
-/// without it skip that pattern's scan (most prose has no `@`, digits or colons).
+/// What a text must contain for a pattern to have any chance of matching (a literal
+/// every match holds, ASCII digits counted over the whole text, the longest run of them,
+/// and a few adjacencies every match has); texts without it skip that pattern's scan.
+/// Most prose has no `@`, `+`, `_`, key prefix or colons, and too few digits, in the
+/// wrong places, for the numeric patterns.
 #[derive(Clone, Copy)]
-enum Needs {
-    Nothing,
-    At,
-    Digit,
-    /// Two colons (every IPv6 candidate needs them, see `ipv6_ok`).
-    Colons,
+struct Needs {
+    /// Empty: none.
+    literal: &'static str,
+    colons: usize,
+    digits: usize,
+    digit_run: usize,
+    /// An uppercase ASCII letter right before a digit (`[A-Z][0-9]`).
+    upper_digit: bool,
+    /// A digit, a dot, a digit (`[0-9]\.[0-9]`).
+    dotted_digits: bool,
 }
 
-/// The cheap facts `Needs` is checked against, gathered in one pass over the text.
+impl Needs {
+    const NOTHING: Needs = Needs {
+        literal: "",
+        colons: 0,
+        digits: 0,
+        digit_run: 0,
+        upper_digit: false,
+        dotted_digits: false,
+    };
+
+    const fn literal(literal: &'static str) -> Needs {
+        Needs {
+            literal,
+            ..Needs::NOTHING
+        }
+    }
+
+    const fn digits(digits: usize, digit_run: usize) -> Needs {
+        Needs {
+            digits,
+            digit_run,
+            ..Needs::NOTHING
+        }
+    }
+}
+
+/// The facts `Needs` is checked against, gathered in one pass over the text (digit
+/// chunks only: the rest is skipped 32 bytes at a time).
+#[derive(Debug, PartialEq, Eq)]
 struct Traits {
-    at: bool,
-    digit: bool,
+    /// Up to two.
     colons: usize,
+    digits: usize,
+    digit_run: usize,
+    upper_digit: bool,
+    dotted_digits: bool,
 }
 
 impl Traits {
     fn of(bytes: &[u8]) -> Self {
-        // Each test stops at its first hit; digits are looked for 32 bytes at a time so
-        // the comparison vectorizes.
-        Traits {
-            at: memchr::memchr(b'@', bytes).is_some(),
-            digit: bytes
-                .chunks(32)
-                .any(|c| c.iter().fold(false, |any, b| any | b.is_ascii_digit())),
+        let mut t = Traits {
             colons: memchr::memchr_iter(b':', bytes).take(2).count(),
+            digits: 0,
+            digit_run: 0,
+            upper_digit: false,
+            dotted_digits: false,
+        };
+        let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+        let mut run = 0;
+        for (c, chunk) in bytes.chunks(32).enumerate() {
+            // The test vectorizes; most chunks of prose hold no digit.
+            if !chunk.iter().fold(false, |any, b| any | b.is_ascii_digit()) {
+                run = 0;
+                continue;
+            }
+            for (j, b) in chunk.iter().enumerate() {
+                if !b.is_ascii_digit() {
+                    run = 0;
+                    continue;
+                }
+                let i = c * 32 + j;
+                t.digits += 1;
+                run += 1;
+                t.digit_run = t.digit_run.max(run);
+                t.upper_digit |= i > 0 && at(i - 1).is_ascii_uppercase();
+                t.dotted_digits |= at(i + 1) == b'.' && at(i + 2).is_ascii_digit();
+            }
         }
+        t
     }
 
-    fn allow(&self, needs: Needs) -> bool {
-        match needs {
-            Needs::Nothing => true,
-            Needs::At => self.at,
-            Needs::Digit => self.digit,
-            Needs::Colons => self.colons >= 2,
-        }
+    /// Whether `bytes` (the text these are the traits of) may hold a match.
+    fn allow(&self, needs: Needs, bytes: &[u8]) -> bool {
+        self.colons >= needs.colons
+            && self.digits >= needs.digits
+            && self.digit_run >= needs.digit_run
+            && (self.upper_digit || !needs.upper_digit)
+            && (self.dotted_digits || !needs.dotted_digits)
+            && (needs.literal.is_empty()
+                || memchr::memmem::find(bytes, needs.literal.as_bytes()).is_some())
     }
 }
 
@@ -97,80 +157,100 @@ const SOURCES: &[(PiiKind, &str, Validator, Needs)] = &[
         PiiKind::ApiKey,
         r"sk-ant-[A-Za-z0-9_\-]{20,}",
         always,
-        Needs::Nothing,
+        Needs::literal("sk-ant-"),
     ),
     (
         PiiKind::ApiKey,
         r"sk-(?:proj-)?[A-Za-z0-9_\-]{20,}",
         always,
-        Needs::Nothing,
+        Needs::literal("sk-"),
     ),
-    (PiiKind::ApiKey, r"AKIA[0-9A-Z]{16}", always, Needs::Nothing),
+    (
+        PiiKind::ApiKey,
+        r"AKIA[0-9A-Z]{16}",
+        always,
+        Needs::literal("AKIA"),
+    ),
     (
         PiiKind::ApiKey,
         r"gh[pousr]_[A-Za-z0-9]{36,}",
         always,
-        Needs::Nothing,
+        Needs::literal("_"),
     ),
     (
         PiiKind::ApiKey,
         r"xox[bpars]-[A-Za-z0-9\-]{10,}",
         always,
-        Needs::Nothing,
+        Needs::literal("xox"),
     ),
     (
         PiiKind::ApiKey,
         r"AIza[0-9A-Za-z_\-]{35}",
         always,
-        Needs::Nothing,
+        Needs::literal("AIza"),
     ),
     (
         PiiKind::Email,
         r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
         always,
-        Needs::At,
+        Needs::literal("@"),
     ),
     (
         PiiKind::Iban,
         r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?",
         iban_ok,
-        Needs::Digit,
+        // `[A-Z]{2}[0-9]{2}`.
+        Needs {
+            upper_digit: true,
+            ..Needs::digits(2, 2)
+        },
     ),
     (
         PiiKind::UsSsn,
         r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
         ssn_ok,
-        Needs::Digit,
+        Needs::digits(9, 4),
     ),
     (
         PiiKind::CreditCard,
         r"[0-9](?:[ \-]?[0-9]){12,18}",
         card_ok,
-        Needs::Digit,
+        Needs::digits(13, 1),
     ),
     (
         PiiKind::Phone,
         r"(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}",
         always,
-        Needs::Digit,
+        Needs::digits(10, 4),
     ),
     (
         PiiKind::Phone,
         r"\+[0-9]{1,3}(?:[ .\-]?[0-9]{2,4}){2,5}",
         phone_intl_ok,
-        Needs::Digit,
+        // `phone_intl_ok` wants 8 digits.
+        Needs {
+            literal: "+",
+            ..Needs::digits(8, 1)
+        },
     ),
     (
         PiiKind::IpAddress,
         r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
         ipv4_ok,
-        Needs::Digit,
+        Needs {
+            dotted_digits: true,
+            ..Needs::digits(4, 1)
+        },
     ),
     (
         PiiKind::IpAddress,
         r"[0-9A-Fa-f:]{2,39}",
         ipv6_ok,
-        Needs::Colons,
+        // `ipv6_ok` wants two colons.
+        Needs {
+            colons: 2,
+            ..Needs::NOTHING
+        },
     ),
 ];
 
@@ -306,11 +386,15 @@ fn bounded(text: &[u8], start: usize, end: usize, kind: PiiKind) -> bool {
 /// Finds PII in `text`; matches are sorted by start and never overlap (the earliest,
 /// then longest, then highest-priority candidate wins).
 pub fn detect(text: &str) -> Vec<PiiMatch> {
+    scan(text, Some(&Traits::of(text.as_bytes())))
+}
+
+/// [`detect`], skipping the patterns `traits` rules out (none without them).
+fn scan(text: &str, traits: Option<&Traits>) -> Vec<PiiMatch> {
     let bytes = text.as_bytes();
-    let traits = Traits::of(bytes);
     let mut candidates: Vec<(usize, usize, usize, PiiKind)> = Vec::new();
     for (priority, p) in patterns().iter().enumerate() {
-        if !traits.allow(p.needs) {
+        if traits.is_some_and(|t| !t.allow(p.needs, bytes)) {
             continue;
         }
         for m in p.regex.find_iter(text) {
@@ -459,6 +543,45 @@ mod tests {
         let found = detect(text);
         assert_eq!(found.len(), 4);
         assert!(found.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
+    #[test]
+    fn traits_of_a_text() {
+        let t = Traits::of(b"GB82 at 10.0.0.1, +44 (0) 20 7946 0958 a@b:c:d");
+        let want = Traits {
+            colons: 2,
+            digits: 20,
+            digit_run: 4,
+            upper_digit: true,
+            dotted_digits: true,
+        };
+        assert_eq!(t, want);
+        // Digits split across the 32-byte chunks the scan skips by still count as a run.
+        let mut text = vec![b'x'; 30];
+        text.extend_from_slice(b"1234567");
+        let t = Traits::of(&text);
+        assert_eq!((t.digits, t.digit_run, t.upper_digit), (7, 7, false));
+    }
+
+    #[test]
+    fn skipping_patterns_never_changes_the_findings() {
+        let prose = "Please summarise the quarterly figures for the northern region and \
+                     compare them with the previous year, noting any change above 5 percent. ";
+        let texts = [
+            prose.repeat(8),
+            format!("{prose} call 555-123-4567 or +1 (415) 555-0100, ssn 123-45-6789"),
+            format!("{prose} card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00"),
+            "GB82WEST12345698765432 and 10.0.0.1 and 2001:db8::1 and a@b.io".to_owned(),
+            "+44 20 7946 0958 x +1 2 3 version 1.2 at 12:30 in 2024 AB12".to_owned(),
+            "sk-ant-api03-abcdefghijklmnopqrstuv AKIAIOSFODNN7EXAMPLE 1 xoxb-1234567890-abc \
+             ghp_abcdefghijklmnopqrstuvwxyz0123456789 AIzaSyA1234567890abcdefghijklmnopqrstuv"
+                .to_owned(),
+            "123456789012 12345678 1234 99.1 A1 +1234567 x:y:z".to_owned(),
+        ];
+        for text in &texts {
+            assert_eq!(detect(text), scan(text, None), "{text}");
+        }
+        assert!(!detect(&texts[1]).is_empty() && !detect(&texts[2]).is_empty());
     }
 
     #[test]

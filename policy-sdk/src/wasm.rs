@@ -2,6 +2,7 @@
 //! over the WIT imports), conversions between WIT and SDK types, and the `Router`
 //! adapter that [`export_policy!`](crate::export_policy) exports.
 
+use std::cell::OnceCell;
 use std::marker::PhantomData;
 
 use crate::backend::{BackendKind, BackendStatus, SpendStatus};
@@ -26,9 +27,33 @@ use bindings::exports::switchyard::policy::router::Guest;
 use bindings::switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, types};
 
 /// The [`Host`] of a running component: every call goes to the gateway through the
-/// WIT imports.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WasmHost;
+/// WIT imports, except parameter reads: the first one fetches every parameter
+/// (`params.all`, one import call) and the others are answered from that copy, so a
+/// policy that reads many parameters pays for one call. One `WasmHost` serves one
+/// decision.
+#[derive(Debug, Default)]
+pub struct WasmHost {
+    /// Every parameter, sorted by key; fetched on the first read.
+    params: OnceCell<Vec<(String, String)>>,
+}
+
+impl WasmHost {
+    /// A host with nothing fetched yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn all_params(&self) -> &[(String, String)] {
+        self.params.get_or_init(|| {
+            let mut all: Vec<(String, String)> = params::all()
+                .into_iter()
+                .map(|l| (l.key, l.value))
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        })
+    }
+}
 
 impl Host for WasmHost {
     fn backends(&self) -> Vec<BackendStatus> {
@@ -63,14 +88,15 @@ impl Host for WasmHost {
     }
 
     fn param(&self, key: &str) -> Option<String> {
-        params::get(key)
+        let all = self.all_params();
+        all.binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .and_then(|i| all.get(i))
+            .map(|(_, value)| value.clone())
     }
 
     fn params(&self) -> Vec<(String, String)> {
-        params::all()
-            .into_iter()
-            .map(|l| (l.key, l.value))
-            .collect()
+        self.all_params().to_vec()
     }
 
     fn now_ms(&self) -> u64 {
@@ -115,7 +141,7 @@ impl<P: Policy + 'static> Guest for Router<P> {
     }
 
     fn route(request: types::Request) -> Result<types::Decision, types::Rejection> {
-        match P::route(&WasmHost, &request_from_wit(request)) {
+        match P::route(&WasmHost::new(), &request_from_wit(request)) {
             Ok(d) => Ok(decision_to_wit(d)),
             Err(r) => Err(types::Rejection {
                 status: r.status,

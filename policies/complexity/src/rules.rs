@@ -2,10 +2,8 @@
 //! prompt length, keyword categories) and orders backends for it. Self-contained (only
 //! `policy_sdk`), so the `hybrid` policy compiles it in as well.
 
-use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
+use std::borrow::Cow;
 
-use policy_sdk::fnv::Fnv1a;
 use policy_sdk::{BackendStatus, Decision, Host, LogLevel, Request, select};
 
 /// How demanding a request is.
@@ -38,16 +36,19 @@ impl Level {
 /// A task category and the keywords that reveal it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Category {
-    pub task: String,
+    pub task: &'static str,
     pub level: Level,
-    pub keywords: Vec<String>,
+    /// Lowercase; the built-in ones are borrowed, a `<task>_keywords` list is owned.
+    pub keywords: Vec<Cow<'static, str>>,
 }
 
 /// Built-in categories in priority order (complex ones first: when a request matches
-/// both, quality wins). Param `<task>_keywords` replaces a category's keywords.
-const CATEGORIES: &[(&str, Level, &[&str])] = &[
+/// both, quality wins): task, the param that replaces its keywords, level, keywords
+/// (lowercase).
+const CATEGORIES: &[(&str, &str, Level, &[&str])] = &[
     (
         "code",
+        "code_keywords",
         Level::Complex,
         &[
             "```",
@@ -68,6 +69,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "reasoning",
+        "reasoning_keywords",
         Level::Complex,
         &[
             "step by step",
@@ -92,6 +94,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "creative",
+        "creative_keywords",
         Level::Complex,
         &[
             "story",
@@ -109,6 +112,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "classification",
+        "classification_keywords",
         Level::Simple,
         &[
             "classify",
@@ -125,6 +129,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "extraction",
+        "extraction_keywords",
         Level::Simple,
         &[
             "extract",
@@ -138,6 +143,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "conversion",
+        "conversion_keywords",
         Level::Simple,
         &[
             "convert",
@@ -155,6 +161,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "qa",
+        "qa_keywords",
         Level::Simple,
         &[
             "based on the",
@@ -168,6 +175,7 @@ const CATEGORIES: &[(&str, Level, &[&str])] = &[
     ),
     (
         "summary",
+        "summary_keywords",
         Level::Simple,
         &["summarize", "summarise", "summary", "tl;dr", "key points"],
     ),
@@ -210,14 +218,13 @@ impl Config {
     pub fn from_host(host: &dyn Host) -> Self {
         let categories = CATEGORIES
             .iter()
-            .map(|(task, level, keywords)| Category {
-                task: (*task).to_owned(),
-                level: *level,
-                keywords: host
-                    .param_list_or(&format!("{task}_keywords"), keywords)
-                    .into_iter()
-                    .map(|k| k.to_lowercase())
-                    .collect(),
+            .map(|&(task, param, level, builtin)| Category {
+                task,
+                level,
+                keywords: match host.param_list(param) {
+                    Some(list) => list.iter().map(|k| Cow::Owned(k.to_lowercase())).collect(),
+                    None => builtin.iter().map(|&k| Cow::Borrowed(k)).collect(),
+                },
             })
             .collect();
         let default_level = Level::parse(&host.param_or("default", "complex").to_lowercase())
@@ -277,17 +284,17 @@ impl Source {
 pub struct Class {
     pub level: Level,
     /// The task, e.g. `classification`, `code`, `long-context`, `general`.
-    pub task: String,
+    pub task: &'static str,
     pub source: Source,
     /// The keyword that matched (source `Keyword`).
     pub keyword: Option<String>,
 }
 
 impl Class {
-    fn new(level: Level, task: &str, source: Source) -> Self {
+    fn new(level: Level, task: &'static str, source: Source) -> Self {
         Self {
             level,
-            task: task.to_owned(),
+            task,
             source,
             keyword: None,
         }
@@ -305,7 +312,7 @@ pub fn classify(host: &dyn Host, request: &Request, cfg: &Config) -> Class {
     if let Some(task) = request.label(&cfg.task_label) {
         let task = task.trim().to_lowercase();
         if let Some(c) = cfg.categories.iter().find(|c| c.task == task) {
-            return Class::new(c.level, &c.task, Source::Label);
+            return Class::new(c.level, c.task, Source::Label);
         }
         if let Some(level) = Level::parse(&task) {
             return Class::new(level, "client", Source::Label);
@@ -324,40 +331,139 @@ pub fn classify(host: &dyn Host, request: &Request, cfg: &Config) -> Class {
     for c in &cfg.categories {
         if let Some(k) = c.keywords.iter().find(|k| has_keyword(&text, &words, k)) {
             return Class {
-                keyword: Some(k.clone()),
-                ..Class::new(c.level, &c.task, Source::Keyword)
+                keyword: Some(k.to_string()),
+                ..Class::new(c.level, c.task, Source::Keyword)
             };
         }
     }
     Class::new(cfg.default_level, "general", Source::Default)
 }
 
-/// The words (maximal alphanumeric runs) of a text (FNV: no random hash keys to fetch
-/// from the host in a fresh instance).
-pub type Words<'a> = HashSet<&'a str, BuildHasherDefault<Fnv1a>>;
+/// Bits in the [`Words`] filter: a 1 KB prompt has ~100 distinct words, so with two
+/// bits per word a word it lacks passes the filter about once in 400 lookups.
+const WORD_BITS: usize = 4096;
 
-/// The words of `text`, for [`has_keyword`].
-pub fn words_of(text: &str) -> Words<'_> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect()
+/// A one-pass summary of a text for [`has_keyword`], built without allocating: the ASCII
+/// characters other than letters and digits it contains, and a Bloom filter over its
+/// words (maximal alphanumeric runs). It only says "certainly absent" or "maybe
+/// present"; [`contains_word`] confirms the rest.
+#[derive(Debug, Clone)]
+pub struct Words {
+    separators: [u64; 2],
+    words: [u64; WORD_BITS / 64],
 }
 
-/// [`contains_word`], answered from `words` (the words of `text`) where possible: every
-/// alphanumeric run of a keyword must be a whole word of the text for an unglued
-/// occurrence, and a keyword that is one such run occurs exactly when it is a word. Only
-/// phrases whose words are all present are scanned for.
-pub fn has_keyword(text: &str, words: &Words<'_>, keyword: &str) -> bool {
+impl Words {
+    /// False for an ASCII separator (not a letter or digit) the text lacks.
+    fn may_have_byte(&self, b: u8) -> bool {
+        b.is_ascii_alphanumeric()
+            || !b.is_ascii()
+            || self.separators[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+
+    /// The two filter bits of a word with hash `hash`.
+    fn bits(hash: u64) -> [usize; 2] {
+        // Both indices are masked below WORD_BITS: the casts cannot truncate.
+        let mask = (WORD_BITS - 1) as u64;
+        [(hash & mask) as usize, ((hash >> 32) & mask) as usize]
+    }
+
+    fn add_word(&mut self, hash: u64) {
+        for bit in Self::bits(hash) {
+            self.words[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    fn may_have_word(&self, word: &str) -> bool {
+        Self::bits(WordHash::of(word.as_bytes()))
+            .iter()
+            .all(|&bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The hash a word is filed under in [`Words`]: a rotate and xor per byte (no multiply
+/// chain: it runs over every byte of the prompt), mixed once at the end.
+#[derive(Debug, Default, Clone, Copy)]
+struct WordHash(u64);
+
+impl WordHash {
+    fn add(&mut self, b: u8) {
+        self.0 = self.0.rotate_left(7) ^ u64::from(b);
+    }
+
+    /// The SplitMix64 finalizer of the state.
+    fn finish(self) -> u64 {
+        let mut h = self.0;
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+
+    fn of(bytes: &[u8]) -> u64 {
+        let mut h = Self::default();
+        bytes.iter().for_each(|&b| h.add(b));
+        h.finish()
+    }
+}
+
+/// The summary of `text` for [`has_keyword`].
+pub fn words_of(text: &str) -> Words {
+    let mut out = Words {
+        separators: [0; 2],
+        words: [0; WORD_BITS / 64],
+    };
+    let bytes = text.as_bytes();
+    let mut word = WordHash::default();
+    let mut in_word = false;
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        // ASCII directly; anything else one whole character at a time.
+        let alphanumeric = if b.is_ascii() {
+            at += 1;
+            if b.is_ascii_alphanumeric() {
+                word.add(b);
+            } else {
+                out.separators[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            b.is_ascii_alphanumeric()
+        } else {
+            let c = text
+                .get(at..)
+                .and_then(|t| t.chars().next())
+                .unwrap_or('\0');
+            let encoded = bytes.get(at..at + c.len_utf8()).unwrap_or_default();
+            at += encoded.len().max(1);
+            if c.is_alphanumeric() {
+                encoded.iter().for_each(|&e| word.add(e));
+            }
+            c.is_alphanumeric()
+        };
+        if alphanumeric {
+            in_word = true;
+        } else if in_word {
+            out.add_word(word.finish());
+            word = WordHash::default();
+            in_word = false;
+        }
+    }
+    if in_word {
+        out.add_word(word.finish());
+    }
+    out
+}
+
+/// [`contains_word`], with the answer "no" taken from `words` (the summary of `text`)
+/// where it can be: a keyword needs each of its ASCII separators in the text, and each
+/// of its alphanumeric runs as a whole word of the text for an unglued occurrence. Only
+/// keywords that pass are scanned for.
+pub fn has_keyword(text: &str, words: &Words, keyword: &str) -> bool {
+    if !keyword.bytes().all(|b| words.may_have_byte(b)) {
+        return false;
+    }
     let mut runs = keyword
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty());
-    if !runs.all(|w| words.contains(w)) {
-        return false;
-    }
-    if !keyword.is_empty() && keyword.chars().all(char::is_alphanumeric) {
-        return true;
-    }
-    contains_word(text, keyword)
+    runs.all(|w| words.may_have_word(w)) && contains_word(text, keyword)
 }
 
 /// True when `needle` occurs in `haystack` not glued to letters or digits on an edge
@@ -420,7 +526,7 @@ pub fn order<'a>(
 pub fn labelled(d: Decision, class: &Class) -> Decision {
     let d = d
         .label("complexity", class.level.as_str())
-        .label("task", class.task.as_str())
+        .label("task", class.task)
         .label("complexity-source", class.source.as_str());
     match &class.keyword {
         Some(k) => d.label("keyword", k.as_str()),

@@ -48,8 +48,9 @@ impl Policy for Hybrid {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        let stages = host.param_list_or("stages", &["privacy", "budget", "complexity"]);
-        let on = |stage: &str| stages.iter().any(|s| s == stage);
+        // Unset: every stage (the three `on` is asked about).
+        let stages = host.param_list("stages");
+        let on = |stage: &str| stages.as_ref().is_none_or(|l| l.iter().any(|s| s == stage));
         let backends = host.backends();
 
         // 1. Privacy.
@@ -108,7 +109,8 @@ impl Policy for Hybrid {
         let mut d = if on("complexity") {
             let class = complexity::classify(host, request, &cfg);
             let order = usable(complexity::order(&backends, class.level, &cfg), request);
-            let d = select::decide(&order, &format!("complexity:{}", class.reason()))?;
+            let reason = format!("complexity:{}:{}", class.level.as_str(), class.task);
+            let d = select::decide(&order, &reason)?;
             complexity::labelled(d, &class).label("stage", "complexity")
         } else {
             let order = usable(
