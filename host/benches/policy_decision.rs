@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p switchyard --bench policy_decision` (build the policies first with
 //! `bash policies/build.sh`; a missing one is skipped with a note). `BENCH_SECONDS`
-//! (default 2) sets the time spent per configuration. Without `--bench` (as `cargo test
+//! (default 2) sets the time spent per configuration; `BENCH_ONLY=<stem>` (e.g. `hybrid`)
+//! runs that policy's rows only (for profiling one policy). Without `--bench` (as `cargo test
 //! --all-targets` runs it) it is a smoke test: 10 ms per row, Rust policies only.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -215,8 +216,10 @@ fn main() {
     );
     println!("|{}|", "-".repeat(100));
 
+    let only = std::env::var("BENCH_ONLY").ok();
+    let selected = |stem: &str| only.as_deref().is_none_or(|o| o == stem);
     let mut fresh_p50: BTreeMap<&str, Duration> = BTreeMap::new();
-    for (label, stem, lang) in POLICIES {
+    for (label, stem, lang) in POLICIES.iter().filter(|p| selected(p.1)) {
         if smoke && *lang != "rust" {
             println!(
                 "| {label:<26} | skipped in smoke mode (compiling it takes long); use cargo bench"
@@ -287,7 +290,7 @@ fn main() {
             Hybrid::route(h, r).is_ok()
         }),
     ];
-    for (label, stem, route) in natives {
+    for (label, stem, route) in natives.into_iter().filter(|n| selected(n.1)) {
         for threads in [1, 2] {
             let stats = measure(threads, budget, || {
                 thread_local! {

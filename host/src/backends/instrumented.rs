@@ -33,6 +33,8 @@ pub enum BreakerState {
 #[derive(Debug)]
 struct Stats {
     window: VecDeque<f64>,
+    /// p50 and p95 of `window`; `None` after it changed (recomputed on the next read).
+    percentiles: Option<(f64, f64)>,
     ewma_ms: Option<f64>,
     error_rate: f64,
     consecutive_failures: u32,
@@ -96,6 +98,7 @@ impl Instrumented {
             in_flight: Arc::new(AtomicU32::new(0)),
             stats: Arc::new(Mutex::new(Stats {
                 window: VecDeque::with_capacity(WINDOW),
+                percentiles: None,
                 ewma_ms: None,
                 error_rate: 0.0,
                 consecutive_failures: 0,
@@ -154,6 +157,7 @@ impl Instrumented {
                     s.window.pop_front();
                 }
                 s.window.push_back(ms);
+                s.percentiles = None;
                 s.ewma_ms = Some(match s.ewma_ms {
                     None => ms,
                     Some(prev) => prev + ALPHA * (ms - prev),
@@ -231,20 +235,18 @@ impl Instrumented {
 
     /// What the policy reads about this backend now.
     pub fn status(&self) -> BackendStatus {
-        let (p50, p95, error_rate, open) = {
-            let s = lock(&self.stats);
-            let mut sorted: Vec<f64> = s.window.iter().copied().collect();
-            sorted.sort_by(f64::total_cmp);
-            let pct = |q: f64| -> f64 {
-                if sorted.is_empty() {
-                    0.0
-                } else {
-                    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
-                    sorted[idx.min(sorted.len() - 1)]
+        let ((p50, p95), error_rate, open) = {
+            let mut s = lock(&self.stats);
+            let percentiles = match s.percentiles {
+                Some(p) => p,
+                None => {
+                    let p = percentiles(&s.window);
+                    s.percentiles = Some(p);
+                    p
                 }
             };
             let open = matches!(s.opened_at, Some(at) if at.elapsed() < BREAKER_COOLDOWN);
-            (pct(0.5), pct(0.95), s.error_rate, open)
+            (percentiles, s.error_rate, open)
         };
         BackendStatus {
             name: self.inner.name().to_owned(),
@@ -267,6 +269,30 @@ impl Instrumented {
     pub fn latency_ewma_ms(&self) -> Option<f64> {
         lock(&self.stats).ewma_ms
     }
+}
+
+/// The p50 and p95 of `window` (nearest rank: the sample at `round((n - 1) * q)` in
+/// sorted order; 0 when empty), selected on a stack copy without sorting it.
+fn percentiles(window: &VecDeque<f64>) -> (f64, f64) {
+    let n = window.len().min(WINDOW);
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mut copy = [0.0_f64; WINDOW];
+    for (slot, &ms) in copy.iter_mut().zip(window) {
+        *slot = ms;
+    }
+    let rank = |q: f64| ((n - 1) as f64 * q).round() as usize;
+    let (i50, i95) = (rank(0.5), rank(0.95));
+    let (below, p95, _) = copy[..n].select_nth_unstable_by(i95, f64::total_cmp);
+    let p95 = *p95;
+    // Everything before p95's slot is no larger than it: p50 is selected there.
+    let p50 = if i50 < i95 {
+        *below.select_nth_unstable_by(i50, f64::total_cmp).1
+    } else {
+        p95
+    };
+    (p50, p95)
 }
 
 #[cfg(test)]
@@ -368,6 +394,48 @@ mod tests {
             Err(BackendError::Unavailable(_))
         ));
         assert_eq!(inst.status().in_flight, 0);
+    }
+
+    #[test]
+    fn percentiles_match_the_sorted_window_and_follow_new_samples() {
+        let sorted_pct = |w: &VecDeque<f64>, q: f64| {
+            let mut v: Vec<f64> = w.iter().copied().collect();
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        let mut window = VecDeque::new();
+        assert_eq!(percentiles(&window), (0.0, 0.0));
+        let mut x: u64 = 7;
+        for n in 1..=WINDOW {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            window.push_back((x >> 40) as f64 / 1000.0);
+            let want = (sorted_pct(&window, 0.5), sorted_pct(&window, 0.95));
+            assert_eq!(percentiles(&window), want, "{n} samples");
+        }
+
+        let inst = Instrumented::new(
+            Arc::new(Flaky {
+                models: vec!["m".into()],
+                fail: AtomicBool::new(false),
+            }),
+            BackendFacts {
+                context_window: 1000,
+                usd_per_mtok_in: 0.0,
+                usd_per_mtok_out: 0.0,
+                labels: BTreeMap::new(),
+            },
+        );
+        for ms in [10, 20, 30] {
+            Instrumented::record(&inst.stats, Ok(Duration::from_millis(ms)));
+        }
+        let s = inst.status();
+        assert_eq!((s.latency_p50_ms, s.latency_p95_ms), (20.0, 30.0));
+        // A new sample is seen by the next status.
+        Instrumented::record(&inst.stats, Ok(Duration::from_millis(90)));
+        let s = inst.status();
+        assert_eq!((s.latency_p50_ms, s.latency_p95_ms), (30.0, 90.0));
     }
 
     #[tokio::test]
