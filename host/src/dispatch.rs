@@ -165,6 +165,10 @@ impl GatewayHost {
     pub fn backends(&self) -> Vec<BackendStatus> {
         self.backends.iter().map(|b| b.status()).collect()
     }
+    /// Whether a backend is named `name` (without rendering every status).
+    pub fn has_backend(&self, name: &str) -> bool {
+        self.backends.iter().any(|b| b.name() == name)
+    }
     /// Spend and budgets of `scope` (a tenant); zero when no ledger is configured.
     pub fn spend(&self, scope: &str) -> SpendStatus {
         match &self.ledger {

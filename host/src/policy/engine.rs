@@ -438,6 +438,9 @@ impl PolicyEngine {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(err)?;
+        // The PII detector compiles its patterns on first use (milliseconds): here, not
+        // inside the first decision's deadline.
+        let _ = super::pii::detect("");
         let mut linker = Linker::<HostCtx>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
         forbid_sleep(&mut linker).map_err(err)?;
@@ -1082,9 +1085,8 @@ fn validate_decision(decision: domain::Decision, host: &dyn HostState) -> Outcom
             message: "decision has no targets".into(),
         });
     }
-    let known = host.backends();
     for target in &decision.targets {
-        if !known.iter().any(|b| b.name == target.backend) {
+        if !host.has_backend(&target.backend) {
             return Outcome::Failed(PolicyFailure {
                 kind: FailureKind::UnknownBackend,
                 message: format!("decision names unknown backend {:?}", target.backend),

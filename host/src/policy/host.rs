@@ -9,6 +9,10 @@ use crate::domain::{BackendKind, BackendStatus, SpendStatus};
 /// Live facts a policy may read through its host imports.
 pub trait HostState: Send + Sync + 'static {
     fn backends(&self) -> Vec<BackendStatus>;
+    /// Whether a backend is named `name` (each decision's targets are checked with it).
+    fn has_backend(&self, name: &str) -> bool {
+        self.backends().iter().any(|b| b.name == name)
+    }
     fn spend(&self, scope: &str) -> SpendStatus;
     fn count_tokens(&self, text: &str) -> u32;
     /// PII in `text` (the `pii.detect` import). A host that has already scanned the

@@ -21,6 +21,9 @@ impl HostState for GatewayHost {
     fn backends(&self) -> Vec<BackendStatus> {
         GatewayHost::backends(self)
     }
+    fn has_backend(&self, name: &str) -> bool {
+        GatewayHost::has_backend(self, name)
+    }
     fn spend(&self, scope: &str) -> SpendStatus {
         GatewayHost::spend(self, scope)
     }
