@@ -111,12 +111,12 @@ impl Totals {
                 month_total: amount,
             };
         } else if month == self.month {
-            self.month_total += amount;
+            self.month_total = self.month_total.saturating_add(amount);
             if day > self.day {
                 self.day = day;
                 self.today = amount;
             } else if day == self.day {
-                self.today += amount;
+                self.today = self.today.saturating_add(amount);
             }
         }
     }
@@ -146,9 +146,9 @@ impl Spend {
         let (mut today, mut total) = self.committed.at(day, month);
         for &(d, m, amount) in &self.queued {
             if m == month {
-                total += amount;
+                total = total.saturating_add(amount);
                 if d == day {
-                    today += amount;
+                    today = today.saturating_add(amount);
                 }
             }
         }
@@ -157,7 +157,7 @@ impl Spend {
 
     fn queue(&mut self, day: i64, month: i64, amount: Nanos) {
         match self.queued.iter_mut().find(|(d, ..)| *d == day) {
-            Some(entry) => entry.2 += amount,
+            Some(entry) => entry.2 = entry.2.saturating_add(amount),
             None => self.queued.push((day, month, amount)),
         }
     }
@@ -166,12 +166,12 @@ impl Spend {
     fn dequeue(&mut self, day: i64, month: i64, amount: Nanos, committed: bool) {
         match self.queued.iter().position(|(d, ..)| *d == day) {
             Some(i) => {
-                self.queued[i].2 -= amount;
+                self.queued[i].2 = self.queued[i].2.saturating_sub(amount);
                 if self.queued[i].2 == 0 {
                     self.queued.swap_remove(i);
                 }
             }
-            None => self.queued.push((day, month, -amount)),
+            None => self.queued.push((day, month, amount.saturating_neg())),
         }
         if committed {
             self.committed.add(day, month, amount);
