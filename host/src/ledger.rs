@@ -1092,11 +1092,8 @@ mod tests {
 
     #[test]
     fn rows_reach_the_disk_within_the_window_and_a_quick_settlement_folds_in() {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-ledger-durable-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ledger.db");
-        let _ = std::fs::remove_file(&path);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
         let ledger = Ledger::open(&path, BTreeMap::new(), Budget::default()).unwrap();
         let other = Connection::open(&path).unwrap();
         let row = |id: &str| -> Option<(String, Option<f64>)> {
@@ -1134,7 +1131,6 @@ mod tests {
             .unwrap();
         assert!((day_total - 0.125).abs() < 1e-12, "{day_total}");
         drop(ledger);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1193,11 +1189,8 @@ mod tests {
 
     #[test]
     fn reopening_settles_open_reservations_and_keeps_rows() {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-ledger-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ledger.db");
-        let _ = std::fs::remove_file(&path);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
         {
             let ledger = Ledger::open(&path, BTreeMap::new(), Budget::default()).unwrap();
             let r = ledger.reserve("acme", "a", 0, "openai", 0.5).unwrap();
@@ -1227,6 +1220,5 @@ mod tests {
         let status = ledger.status("acme");
         assert!((status.month_usd - 0.375).abs() < 1e-12);
         assert!((status.today_usd - 0.375).abs() < 1e-12);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
