@@ -170,12 +170,13 @@ fn main() {
     runtime.block_on(async {
         let a = std::fs::read(built_policy("latency")).unwrap();
         let b = std::fs::read(built_policy("complexity")).unwrap();
-        let dir = scratch("bench-reload");
+        let scratch_dir = scratch("bench-reload");
+        let dir = scratch_dir.path();
         let live = dir.join("live.wasm");
         replace(&live, &a);
         let local = spawn_upstream("local").await;
         let cloud = spawn_upstream("cloud").await;
-        let config = write_config(&dir, &live, local, cloud, "");
+        let config = write_config(dir, &live, local, cloud, "");
         let gateway = Arc::new(Gateway::start(&config).await);
         // Warm both versions into the compiled cache.
         replace(&live, &b);

@@ -264,8 +264,8 @@ mod tests {
 
     #[test]
     fn records_pii_kinds_without_content_and_rotates_by_size() {
-        let dir = std::env::temp_dir().join(format!("switchyard-dlog-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let path = dir.join("decisions.jsonl");
         let log = DecisionLog::open(DecisionLogConfig {
             path: path.clone(),
@@ -319,7 +319,8 @@ mod tests {
 
     #[test]
     fn content_only_when_enabled() {
-        let dir = std::env::temp_dir().join(format!("switchyard-dlog2-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let log = DecisionLog::open(DecisionLogConfig {
             path: dir.join("d.jsonl"),
             max_bytes: 1 << 20,

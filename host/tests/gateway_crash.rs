@@ -66,9 +66,10 @@ fn gateway_config(dir: &std::path::Path, upstream: SocketAddr) -> (PathBuf, Path
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
-    let dir = scratch("crash");
+    let scratch_dir = scratch("crash");
+    let dir = scratch_dir.path();
     let upstream = slow_upstream().await;
-    let (config, ledger_path) = gateway_config(&dir, upstream);
+    let (config, ledger_path) = gateway_config(dir, upstream);
     let mut gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
     let answered = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -152,9 +153,10 @@ async fn kill_9_loses_no_committed_row_and_restart_settles_open_reservations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_requests_in_flight_and_flushes_the_ledger() {
-    let dir = scratch("sigterm");
+    let scratch_dir = scratch("sigterm");
+    let dir = scratch_dir.path();
     let upstream = slow_upstream().await;
-    let (config, ledger_path) = gateway_config(&dir, upstream);
+    let (config, ledger_path) = gateway_config(dir, upstream);
     let mut gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
     let tasks: Vec<_> = (0..20)

@@ -150,10 +150,8 @@ async fn hard_cap_holds_under_100_concurrent_requests() {
 
 #[tokio::test]
 async fn streamed_requests_are_settled_and_spend_survives_restart() {
-    let dir = std::env::temp_dir().join(format!("switchyard-gw-ledger-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ledger.db");
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
     let upstream = spawn_mock().await;
     {
         let ledger = Arc::new(Ledger::open(&path, BTreeMap::new(), Budget::default()).unwrap());

@@ -17,10 +17,11 @@ cloud_keywords = "implement,prove"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_component_routes_each_request_and_names_itself() {
     let policy = built_policy("keyword");
-    let dir = scratch("routes");
+    let scratch_dir = scratch("routes");
+    let dir = scratch_dir.path();
     let local = gateway_support::spawn_upstream("from local").await;
     let cloud = gateway_support::spawn_upstream("from cloud").await;
-    let config = gateway_support::write_config(&dir, &policy, local, cloud, KEYWORD_PARAMS);
+    let config = gateway_support::write_config(dir, &policy, local, cloud, KEYWORD_PARAMS);
     let gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
 
@@ -62,11 +63,12 @@ async fn policy_component_routes_each_request_and_names_itself() {
 
 #[tokio::test]
 async fn missing_or_broken_policy_stops_startup_with_a_clear_error() {
-    let dir = scratch("broken-start");
+    let scratch_dir = scratch("broken-start");
+    let dir = scratch_dir.path();
     let addr = free_port();
 
     let missing = dir.join("nope.wasm");
-    let config = gateway_support::write_config(&dir, &missing, addr, addr, "");
+    let config = gateway_support::write_config(dir, &missing, addr, addr, "");
     let out = serve_command(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -76,7 +78,7 @@ async fn missing_or_broken_policy_stops_startup_with_a_clear_error() {
     let truncated = dir.join("truncated.wasm");
     let bytes = std::fs::read(built_policy("keyword")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    let config = gateway_support::write_config(&dir, &truncated, addr, addr, "");
+    let config = gateway_support::write_config(dir, &truncated, addr, addr, "");
     let out = serve_command(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -86,7 +88,8 @@ async fn missing_or_broken_policy_stops_startup_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_log_records_each_request_and_replays() {
     let policy = built_policy("keyword");
-    let dir = scratch("decision-log");
+    let scratch_dir = scratch("decision-log");
+    let dir = scratch_dir.path();
     let log = dir.join("decisions.jsonl");
     let local = gateway_support::spawn_upstream("from local").await;
     let cloud = gateway_support::spawn_upstream("from cloud").await;
@@ -94,7 +97,7 @@ async fn decision_log_records_each_request_and_replays() {
         "{KEYWORD_PARAMS}\n[decision_log]\npath = \"{}\"\n",
         log.display()
     );
-    let config = gateway_support::write_config(&dir, &policy, local, cloud, &extra);
+    let config = gateway_support::write_config(dir, &policy, local, cloud, &extra);
     let gateway = Gateway::start(&config).await;
     let client = reqwest::Client::new();
     let (status, _, _) = gateway

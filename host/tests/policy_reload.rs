@@ -81,13 +81,14 @@ async fn first_targets(
 
 /// A gateway serving `policy` as `live`, file watching off (the admin API drives it).
 async fn admin_gateway(name: &str, policy: &Path) -> Gateway {
-    let dir = scratch(name);
+    let scratch_dir = scratch(name);
+    let dir = scratch_dir.path();
     let live = dir.join("live.wasm");
     replace(&live, &std::fs::read(policy).unwrap());
     let local = spawn_upstream("local").await;
     let cloud = spawn_upstream("cloud").await;
     let config = write_config(
-        &dir,
+        dir,
         &live,
         local,
         cloud,
@@ -120,12 +121,13 @@ async fn swaps_under_load_fail_no_request_and_broken_files_never_go_live() {
         label("live", &built_policy("latency")),
         label("live", &built_policy("complexity")),
     );
-    let dir = scratch("reload-load");
+    let scratch_dir = scratch("reload-load");
+    let dir = scratch_dir.path();
     let live = dir.join("live.wasm");
     replace(&live, &b);
     let local = spawn_upstream("local").await;
     let cloud = spawn_upstream("cloud").await;
-    let config = write_config(&dir, &live, local, cloud, &params_config(""));
+    let config = write_config(dir, &live, local, cloud, &params_config(""));
     let gateway = Arc::new(Gateway::start(&config).await);
     let client = reqwest::Client::new();
     // Compile both versions once (uncached compile), so the swaps below are cache hits.

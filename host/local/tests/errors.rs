@@ -25,9 +25,8 @@ fn small_file(tensor_type: u32, bytes: usize) -> Vec<u8> {
 }
 
 fn start(bytes: &[u8], name: &str) -> LocalError {
-    let dir = std::env::temp_dir().join(format!("switchyard-local-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
     let err = LocalEngine::start(LocalConfig {
         model_path: path,

@@ -33,12 +33,12 @@ pub fn cache_dir() -> PathBuf {
     ))
 }
 
-/// A fresh scratch directory for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchyard-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for one test, removed when the guard drops.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("switchyard-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// An OpenAI-compatible upstream that answers every request with `reply` (as SSE with a
