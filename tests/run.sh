@@ -41,7 +41,8 @@ failed=0
 for cases in policies/*/cases.json policies/python/*/cases.json policies/js/*/cases.json; do
   name=$(basename "$(dirname "$cases")")
   echo "--- $name"
-  target/debug/switchyard policy test "$out/$name.wasm" "$cases" || failed=$((failed + 1))
+  # --warm: every shipped policy must decide the same on reused instances.
+  target/debug/switchyard policy test --warm "$out/$name.wasm" "$cases" || failed=$((failed + 1))
 done
 if [ "$failed" -ne 0 ]; then
   echo "$failed policy case file(s) failed" >&2

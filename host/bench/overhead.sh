@@ -12,6 +12,8 @@
 #   DURATION         seconds per measurement (default 10)
 #   C_HIGH           concurrency of the throughput runs (default 32)
 #   SKIP_LITELLM=1   leave LiteLLM out
+#   WARM_INSTANCES   the policy's warm_instances (default 16, what the embedded default
+#                    gives the shipped hybrid policy; 0 = a fresh instance per decision)
 #   NGINX_PORT / GW_PORT / LITELLM_PORT   (defaults 18181 / 18182 / 18183)
 #
 # Installs what is missing: nginx (apt), oha (cargo install into target/bench-tools),
@@ -27,6 +29,7 @@ NGINX_PORT="${NGINX_PORT:-18181}"
 GW_PORT="${GW_PORT:-18182}"
 LITELLM_PORT="${LITELLM_PORT:-18183}"
 SKIP_LITELLM="${SKIP_LITELLM:-0}"
+WARM_INSTANCES="${WARM_INSTANCES:-16}"
 BIN="${SWITCHYARD_BIN:-$ROOT/target/debug/switchyard}"
 POLICY="$ROOT/target/policies/hybrid.wasm"
 TOOLS="$ROOT/target/bench-tools"
@@ -135,6 +138,7 @@ listen = "127.0.0.1:$GW_PORT"
 [policy]
 path = "$POLICY"
 cache_dir = "$TMP/gw/cache"
+warm_instances = $WARM_INSTANCES
 
 [[backends]]
 name = "bench"
@@ -160,7 +164,7 @@ sleep 1
 RSS_IDLE_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 RSS_IDLE_ANON_KB="$(awk '/^RssAnon/ {print $2}' "/proc/$GW_PID/status")"
 PROFILE="$(case "$BIN" in */release/*) echo release ;; */debug/*) echo "debug (deps opt-level 3, crate opt-level 1)" ;; *) echo custom ;; esac)"
-log "gateway $BIN [$PROFILE] on $GW, idle RSS ${RSS_IDLE_KB} kB (anon ${RSS_IDLE_ANON_KB} kB)"
+log "gateway $BIN [$PROFILE] on $GW (warm_instances $WARM_INSTANCES), idle RSS ${RSS_IDLE_KB} kB (anon ${RSS_IDLE_ANON_KB} kB)"
 
 GW_BODY='{"model":"auto","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
 UP_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
@@ -234,10 +238,10 @@ RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 
 # ------------------------------------------------------------------ report
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$RSS_IDLE_ANON_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "${TARGETS[@]}" <<'PY'
+python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$RSS_IDLE_ANON_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "$WARM_INSTANCES" "${TARGETS[@]}" <<'PY'
 import json, sys
-tmp, c_high, out, rss_idle, rss_after, rss_anon, binary, profile, load, cores = sys.argv[1:11]
-targets = sys.argv[11:]
+tmp, c_high, out, rss_idle, rss_after, rss_anon, binary, profile, load, cores, warm = sys.argv[1:12]
+targets = sys.argv[12:]
 
 def stats(name, c):
     d = json.load(open(f"{tmp}/{name}.c{c}.json"))
@@ -257,6 +261,7 @@ hi = f"c{c_high}"
 d1 = res["direct"]["c1"]
 report = {
     "binary": binary, "profile": profile, "cores": int(cores), "loadavg_at_end": load,
+    "warm_instances": int(warm),
     "concurrency_high": int(c_high), "results": res,
     "gateway_idle_rss_kb": int(rss_idle), "gateway_rss_after_load_kb": int(rss_after),
     "gateway_idle_rss_anon_kb": int(rss_anon),

@@ -31,6 +31,11 @@ pub mod defaults {
     pub const TOTAL_TIMEOUT_MS: u64 = 600_000;
     /// Context window assumed for a cloud model the price table does not know.
     pub const CONTEXT_WINDOW: u32 = 128_000;
+    /// Warm instances of the embedded default's shipped policy ([`POLICY_PATH`], `hybrid`,
+    /// which keeps no per-request state: CI runs its case file with `policy test --warm`);
+    /// another `--policy` gets none. Enough for every runtime worker to decide on a reused
+    /// instance on a machine of up to 16 cores.
+    pub const EMBEDDED_WARM_INSTANCES: usize = 16;
     /// Local backend request queue.
     pub const LOCAL_QUEUE_CAPACITY: usize = 64;
     /// Local backend device.
@@ -488,11 +493,13 @@ impl Config {
                 backends.push(b);
             }
         }
+        let shipped_policy = policy_path == Path::new(defaults::POLICY_PATH);
         let raw = RawConfig {
             server: RawServer::default(),
             policy: RawPolicy {
                 path: Some(policy_path),
                 fallback_targets: Some(vec!["local".to_owned()]),
+                warm_instances: shipped_policy.then_some(defaults::EMBEDDED_WARM_INSTANCES),
                 ..RawPolicy::default()
             },
             backends,
@@ -1005,6 +1012,17 @@ mod tests {
         let names: Vec<_> = cfg.backends.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["local", "anthropic"]);
         assert_eq!(cfg.policy.source, PolicySource::Wasm("p.wasm".into()));
+        assert_eq!(
+            cfg.policy.warm_instances, 0,
+            "a policy of the user's: fresh instances"
+        );
+        let shipped =
+            Config::embedded_default("m.gguf".into(), defaults::POLICY_PATH.into(), |_| false)
+                .unwrap();
+        assert_eq!(
+            shipped.policy.warm_instances,
+            defaults::EMBEDDED_WARM_INSTANCES
+        );
     }
 
     #[test]

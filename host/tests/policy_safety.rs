@@ -239,7 +239,11 @@ fn blocking_decisions_match_async_ones() {
 }
 
 fn reason(eval: &Evaluation) -> String {
-    match &eval.verdict {
+    reason_of(&eval.verdict)
+}
+
+fn reason_of(verdict: &Verdict) -> String {
+    match verdict {
         Verdict::Route(d) => d.reason.clone(),
         Verdict::Reject(r) => format!("reject {}", r.status),
     }
@@ -299,4 +303,36 @@ async fn sleeping_on_a_wasi_timer_traps_instead_of_blocking_the_host() {
     // cannot interrupt host code) and the outer timeout would report `timeout`.
     let (_, message) = misbehaves("sleep", FailureKind::Trap).await;
     assert!(message.contains("may not sleep"), "{message}");
+}
+
+#[tokio::test]
+async fn the_warm_check_names_the_cases_of_a_policy_that_keeps_state() {
+    use switchyard::policy::cases::{self, CaseFile};
+    let file = CaseFile::parse(
+        r#"{"cases": [
+            {"name": "counts", "request": {"messages": [{"role": "user", "content": "hi"}],
+                                           "labels": {"misbehave": "count"}}},
+            {"name": "plain", "request": {"messages": [{"role": "user", "content": "hi"}]}}
+        ]}"#,
+    )
+    .unwrap();
+    let fresh = cases::run(&policy_with("warm-check", config()), &file).await;
+    assert!(fresh.iter().all(|r| r.passed()), "{fresh:?}");
+    assert_eq!(reason_of(&fresh[0].verdict), "count:1");
+
+    let reused = policy_with(
+        "warm-check",
+        EngineConfig {
+            warm_instances: 1,
+            ..config()
+        },
+    );
+    let differences = cases::warm_differences(&reused, &file, &fresh).await;
+    // The counter survives into later decisions of the reused instance; the plain
+    // decision does not depend on it.
+    assert!(!differences.is_empty());
+    assert!(
+        differences.iter().all(|d| d.starts_with("counts (")),
+        "{differences:?}"
+    );
 }

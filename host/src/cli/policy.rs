@@ -16,7 +16,14 @@ pub enum PolicyCommand {
     /// Load a component: compile, link against the world, call info().
     Check { file: PathBuf },
     /// Run a case file through the real sandbox; exit 1 when any case fails.
-    Test { file: PathBuf, cases: PathBuf },
+    Test {
+        file: PathBuf,
+        cases: PathBuf,
+        /// Also run the cases on reused instances and fail when any verdict changes: the
+        /// check a policy must pass before it runs with `warm_instances`.
+        #[arg(long)]
+        warm: bool,
+    },
     /// Route one request (a case-file `request` object) with the demo backends; print JSON.
     Route {
         file: PathBuf,
@@ -74,7 +81,15 @@ fn fallback() -> Decision {
 }
 
 fn load(file: &Path, params: BTreeMap<String, String>) -> anyhow::Result<LoadedPolicy> {
-    let engine = PolicyEngine::new(EngineConfig::default())?;
+    load_with(file, params, EngineConfig::default())
+}
+
+fn load_with(
+    file: &Path,
+    params: BTreeMap<String, String>,
+    config: EngineConfig,
+) -> anyhow::Result<LoadedPolicy> {
+    let engine = PolicyEngine::new(config)?;
     let spec = PolicySpec {
         name: crate::policy::name_from_path(file),
         params,
@@ -131,15 +146,25 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             print_check(&policy);
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test { file, cases } => {
+        PolicyCommand::Test { file, cases, warm } => {
             let text = std::fs::read_to_string(&cases)
                 .with_context(|| format!("reading {}", cases.display()))?;
             let case_file =
                 CaseFile::parse(&text).with_context(|| format!("parsing {}", cases.display()))?;
             let policy = load(&file, BTreeMap::new())?;
             let results = cases::run(&policy, &case_file).await;
-            let failed = results.iter().filter(|r| !r.passed()).count();
+            let mut failed = results.iter().filter(|r| !r.passed()).count();
             print_results(&results);
+            if warm {
+                let config = EngineConfig {
+                    warm_instances: 1,
+                    ..EngineConfig::default()
+                };
+                let reused = load_with(&file, BTreeMap::new(), config)?;
+                let differences = cases::warm_differences(&reused, &case_file, &results).await;
+                print_warm(&differences);
+                failed += differences.len();
+            }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -207,6 +232,22 @@ fn print_results(results: &[cases::CaseResult]) {
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     println!("{} passed, {} failed", results.len() - failed, failed);
+}
+
+#[allow(clippy::print_stdout)]
+fn print_warm(differences: &[String]) {
+    if differences.is_empty() {
+        println!("warm: every verdict is the same on reused instances");
+        return;
+    }
+    for d in differences {
+        println!("WARM {d}");
+    }
+    println!(
+        "warm: {} decision(s) changed on reused instances: the policy keeps state between \
+         requests; run it with warm_instances = 0",
+        differences.len()
+    );
 }
 
 #[allow(clippy::print_stdout)]

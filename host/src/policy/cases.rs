@@ -149,25 +149,36 @@ pub async fn decide_patiently(
     eval
 }
 
+/// A case's host (backends and spend), request, and spec (the file's params merged with
+/// the case's; `policy`'s name and fallback).
+fn setup(
+    policy: &LoadedPolicy,
+    file: &CaseFile,
+    case: &Case,
+) -> (StaticHost, PolicyRequest, PolicySpec) {
+    let mut host = StaticHost::default();
+    if let Some(b) = case.backends.clone().or_else(|| file.backends.clone()) {
+        host.backends = b;
+    }
+    host.spend = file.spend.clone();
+    host.spend.extend(case.spend.clone());
+    let mut params = policy.spec().params.clone();
+    params.extend(file.params.clone());
+    params.extend(case.params.clone());
+    let spec = PolicySpec {
+        params,
+        ..policy.spec().clone()
+    };
+    let request = build_request(case, &host);
+    (host, request, spec)
+}
+
 /// Runs every case of `file` against `policy` (its spec's name and fallback are kept;
 /// params are the file's merged with each case's).
 pub async fn run(policy: &LoadedPolicy, file: &CaseFile) -> Vec<CaseResult> {
     let mut results = Vec::with_capacity(file.cases.len());
     for case in &file.cases {
-        let mut host = StaticHost::default();
-        if let Some(b) = case.backends.clone().or_else(|| file.backends.clone()) {
-            host.backends = b;
-        }
-        host.spend = file.spend.clone();
-        host.spend.extend(case.spend.clone());
-        let mut params = policy.spec().params.clone();
-        params.extend(file.params.clone());
-        params.extend(case.params.clone());
-        let spec = PolicySpec {
-            params,
-            ..policy.spec().clone()
-        };
-        let request = build_request(case, &host);
+        let (host, request, spec) = setup(policy, file, case);
         let backends = host.backends.clone();
         let policy = policy.with_spec(spec);
         let host: Arc<StaticHost> = Arc::new(host);
@@ -189,6 +200,48 @@ pub async fn run(policy: &LoadedPolicy, file: &CaseFile) -> Vec<CaseResult> {
         });
     }
     results
+}
+
+/// Runs the cases of `file` again on reused instances (the whole file twice over, one
+/// warm pool per parameter set) and describes each decision whose verdict differs from
+/// the fresh-instance verdict in `fresh` (what [`run`] returned for the same file). A
+/// policy that carries per-request state from one decision into the next shows up here;
+/// only a policy with no difference is safe to run with `warm_instances`. `policy` must
+/// be loaded with `warm_instances` of at least 1. Cases that expect a fallback are
+/// skipped: a failed call never returns its instance to the pool.
+pub async fn warm_differences(
+    policy: &LoadedPolicy,
+    file: &CaseFile,
+    fresh: &[CaseResult],
+) -> Vec<String> {
+    let mut pools: Vec<LoadedPolicy> = Vec::new();
+    let mut differences = Vec::new();
+    for round in 1..=2 {
+        for (case, fresh) in file.cases.iter().zip(fresh) {
+            if case.expect.fallback == Some(true) {
+                continue;
+            }
+            let (host, request, spec) = setup(policy, file, case);
+            let pool = match pools.iter().position(|p| p.spec().params == spec.params) {
+                Some(i) => i,
+                None => {
+                    pools.push(policy.with_spec(spec));
+                    pools.len() - 1
+                }
+            };
+            let eval = decide_patiently(&pools[pool], &request, Arc::new(host)).await;
+            if eval.verdict != fresh.verdict {
+                let show = |v: &Verdict| serde_json::to_string(v).unwrap_or_default();
+                differences.push(format!(
+                    "{} (round {round}): {} on a reused instance, {} on a fresh one",
+                    case.name,
+                    show(&eval.verdict),
+                    show(&fresh.verdict)
+                ));
+            }
+        }
+    }
+    differences
 }
 
 /// Checks `expect` against a verdict; returns the problems found.
