@@ -227,7 +227,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     request_id   TEXT    NOT NULL,
     attempt      INTEGER NOT NULL,
     backend      TEXT    NOT NULL,
-    state        TEXT    NOT NULL CHECK (state IN ('reserved', 'settled', 'released')),
+    -- Not `state IN (...)`: SQLite builds an ephemeral index of an IN list on every insert.
+    state        TEXT    NOT NULL
+                 CHECK (state = 'reserved' OR state = 'settled' OR state = 'released'),
     estimate_usd REAL    NOT NULL,
     cost_usd     REAL,
     recovered    INTEGER NOT NULL DEFAULT 0,
