@@ -44,7 +44,7 @@ impl Policy for Complexity {
             request.prompt_tokens,
         );
         Ok(rules::labelled(
-            select::decide(&order, &class.reason())?,
+            select::decide(&order, &class.to_string())?,
             &class,
         ))
     }

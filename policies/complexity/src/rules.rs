@@ -299,10 +299,12 @@ impl Class {
             keyword: None,
         }
     }
+}
 
-    /// `simple:<task>` or `complex:<task>`.
-    pub fn reason(&self) -> String {
-        format!("{}:{}", self.level.as_str(), self.task)
+/// The reason a class gives: `simple:<task>` or `complex:<task>`.
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.level.as_str(), self.task)
     }
 }
 

@@ -109,8 +109,7 @@ impl Policy for Hybrid {
         let mut d = if on("complexity") {
             let class = complexity::classify(host, request, &cfg);
             let order = usable(complexity::order(&backends, class.level, &cfg), request);
-            let reason = format!("complexity:{}:{}", class.level.as_str(), class.task);
-            let d = select::decide(&order, &reason)?;
+            let d = select::decide(&order, &format!("complexity:{class}"))?;
             complexity::labelled(d, &class).label("stage", "complexity")
         } else {
             let order = usable(
