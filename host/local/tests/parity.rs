@@ -1,4 +1,4 @@
-//! Parity with llama.cpp (../shared/fixtures/llamacpp): tokenizer ids for every fixture
+//! Parity with llama.cpp (tests/fixtures/llamacpp): tokenizer ids for every fixture
 //! string, and greedy chat completions: identical prompt token counts, identical first
 //! token, and the first 16 tokens (or the whole reply when shorter) identical on at least
 //! 3 of the 4 cases.

@@ -16,10 +16,11 @@ pub fn model_path() -> PathBuf {
     path
 }
 
-/// `expected.json` of the llama.cpp fixtures (`$SWITCHYARD_FIXTURES` or ../shared beside the repo).
+/// `expected.json` of the llama.cpp reference outputs kept in `tests/fixtures/llamacpp`
+/// (`$SWITCHYARD_FIXTURES` names another directory; `regenerate.py` there remakes them).
 pub fn fixtures() -> serde_json::Value {
     let dir = std::env::var_os("SWITCHYARD_FIXTURES").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/llamacpp"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llamacpp"),
         PathBuf::from,
     );
     let path = dir.join("expected.json");
