@@ -1,15 +1,12 @@
 //! Switchyard: an OpenAI-compatible LLM gateway whose routing rule is a sandboxed
-//! WebAssembly policy component.
+//! WebAssembly policy component. The live gateway is the `switchyard-gateway` crate
+//! (re-exported here module by module); this crate adds the command line and
+//! `switchyard replay`, which sit above it.
 
-pub mod backends;
 pub mod cli;
-pub mod config;
-pub mod decision_log;
-pub mod dispatch;
-pub mod domain;
-pub mod http;
-pub mod ledger;
-pub mod metrics;
-pub mod policy;
-pub mod reload;
 pub mod replay;
+
+pub use switchyard_gateway::{
+    backends, config, decision_log, dispatch, domain, hardware, http, ledger, metrics, policy,
+    reload, time,
+};

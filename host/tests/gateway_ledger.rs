@@ -14,7 +14,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use switchyard::config::Config;
-use switchyard::dispatch::{Dispatcher, StaticRouter, estimate_tokens};
+use switchyard::dispatch::{Dispatcher, StaticTargets};
+use switchyard::domain::estimate_tokens;
 use switchyard::http::{self, AppState};
 use switchyard::ledger::{Budget, Ledger};
 
@@ -64,7 +65,7 @@ async fn spawn_gateway(upstream: SocketAddr, ledger: Arc<Ledger>) -> SocketAddr 
     .unwrap();
     let dispatcher = Dispatcher::from_config(
         &config,
-        Arc::new(StaticRouter::new(vec!["up".into()])),
+        Arc::new(StaticTargets::new(vec!["up".into()])),
         BTreeMap::new(),
         Arc::new(estimate_tokens),
         &|_: &str| None,

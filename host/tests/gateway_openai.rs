@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use switchyard::config::Config;
-use switchyard::dispatch::{Dispatcher, StaticRouter, estimate_tokens};
+use switchyard::dispatch::{Dispatcher, StaticTargets};
+use switchyard::domain::estimate_tokens;
 use switchyard::http::{self, AppState};
 
 const KEY_A: &str = "sk-test-key-AAAA-never-log-me";
@@ -189,7 +190,7 @@ async fn spawn_gateway_with(
     };
     let dispatcher = Dispatcher::from_config(
         &config,
-        Arc::new(StaticRouter::new(vec!["a".into(), "b".into()])),
+        Arc::new(StaticTargets::new(vec!["a".into(), "b".into()])),
         BTreeMap::new(),
         Arc::new(estimate_tokens),
         &env,

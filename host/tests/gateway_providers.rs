@@ -18,7 +18,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use switchyard::config::Config;
-use switchyard::dispatch::{Dispatcher, StaticRouter, estimate_tokens};
+use switchyard::dispatch::{Dispatcher, StaticTargets};
+use switchyard::domain::estimate_tokens;
 use switchyard::http::{self, AppState};
 
 const ANTHROPIC_KEY: &str = "sk-ant-test-ZZZZ-never-log-me";
@@ -136,7 +137,7 @@ async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
         "GEMINI_API_KEY" => Some(GEMINI_KEY.to_owned()),
         _ => None,
     };
-    let router = StaticRouter::new(targets.iter().map(|t| (*t).to_owned()).collect());
+    let router = StaticTargets::new(targets.iter().map(|t| (*t).to_owned()).collect());
     let dispatcher = Dispatcher::from_config(
         &config,
         Arc::new(router),

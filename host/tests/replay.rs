@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard::config::Config;
+use switchyard::decision_log::{DECISION_LOG_SCHEMA, DecisionLogRecord, UsageRecord};
 use switchyard::domain::{Decision, Target};
 use switchyard::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec};
 use switchyard::replay::{
-    self, DECISION_LOG_SCHEMA, DecisionLogRecord, JsonlReader, LineError, ReplayOptions, Report,
-    Shape, Synthetic, SyntheticSpec, UsageRecord, WorkloadRecord,
+    self, JsonlReader, LineError, ReplayOptions, Report, Shape, Synthetic, SyntheticSpec,
+    WorkloadRecord,
 };
 
 fn workspace_root() -> PathBuf {
@@ -367,7 +368,7 @@ fn content_free_decision_log_replays_pii_faithfully() {
         pii += u64::from(!kinds.is_empty());
         let rec = DecisionLogRecord {
             schema: DECISION_LOG_SCHEMA.into(),
-            timestamp: replay::time::rfc3339(r.timestamp_ms.unwrap_or(0)),
+            timestamp: switchyard::time::rfc3339(r.timestamp_ms.unwrap_or(0)),
             request_id: format!("req-{i}"),
             tenant: r.tenant.clone(),
             model: r.model.clone(),
@@ -375,7 +376,7 @@ fn content_free_decision_log_replays_pii_faithfully() {
             prompt_tokens: r
                 .messages
                 .iter()
-                .map(|m| switchyard::dispatch::estimate_tokens(&m.content))
+                .map(|m| switchyard::domain::estimate_tokens(&m.content))
                 .sum(),
             max_tokens: None,
             temperature: None,

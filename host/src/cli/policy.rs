@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::domain::{Decision, PolicyRequest, Target, Verdict};
+use crate::domain::{Decision, PolicyRequest, Verdict};
 use crate::policy::cases::{self, Case, CaseFile};
 use crate::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost};
 
@@ -68,16 +68,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn fallback() -> Decision {
-    Decision {
-        targets: vec![Target {
-            backend: "local".to_owned(),
-            model: None,
-        }],
-        reason: "fallback".to_owned(),
-        messages: None,
-        max_tokens: None,
-        labels: BTreeMap::new(),
-    }
+    Decision::to_backends(["local"], "fallback")
 }
 
 fn load(file: &Path, params: BTreeMap<String, String>) -> anyhow::Result<LoadedPolicy> {

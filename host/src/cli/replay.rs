@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::{Config, defaults};
-use crate::domain::{BackendKind, BackendStatus, Decision, Target};
+use crate::domain::{BackendKind, BackendStatus, Decision};
 use crate::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost};
 use crate::replay::{
     self, DEFAULT_OUTPUT_RATIO, HardwareProfile, JsonlReader, Outage, ReplayOptions, Shape,
@@ -133,19 +133,7 @@ fn fallback(targets: &[String], backends: &[BackendStatus]) -> Decision {
     } else {
         targets.to_vec()
     };
-    Decision {
-        targets: names
-            .into_iter()
-            .map(|backend| Target {
-                backend,
-                model: None,
-            })
-            .collect(),
-        reason: "fallback".to_owned(),
-        messages: None,
-        max_tokens: None,
-        labels: BTreeMap::new(),
-    }
+    Decision::to_backends(names, "fallback")
 }
 
 fn load(
@@ -188,7 +176,7 @@ pub fn openai_line(r: &WorkloadRecord) -> serde_json::Value {
         "metadata": r.labels,
     });
     if let Some(ts) = r.timestamp_ms {
-        v["timestamp"] = serde_json::json!(replay::time::rfc3339(ts));
+        v["timestamp"] = serde_json::json!(crate::time::rfc3339(ts));
     }
     if let Some(m) = r.max_tokens {
         v["max_tokens"] = serde_json::json!(m);

@@ -13,8 +13,9 @@ use crate::backends::Backend;
 use crate::backends::local::LocalBackend;
 use crate::config::{Config, PolicySource};
 use crate::decision_log::DecisionLog;
-use crate::dispatch::{Dispatcher, Router, StaticRouter, TokenCounter, estimate_tokens};
-use crate::domain::{Decision, Target};
+use crate::dispatch::{Dispatcher, RoutingRule, StaticTargets, TokenCounter};
+use crate::domain::Decision;
+use crate::domain::estimate_tokens;
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
 use crate::policy::{Compiler, EngineConfig, PolicyEngine};
@@ -62,21 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The fallback decision of every policy: the configured fallback targets.
 fn fallback_decision(config: &Config) -> Decision {
-    Decision {
-        targets: config
-            .policy
-            .fallback_targets
-            .iter()
-            .map(|b| Target {
-                backend: b.clone(),
-                model: None,
-            })
-            .collect(),
-        reason: "fallback".to_owned(),
-        messages: None,
-        max_tokens: None,
-        labels: BTreeMap::new(),
-    }
+    Decision::to_backends(&config.policy.fallback_targets, "fallback")
 }
 
 /// The policy slots a config describes: the default policy first, then the scoped ones.
@@ -144,9 +131,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     crate::metrics::install()?;
     crate::metrics::spawn_upkeep();
     let policies = policies_for(&config).await?;
-    let router: Arc<dyn Router> = match (&policies, &config.policy.source) {
+    let rule: Arc<dyn RoutingRule> = match (&policies, &config.policy.source) {
         (Some(set), _) => set.clone(),
-        (None, PolicySource::Static(targets)) => Arc::new(StaticRouter::new(targets.clone())),
+        (None, PolicySource::Static(targets)) => Arc::new(StaticTargets::new(targets.clone())),
         (None, PolicySource::Wasm(_)) => anyhow::bail!("no policy loaded"),
     };
     let env = |var: &str| std::env::var(var).ok();
@@ -159,7 +146,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
     let ledger = Arc::new(ledger);
     let mut dispatcher =
-        Dispatcher::from_config(&config, router, local, tokens, &env)?.with_ledger(ledger.clone());
+        Dispatcher::from_config(&config, rule, local, tokens, &env)?.with_ledger(ledger.clone());
     if let Some(log) = &config.decision_log {
         let opened = DecisionLog::open(log.clone())
             .with_context(|| format!("opening the decision log {}", log.path.display()))?;

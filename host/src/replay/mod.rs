@@ -17,7 +17,6 @@ pub mod chart;
 pub mod report;
 pub mod sim;
 pub mod synthetic;
-pub mod time;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +26,7 @@ use std::time::Instant;
 use crate::domain::{BackendKind, BackendStatus, PolicyRequest, Verdict};
 use crate::ledger::Budget;
 use crate::policy::{HostState, LoadedPolicy};
+use crate::time;
 
 pub use report::{
     Baseline, BreakEven, BreakEvenRow, DayCost, DiffSample, Differences, HardwareProfile,
@@ -34,10 +34,7 @@ pub use report::{
 };
 pub use sim::{Outage, PiiScan, SimHost};
 pub use synthetic::{Shape, Synthetic, SyntheticSpec};
-pub use workload::{
-    DECISION_LOG_SCHEMA, DecisionLogRecord, JsonlReader, LineError, LoggedVerdict, UsageRecord,
-    WorkloadRecord,
-};
+pub use workload::{JsonlReader, LineError, WorkloadRecord};
 
 /// Output tokens per input token when a record has no observed usage (the decision
 /// guide's 500 in / 200 out).
@@ -189,7 +186,7 @@ fn prepare(rec: WorkloadRecord) -> Prepared {
     let prompt_tokens = rec.prompt_tokens.unwrap_or_else(|| {
         rec.messages
             .iter()
-            .map(|m| crate::dispatch::estimate_tokens(&m.content))
+            .map(|m| crate::domain::estimate_tokens(&m.content))
             .fold(0u32, u32::saturating_add)
     });
     Prepared {

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use policy_sdk::pii::PiiMatch;
 
-use super::time;
 use crate::domain::{BackendKind, BackendStatus, SpendStatus};
 use crate::ledger::Budget;
 use crate::policy::HostState;
+use crate::time;
 
 /// A backend down from day `from` to day `to` (1-based days of the replay, inclusive).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -230,7 +230,7 @@ impl HostState for SimHost {
     }
 
     fn count_tokens(&self, text: &str) -> u32 {
-        crate::dispatch::estimate_tokens(text)
+        crate::domain::estimate_tokens(text)
     }
 
     fn now_ms(&self) -> u64 {

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::time;
 use super::workload::WorkloadRecord;
 use crate::domain::{ChatMessage, Role};
+use crate::time;
 
 /// The day a synthetic workload starts (2026-01-01, so 30 days stay in one month).
 pub fn start_day() -> i64 {
@@ -584,7 +584,7 @@ mod tests {
                 .all(|r| r.prompt_tokens == Some(500) && r.completion_tokens == Some(200))
         );
         assert_eq!(
-            crate::dispatch::estimate_tokens(&r[0].messages[0].content),
+            crate::domain::estimate_tokens(&r[0].messages[0].content),
             500
         );
         assert!("0x5".parse::<Shape>().is_err());

@@ -1,5 +1,5 @@
-//! Replay workloads: the decision-log record the gateway writes ([`DecisionLogRecord`],
-//! one JSON object per line) and OpenAI request bodies, both read from JSONL into
+//! Replay workloads: the gateway's decision log ([`DecisionLogRecord`], one JSON object
+//! per line) and OpenAI request bodies, both read from JSONL into
 //! [`WorkloadRecord`]s with line-numbered errors.
 //!
 //! An input line is a decision-log record when it carries `"schema": "switchyard.decision.v1"`;
@@ -19,101 +19,12 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::time;
-use crate::domain::{ChatMessage, Rejection, Role, Target};
-use crate::http::wire::RequestMessage;
-
-/// The `schema` tag of a decision-log line.
-pub const DECISION_LOG_SCHEMA: &str = "switchyard.decision.v1";
-
-/// Token usage as a provider reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct UsageRecord {
-    #[serde(default)]
-    pub prompt_tokens: Option<u32>,
-    #[serde(default)]
-    pub completion_tokens: Option<u32>,
-}
-
-/// What the policy returned, as logged (never message content).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LoggedVerdict {
-    Route {
-        targets: Vec<Target>,
-        reason: String,
-        /// The policy rewrote the messages (e.g. redaction).
-        #[serde(default)]
-        rewritten: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max_tokens: Option<u32>,
-    },
-    Reject(Rejection),
-}
-
-/// One line of the gateway's decision log: what the request looked like to the policy,
-/// what the policy decided, and what happened upstream.
-///
-/// Message content is only present (`messages`) when content logging was explicitly
-/// enabled; otherwise replay gives the policy a placeholder user message holding a sample
-/// of each recorded PII kind, and `prompt_tokens` as recorded, so PII- and size-driven
-/// policies decide as they did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DecisionLogRecord {
-    /// Always [`DECISION_LOG_SCHEMA`].
-    pub schema: String,
-    /// RFC 3339, UTC.
-    pub timestamp: String,
-    pub request_id: String,
-    pub tenant: String,
-    /// Model alias the client asked for.
-    pub model: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Prompt tokens as the host counted them for the policy.
-    pub prompt_tokens: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(default)]
-    pub streaming: bool,
-    #[serde(default)]
-    pub message_count: u32,
-    /// PII kinds the host detector found in the messages (`email`, `phone`, `credit-card`,
-    /// `us-ssn`, `iban`, `ip-address`, `api-key`), each once.
-    #[serde(default)]
-    pub pii: Vec<String>,
-    /// Message content; only with content logging enabled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messages: Option<Vec<ChatMessage>>,
-    /// `name@short_digest` of the policy that decided.
-    #[serde(default)]
-    pub policy: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<LoggedVerdict>,
-    /// Set when the policy failed and the fallback decision was used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_failure: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision_us: Option<u64>,
-    /// Backend and model that served the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub served_model: Option<String>,
-    /// HTTP status returned to the client.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageRecord>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
-}
+use crate::decision_log::{DECISION_LOG_SCHEMA, DecisionLogRecord, UsageRecord};
+use crate::domain::{ChatMessage, Role};
+use crate::http::wire::{RequestMessage, routing_inputs};
+use crate::time;
 
 /// One request to replay, whatever its source.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,25 +131,8 @@ fn from_openai(line: u64, body: OpenAiLine) -> Result<WorkloadRecord, String> {
         .into_iter()
         .map(RequestMessage::into_domain)
         .collect::<Result<Vec<_>, _>>()?;
-    let mut labels = BTreeMap::new();
-    for (k, v) in body.metadata.unwrap_or_default() {
-        let value = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            _ => continue,
-        };
-        labels.insert(k, value);
-    }
-    if let Some(user) = &body.user {
-        labels.insert("user".to_owned(), user.clone());
-    }
-    let meta_tenant = labels.remove("tenant");
-    let tenant = body
-        .tenant
-        .or(meta_tenant)
-        .or(body.user)
-        .unwrap_or_else(|| crate::config::defaults::TENANT.to_owned());
+    let tenant = body.tenant.map(|t| ("tenant".to_owned(), t));
+    let (tenant, labels) = routing_inputs(body.user, body.metadata, tenant);
     let timestamp_ms = body.timestamp.as_ref().map(timestamp_ms).transpose()?;
     let usage = body.usage.unwrap_or_default();
     Ok(WorkloadRecord {
@@ -380,6 +274,8 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision_log::LoggedVerdict;
+    use crate::domain::Target;
 
     #[test]
     fn openai_body_with_tenant_metadata_usage_and_time() {

@@ -1,14 +1,11 @@
 //! OpenAI chat-completions connector; with a `base_url` it also serves OpenAI-compatible
 //! upstreams (Together, Fireworks, Groq, vLLM, Ollama, OpenRouter). Wire types stay here.
 
-use std::collections::VecDeque;
-
-use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::sse::SseParser;
+use super::upstream::{self, send, sse_events};
 use super::{
     ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
 };
@@ -33,10 +30,10 @@ impl OpenAi {
             name: cfg.name.clone(),
             models: cfg.models.clone(),
             locality: cfg.locality,
-            url: super::endpoint(&cfg.base_url, "chat/completions")?,
+            url: upstream::endpoint(&cfg.base_url, "chat/completions")?,
             key,
             timeouts: cfg.timeouts,
-            client: super::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
+            client: upstream::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
         })
     }
 
@@ -57,62 +54,6 @@ impl OpenAi {
         }
         send(builder, self.timeouts.first_byte).await
     }
-}
-
-/// Sends a prepared request, waiting at most `first_byte` for the response headers, and
-/// maps a non-2xx status to [`BackendError::Status`].
-pub(crate) async fn send(
-    builder: reqwest::RequestBuilder,
-    first_byte: std::time::Duration,
-) -> Result<reqwest::Response, BackendError> {
-    let response = tokio::time::timeout(first_byte, builder.send())
-        .await
-        .map_err(|_| BackendError::Timeout("response headers"))?
-        .map_err(|e| BackendError::from_reqwest(e, "response headers"))?;
-    check_status(response).await
-}
-
-/// Turns a non-2xx response into [`BackendError::Status`] with the upstream's message.
-pub(crate) async fn check_status(
-    response: reqwest::Response,
-) -> Result<reqwest::Response, BackendError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let retry_after_s = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = response.bytes().await.unwrap_or_default();
-    Err(BackendError::Status {
-        status: status.as_u16(),
-        message: upstream_message(&body),
-        retry_after_s,
-    })
-}
-
-/// The `error.message` (or `message`) of an upstream error body, else its first 300 bytes.
-pub(crate) fn upstream_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Inner {
-        message: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Outer {
-        error: Option<Inner>,
-        message: Option<String>,
-    }
-    let parsed: Option<Outer> = serde_json::from_slice(body).ok();
-    let msg = parsed
-        .and_then(|o| o.error.and_then(|e| e.message).or(o.message))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-    let mut msg: String = msg.chars().take(300).collect();
-    if msg.is_empty() {
-        msg.push_str("(empty body)");
-    }
-    msg
 }
 
 impl Backend for OpenAi {
@@ -158,84 +99,6 @@ impl Backend for OpenAi {
         }
         .boxed()
     }
-}
-
-/// Maps an upstream byte stream through an SSE parser and a per-event translator into
-/// [`StreamEvent`]s. The translator returns `Ok(None)` at the end marker.
-/// With `end_on_eof` (Gemini: no end marker) the end of the body ends the stream cleanly.
-pub(crate) fn sse_events<S, F>(bytes: S, end_on_eof: bool, translate: F) -> ChatStream
-where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-    F: FnMut(&super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError>
-        + Send
-        + 'static,
-{
-    struct State<S, F> {
-        bytes: std::pin::Pin<Box<S>>,
-        parser: SseParser,
-        pending: VecDeque<StreamEvent>,
-        translate: F,
-        done: bool,
-        end_on_eof: bool,
-    }
-    let state = State {
-        bytes: Box::pin(bytes),
-        parser: SseParser::new(),
-        pending: VecDeque::new(),
-        translate,
-        done: false,
-        end_on_eof,
-    };
-    futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(ev) = st.pending.pop_front() {
-                return Some((Ok(ev), st));
-            }
-            if st.done {
-                return None;
-            }
-            match st.bytes.next().await {
-                None if st.end_on_eof => return None,
-                None => {
-                    st.done = true;
-                    return Some((
-                        Err(BackendError::Protocol(
-                            "stream ended before its end marker".into(),
-                        )),
-                        st,
-                    ));
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    return Some((Err(BackendError::from_reqwest(e, "stream body")), st));
-                }
-                Some(Ok(chunk)) => {
-                    let events = match st.parser.push(&chunk) {
-                        Ok(evs) => evs,
-                        Err(e) => {
-                            st.done = true;
-                            return Some((Err(BackendError::Protocol(e.to_string())), st));
-                        }
-                    };
-                    for ev in &events {
-                        match (st.translate)(ev) {
-                            Ok(Some(out)) => st.pending.extend(out),
-                            Ok(None) => {
-                                st.done = true;
-                                break;
-                            }
-                            Err(e) => {
-                                st.done = true;
-                                st.pending.clear();
-                                return Some((Err(e), st));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    })
-    .boxed()
 }
 
 fn parse_chunk(ev: &super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError> {
@@ -440,14 +303,5 @@ mod tests {
         );
         assert_eq!(parse_chunk(&ev("[DONE]")).unwrap(), None);
         assert!(parse_chunk(&ev("{not json")).is_err());
-    }
-
-    #[test]
-    fn upstream_messages_are_extracted_and_bounded() {
-        assert_eq!(
-            upstream_message(br#"{"error":{"message":"Rate limit","type":"x"}}"#),
-            "Rate limit"
-        );
-        assert_eq!(upstream_message(&[b'a'; 1000]).len(), 300);
     }
 }

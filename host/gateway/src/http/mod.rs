@@ -18,8 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 
-use crate::backends::{ChatStream, StreamEvent, Usage};
-use crate::config::defaults;
+use crate::backends::{ChatResponse, ChatStream, StreamEvent, Usage};
 use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Routed};
 
 /// Shared state of the HTTP handlers.
@@ -182,42 +181,19 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Tenant and labels from `x-switchyard-*` headers, `metadata` and `user`.
-/// Tenant: header `x-switchyard-tenant`, else `metadata.tenant`, else `user`, else default.
-/// Labels: string `metadata` entries, `user`, then `x-switchyard-<name>` headers (these win).
+/// Tenant and labels from `x-switchyard-*` headers, `metadata` and `user`
+/// ([`wire::routing_inputs`]).
 fn routing_inputs(
     headers: &HeaderMap,
     user: Option<String>,
     metadata: Option<BTreeMap<String, serde_json::Value>>,
 ) -> (String, BTreeMap<String, String>) {
-    let mut labels = BTreeMap::new();
-    for (k, v) in metadata.unwrap_or_default() {
-        let value = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            _ => continue,
-        };
-        labels.insert(k, value);
-    }
-    if let Some(user) = &user {
-        labels.insert("user".to_owned(), user.clone());
-    }
-    for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix("x-switchyard-")
-            && let Ok(value) = value.to_str()
-            && !key.is_empty()
-        {
-            labels.insert(key.to_owned(), value.to_owned());
-        }
-    }
-    let tenant = labels
-        .get("tenant")
-        .cloned()
-        .or(user)
-        .unwrap_or_else(|| defaults::TENANT.to_owned());
-    labels.remove("tenant");
-    (tenant, labels)
+    let from_headers = headers.iter().filter_map(|(name, value)| {
+        let key = name.as_str().strip_prefix("x-switchyard-")?;
+        let value = value.to_str().ok()?;
+        (!key.is_empty()).then(|| (key.to_owned(), value.to_owned()))
+    });
+    wire::routing_inputs(user, metadata, from_headers)
 }
 
 fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientRequest, bool), ApiError> {
@@ -264,32 +240,11 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                format!("request body exceeds {} bytes", state.max_body_bytes),
-            )
-            .with_code("body_too_large")
-            .into_response();
-        }
-        Err(rejection) => return ApiError::invalid(rejection.body_text()).into_response(),
-    };
     let started = std::time::Instant::now();
-    let key_tenant = match authenticate(&state, &headers) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
-    let (mut request, include_usage) = match parse_request(&headers, &body) {
+    let (request, include_usage) = match client_request(&state, &headers, body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    if let Some(tenant) = key_tenant {
-        // The key decides who pays; a client cannot bill another tenant by header.
-        request.tenant = tenant;
-    }
     let span = tracing::info_span!(
         "request",
         tenant = %request.tenant,
@@ -299,54 +254,23 @@ async fn chat_completions(
         policy = tracing::field::Empty,
         backend = tracing::field::Empty,
     );
-    let _enter = span.enter();
-    if request.stream {
-        drop(_enter);
-        match state.dispatcher.stream(&request).await {
-            Ok((routed, stream)) => {
-                span.record("id", routed.request_id.as_str());
-                span.record("backend", routed.backend.as_str());
-                tracing::info!(parent: &span, reason = %routed.reason, "streaming");
+    let served = if request.stream {
+        state
+            .dispatcher
+            .stream(&request)
+            .await
+            .map(|(routed, stream)| {
                 crate::metrics::time_to_first_token(&routed.backend, started.elapsed());
-                crate::metrics::request(
-                    &routed.backend,
-                    &routed.policy,
-                    &routed.reason,
-                    200,
-                    true,
-                    started.elapsed(),
-                );
-                stream_response(routed, stream, include_usage)
-            }
-            Err(err) => {
-                tracing::warn!(parent: &span, error = %err, "request failed");
-                let policy = state.dispatcher.policy_label();
-                crate::metrics::request(
-                    "none",
-                    &policy,
-                    "",
-                    err.status(),
-                    request.stream,
-                    started.elapsed(),
-                );
-                ApiError::from(err).into_response()
-            }
-        }
+                tracing::info!(parent: &span, reason = %routed.reason, "streaming");
+                (routed, Served::Stream(stream))
+            })
     } else {
-        drop(_enter);
-        match state.dispatcher.complete(&request).await {
-            Ok((routed, response)) => {
-                span.record("id", routed.request_id.as_str());
-                span.record("backend", routed.backend.as_str());
+        state
+            .dispatcher
+            .complete(&request)
+            .await
+            .map(|(routed, response)| {
                 let cost = routed.cost_usd(&response.usage);
-                crate::metrics::request(
-                    &routed.backend,
-                    &routed.policy,
-                    &routed.reason,
-                    200,
-                    false,
-                    started.elapsed(),
-                );
                 crate::metrics::usage(
                     &routed.backend,
                     response.usage.prompt_tokens,
@@ -361,46 +285,105 @@ async fn chat_completions(
                     cost_usd = cost,
                     "completed"
                 );
-                let body = wire::Completion {
-                    id: &routed.request_id,
-                    object: "chat.completion",
-                    created: now_secs(),
-                    model: &response.model,
-                    choices: [wire::CompletionChoice {
-                        index: 0,
-                        message: wire::AssistantMessage {
-                            role: "assistant",
-                            content: &response.content,
-                        },
-                        finish_reason: &response.finish_reason,
-                    }],
-                    usage: wire_usage(response.usage),
-                };
-                let json = serde_json::to_vec(&body).unwrap_or_default();
-                let mut resp = (
-                    StatusCode::OK,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    json,
-                )
-                    .into_response();
-                decision_headers(resp.headers_mut(), &routed, Some(cost));
-                resp
-            }
-            Err(err) => {
-                tracing::warn!(parent: &span, error = %err, "request failed");
-                let policy = state.dispatcher.policy_label();
-                crate::metrics::request(
-                    "none",
-                    &policy,
-                    "",
-                    err.status(),
-                    request.stream,
-                    started.elapsed(),
-                );
-                ApiError::from(err).into_response()
+                (routed, Served::Whole(response))
+            })
+    };
+    match served {
+        Ok((routed, served)) => {
+            span.record("id", routed.request_id.as_str());
+            span.record("backend", routed.backend.as_str());
+            crate::metrics::request(
+                &routed.backend,
+                &routed.policy,
+                &routed.reason,
+                200,
+                request.stream,
+                started.elapsed(),
+            );
+            match served {
+                Served::Stream(stream) => stream_response(routed, stream, include_usage),
+                Served::Whole(response) => completion_response(&routed, &response),
             }
         }
+        Err(err) => {
+            tracing::warn!(parent: &span, error = %err, "request failed");
+            crate::metrics::request(
+                "none",
+                &state.dispatcher.policy_label(),
+                "",
+                err.status(),
+                request.stream,
+                started.elapsed(),
+            );
+            ApiError::from(err).into_response()
+        }
     }
+}
+
+/// What a request was served with.
+enum Served {
+    Whole(ChatResponse),
+    Stream(ChatStream),
+}
+
+/// The client's request from its headers and body: authenticated (the key's tenant
+/// pays, whatever the headers say), parsed and checked.
+fn client_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(ClientRequest, bool), ApiError> {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("request body exceeds {} bytes", state.max_body_bytes),
+            )
+            .with_code("body_too_large"));
+        }
+        Err(rejection) => return Err(ApiError::invalid(rejection.body_text())),
+    };
+    let key_tenant = authenticate(state, headers)?;
+    let (mut request, include_usage) = parse_request(headers, &body)?;
+    if let Some(tenant) = key_tenant {
+        // The key decides who pays; a client cannot bill another tenant by header.
+        request.tenant = tenant;
+    }
+    Ok((request, include_usage))
+}
+
+/// The JSON body of a whole completion, with the decision headers.
+fn completion_response(routed: &Routed, response: &ChatResponse) -> Response {
+    let body = wire::Completion {
+        id: &routed.request_id,
+        object: "chat.completion",
+        created: now_secs(),
+        model: &response.model,
+        choices: [wire::CompletionChoice {
+            index: 0,
+            message: wire::AssistantMessage {
+                role: "assistant",
+                content: &response.content,
+            },
+            finish_reason: &response.finish_reason,
+        }],
+        usage: wire_usage(response.usage),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut resp = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response();
+    decision_headers(
+        resp.headers_mut(),
+        routed,
+        Some(routed.cost_usd(&response.usage)),
+    );
+    resp
 }
 
 fn wire_usage(u: Usage) -> wire::WireUsage {

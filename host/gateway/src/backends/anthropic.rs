@@ -6,8 +6,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::openai::{send, sse_events};
 use super::sse::SseEvent;
+use super::upstream::{self, send, sse_events};
 use super::{
     ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
 };
@@ -35,10 +35,10 @@ impl Anthropic {
         Ok(Self {
             name: cfg.name.clone(),
             models: cfg.models.clone(),
-            url: super::endpoint(&cfg.base_url, "messages")?,
+            url: upstream::endpoint(&cfg.base_url, "messages")?,
             key,
             timeouts: cfg.timeouts,
-            client: super::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
+            client: upstream::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
         })
     }
 

@@ -2,18 +2,111 @@
 //! `switchyard replay` reads), written by a background thread, rotated by size. Message
 //! content is only written when explicitly enabled.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
-use crate::domain::{ChatMessage, PolicyRequest, Verdict};
-use crate::replay::{DECISION_LOG_SCHEMA, DecisionLogRecord, LoggedVerdict};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ChatMessage, PolicyRequest, Rejection, Target, Verdict};
+use crate::time::now_ms;
 
 /// Records queued for the writer; past this the gateway drops records (counted) rather
 /// than slow requests down.
 const QUEUE: usize = 16_384;
+
+/// The `schema` tag of a decision-log line.
+pub const DECISION_LOG_SCHEMA: &str = "switchyard.decision.v1";
+
+/// Token usage as a provider reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UsageRecord {
+    #[serde(default)]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default)]
+    pub completion_tokens: Option<u32>,
+}
+
+/// What the policy returned, as logged (never message content).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LoggedVerdict {
+    Route {
+        targets: Vec<Target>,
+        reason: String,
+        /// The policy rewrote the messages (e.g. redaction).
+        #[serde(default)]
+        rewritten: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<u32>,
+    },
+    Reject(Rejection),
+}
+
+/// One line of the gateway's decision log: what the request looked like to the policy,
+/// what the policy decided, and what happened upstream.
+///
+/// Message content is only present (`messages`) when content logging was explicitly
+/// enabled; otherwise replay gives the policy a placeholder user message holding a sample
+/// of each recorded PII kind, and `prompt_tokens` as recorded, so PII- and size-driven
+/// policies decide as they did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionLogRecord {
+    /// Always [`DECISION_LOG_SCHEMA`].
+    pub schema: String,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub request_id: String,
+    pub tenant: String,
+    /// Model alias the client asked for.
+    pub model: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Prompt tokens as the host counted them for the policy.
+    pub prompt_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub streaming: bool,
+    #[serde(default)]
+    pub message_count: u32,
+    /// PII kinds the host detector found in the messages (`email`, `phone`, `credit-card`,
+    /// `us-ssn`, `iban`, `ip-address`, `api-key`), each once.
+    #[serde(default)]
+    pub pii: Vec<String>,
+    /// Message content; only with content logging enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// `name@short_digest` of the policy that decided.
+    #[serde(default)]
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<LoggedVerdict>,
+    /// Set when the policy failed and the fallback decision was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_us: Option<u64>,
+    /// Backend and model that served the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// HTTP status returned to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
 
 /// Decision log settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +176,7 @@ impl DecisionLog {
         };
         DecisionLogRecord {
             schema: DECISION_LOG_SCHEMA.to_owned(),
-            timestamp: crate::replay::time::rfc3339(now_ms()),
+            timestamp: crate::time::rfc3339(now_ms()),
             request_id: request.id.clone(),
             tenant: request.tenant.clone(),
             model: request.model.clone(),
@@ -123,13 +216,6 @@ impl DecisionLog {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn writer(rx: Receiver<DecisionLogRecord>, mut file: Rotating) {

@@ -118,8 +118,8 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn hardware_profile(raw: RawHardware) -> Result<crate::replay::HardwareProfile, ConfigError> {
-    let mut hw = crate::replay::HardwareProfile::rtx4090();
+fn hardware_profile(raw: RawHardware) -> Result<crate::hardware::HardwareProfile, ConfigError> {
+    let mut hw = crate::hardware::HardwareProfile::rtx4090();
     hw.assumed = false;
     if let Some(name) = raw.name {
         hw.name = name;
@@ -330,7 +330,7 @@ pub struct Config {
     /// The decision log; off unless configured.
     pub decision_log: Option<crate::decision_log::DecisionLogConfig>,
     /// Local hardware cost profile (`[hardware]`; unset keys take the RTX 4090 values).
-    pub hardware: Option<crate::replay::HardwareProfile>,
+    pub hardware: Option<crate::hardware::HardwareProfile>,
 }
 
 /// Live-policy administration.

@@ -24,7 +24,7 @@ use crate::domain::{self, Verdict};
 
 wasmtime::component::bindgen!({
     world: "policy",
-    path: "../wit",
+    path: "../../wit",
 });
 
 use self::exports::switchyard::policy::router::{

@@ -120,7 +120,7 @@ impl HostState for StaticHost {
         status
     }
     fn count_tokens(&self, text: &str) -> u32 {
-        crate::dispatch::estimate_tokens(text)
+        crate::domain::estimate_tokens(text)
     }
     fn now_ms(&self) -> u64 {
         match self.now_ms {

@@ -350,21 +350,13 @@ pub fn check(expect: &Expect, verdict: &Verdict, backends: &[BackendStatus]) -> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::{Decision, Rejection, Target};
+    use crate::domain::{Decision, Rejection};
 
     fn route(names: &[&str]) -> Verdict {
         Verdict::Route(Decision {
-            targets: names
-                .iter()
-                .map(|n| Target {
-                    backend: (*n).to_owned(),
-                    model: None,
-                })
-                .collect(),
-            reason: "pii found".into(),
-            messages: None,
             max_tokens: Some(256),
             labels: BTreeMap::from([("route".to_owned(), "local".to_owned())]),
+            ..Decision::to_backends(names.iter().copied(), "pii found")
         })
     }
 

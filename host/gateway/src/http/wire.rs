@@ -37,6 +37,36 @@ pub struct ChatCompletionRequest {
     pub n: Option<u32>,
 }
 
+/// Tenant and labels of a request, the one rule the gateway and replay share. Labels:
+/// string, number and bool `metadata` entries, then `user`, then `overrides` (the
+/// `x-switchyard-<name>` headers; these win). Tenant: the `tenant` label so built, else
+/// `user`, else the default tenant; it is not kept as a label.
+pub fn routing_inputs(
+    user: Option<String>,
+    metadata: Option<BTreeMap<String, serde_json::Value>>,
+    overrides: impl IntoIterator<Item = (String, String)>,
+) -> (String, BTreeMap<String, String>) {
+    let mut labels = BTreeMap::new();
+    for (k, v) in metadata.unwrap_or_default() {
+        let value = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        labels.insert(k, value);
+    }
+    if let Some(user) = &user {
+        labels.insert("user".to_owned(), user.clone());
+    }
+    labels.extend(overrides);
+    let tenant = labels
+        .remove("tenant")
+        .or(user)
+        .unwrap_or_else(|| crate::config::defaults::TENANT.to_owned());
+    (tenant, labels)
+}
+
 #[derive(Debug, Deserialize)]
 pub struct StreamOptions {
     #[serde(default)]

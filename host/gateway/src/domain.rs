@@ -65,6 +65,29 @@ pub struct Decision {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Decision {
+    /// A decision for `backends` in order (each at its default model), with `reason` and
+    /// nothing rewritten.
+    pub fn to_backends<S: Into<String>>(
+        backends: impl IntoIterator<Item = S>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            targets: backends
+                .into_iter()
+                .map(|b| Target {
+                    backend: b.into(),
+                    model: None,
+                })
+                .collect(),
+            reason: reason.into(),
+            messages: None,
+            max_tokens: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 /// A policy's refusal: the client gets `status` with `message`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -129,4 +152,9 @@ pub struct SpendStatus {
     pub monthly_budget_usd: Option<f64>,
     #[serde(default)]
     pub hard_cap_usd: Option<f64>,
+}
+
+/// Token estimate used when no tokenizer is at hand: about four bytes per token.
+pub fn estimate_tokens(text: &str) -> u32 {
+    u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
 }

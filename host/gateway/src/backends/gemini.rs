@@ -7,8 +7,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::openai::{send, sse_events};
 use super::sse::SseEvent;
+use super::upstream::{self, send, sse_events};
 use super::{
     ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
 };
@@ -34,7 +34,7 @@ impl Gemini {
             base_url: cfg.base_url.clone(),
             key,
             timeouts: cfg.timeouts,
-            client: super::http_client(&cfg.timeouts)?,
+            client: upstream::http_client(&cfg.timeouts)?,
         })
     }
 

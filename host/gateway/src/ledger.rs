@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::SpendStatus;
+use crate::time::now_ms;
 
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -280,26 +281,9 @@ const MONTH_TOTALS: &str = "
 SELECT tenant, COALESCE(SUM(CASE WHEN day = ?1 THEN usd ELSE 0 END), 0), COALESCE(SUM(usd), 0)
 FROM daily_totals WHERE month = ?2 GROUP BY tenant";
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// (day number, month number) of a Unix time in ms, UTC.
 fn day_and_month(ms: i64) -> (i64, i64) {
-    let days = ms.div_euclid(86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (days, y * 12 + m - 1)
+    (crate::time::day_of(ms), crate::time::month_of(ms))
 }
 
 /// How a settlement closes a reservation.

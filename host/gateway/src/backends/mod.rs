@@ -7,6 +7,7 @@ pub mod instrumented;
 pub mod local;
 pub mod openai;
 pub mod sse;
+mod upstream;
 
 use std::fmt;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::config::{BackendConfig, ConnectorKind, Timeouts};
+use crate::config::{BackendConfig, ConnectorKind};
 use crate::domain::{BackendKind, ChatMessage};
 
 /// A provider-neutral chat request, after the policy's rewrites and caps.
@@ -179,24 +180,6 @@ pub enum BuildError {
         backend: String,
         kind: ConnectorKind,
     },
-}
-
-/// `{base_url}/{path}`, parsed once: each request clones it instead of parsing it.
-fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(&format!("{base_url}/{path}"))
-        .map_err(|e| format!("base_url {base_url:?}: {e}"))
-}
-
-/// The HTTP client every cloud connector uses: rustls, no redirects, TCP_NODELAY,
-/// the backend's connect and total timeouts.
-pub(crate) fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.total)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .build()
 }
 
 /// Reads the API key named by the config, via `env` (so tests need not touch the process env).

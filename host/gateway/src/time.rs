@@ -1,4 +1,4 @@
-//! UTC calendar arithmetic for replay: RFC 3339 parsing, day and month numbers, dates.
+//! UTC calendar arithmetic: day and month numbers (the ledger's and replay's), dates, RFC 3339.
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -33,6 +33,14 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
         u32::try_from(m).unwrap_or(1),
         u32::try_from(d).unwrap_or(1),
     )
+}
+
+/// The system clock as Unix ms (0 before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// UTC day number of a Unix time in ms.

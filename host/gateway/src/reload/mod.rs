@@ -1,6 +1,6 @@
 //! Live policies: named policy slots with scopes, prepared off the request path and swapped
 //! atomically, a version history for rollback, and canary/shadow candidates. [`PolicySet`]
-//! is the gateway's [`crate::dispatch::Router`].
+//! is the gateway's [`crate::dispatch::RoutingRule`].
 
 pub mod admin;
 mod watch;
@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::dispatch::{GatewayHost, RouteEvaluation, Router};
+use crate::dispatch::{GatewayHost, RouteEvaluation, RoutingRule};
 use crate::domain::{Decision, PolicyRequest, Verdict};
 use crate::policy::{
     FailureKind, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost, cases, policy_label,
@@ -579,7 +579,7 @@ impl Candidate {
     }
 }
 
-impl Router for PolicySet {
+impl RoutingRule for PolicySet {
     fn label(&self) -> String {
         policy_label(&self.slots[0].live().policy)
     }

@@ -1,0 +1,177 @@
+//! The upstream HTTP plumbing every cloud connector shares: the client, endpoint URLs,
+//! sending with a first-byte timeout, non-2xx statuses as [`BackendError::Status`], and
+//! an upstream SSE body as a stream of [`StreamEvent`]s.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+
+use super::sse::{SseEvent, SseParser};
+use super::{BackendError, ChatStream, StreamEvent};
+use crate::config::Timeouts;
+
+/// `{base_url}/{path}`, parsed once: each request clones it instead of parsing it.
+pub(crate) fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{base_url}/{path}"))
+        .map_err(|e| format!("base_url {base_url:?}: {e}"))
+}
+
+/// The HTTP client every cloud connector uses: rustls, no redirects, TCP_NODELAY,
+/// the backend's connect and total timeouts.
+pub(crate) fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.total)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .build()
+}
+
+/// Sends a prepared request, waiting at most `first_byte` for the response headers, and
+/// maps a non-2xx status to [`BackendError::Status`].
+pub(crate) async fn send(
+    builder: reqwest::RequestBuilder,
+    first_byte: std::time::Duration,
+) -> Result<reqwest::Response, BackendError> {
+    let response = tokio::time::timeout(first_byte, builder.send())
+        .await
+        .map_err(|_| BackendError::Timeout("response headers"))?
+        .map_err(|e| BackendError::from_reqwest(e, "response headers"))?;
+    check_status(response).await
+}
+
+/// Turns a non-2xx response into [`BackendError::Status`] with the upstream's message.
+pub(crate) async fn check_status(
+    response: reqwest::Response,
+) -> Result<reqwest::Response, BackendError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after_s = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = response.bytes().await.unwrap_or_default();
+    Err(BackendError::Status {
+        status: status.as_u16(),
+        message: upstream_message(&body),
+        retry_after_s,
+    })
+}
+
+/// The `error.message` (or `message`) of an upstream error body, else its first 300 bytes.
+pub(crate) fn upstream_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Inner {
+        message: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Outer {
+        error: Option<Inner>,
+        message: Option<String>,
+    }
+    let parsed: Option<Outer> = serde_json::from_slice(body).ok();
+    let msg = parsed
+        .and_then(|o| o.error.and_then(|e| e.message).or(o.message))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
+    let mut msg: String = msg.chars().take(300).collect();
+    if msg.is_empty() {
+        msg.push_str("(empty body)");
+    }
+    msg
+}
+
+/// Maps an upstream byte stream through an SSE parser and a per-event translator into
+/// [`StreamEvent`]s. The translator returns `Ok(None)` at the end marker.
+/// With `end_on_eof` (Gemini: no end marker) the end of the body ends the stream cleanly.
+pub(crate) fn sse_events<S, F>(bytes: S, end_on_eof: bool, translate: F) -> ChatStream
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    F: FnMut(&SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError> + Send + 'static,
+{
+    struct State<S, F> {
+        bytes: std::pin::Pin<Box<S>>,
+        parser: SseParser,
+        pending: VecDeque<StreamEvent>,
+        translate: F,
+        done: bool,
+        end_on_eof: bool,
+    }
+    let state = State {
+        bytes: Box::pin(bytes),
+        parser: SseParser::new(),
+        pending: VecDeque::new(),
+        translate,
+        done: false,
+        end_on_eof,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok(ev), st));
+            }
+            if st.done {
+                return None;
+            }
+            match st.bytes.next().await {
+                None if st.end_on_eof => return None,
+                None => {
+                    st.done = true;
+                    return Some((
+                        Err(BackendError::Protocol(
+                            "stream ended before its end marker".into(),
+                        )),
+                        st,
+                    ));
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    return Some((Err(BackendError::from_reqwest(e, "stream body")), st));
+                }
+                Some(Ok(chunk)) => {
+                    let events = match st.parser.push(&chunk) {
+                        Ok(evs) => evs,
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(BackendError::Protocol(e.to_string())), st));
+                        }
+                    };
+                    for ev in &events {
+                        match (st.translate)(ev) {
+                            Ok(Some(out)) => st.pending.extend(out),
+                            Ok(None) => {
+                                st.done = true;
+                                break;
+                            }
+                            Err(e) => {
+                                st.done = true;
+                                st.pending.clear();
+                                return Some((Err(e), st));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_messages_are_extracted_and_bounded() {
+        assert_eq!(
+            upstream_message(br#"{"error":{"message":"Rate limit","type":"x"}}"#),
+            "Rate limit"
+        );
+        assert_eq!(upstream_message(&[b'a'; 1000]).len(), 300);
+    }
+}

@@ -1,0 +1,495 @@
+//! Dispatch: client request → routing rule's decision → targets in order → response. The
+//! one place where the policy and the backends meet; it also feeds live backend stats to
+//! the policy ([`GatewayHost`]).
+
+mod attempt;
+mod host;
+mod rule;
+mod settle;
+
+pub use attempt::{Attempt, AttemptError};
+pub use host::{GatewayHost, TokenCounter};
+pub use rule::{RouteEvaluation, RoutingRule, StaticTargets};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::backends::instrumented::{BackendFacts, Instrumented};
+use crate::backends::{ChatRequest, ChatResponse, ChatStream, Usage};
+use crate::config::{ConnectorKind, Retry};
+use crate::decision_log::DecisionLog;
+use crate::domain::{ChatMessage, PolicyRequest, Verdict};
+use crate::ledger::Ledger;
+use attempt::{Plan, PlannedTarget};
+use settle::PendingRecord;
+
+/// A client's chat request after the HTTP layer parsed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRequest {
+    /// Model alias asked for (`auto` or a model a backend serves).
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Vec<String>,
+    pub seed: Option<u64>,
+    pub stream: bool,
+    pub tenant: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How a request was routed (for headers, logs and metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub request_id: String,
+    /// Tenant billed for the request.
+    pub tenant: String,
+    pub policy: String,
+    pub reason: String,
+    pub backend: String,
+    pub model: String,
+    pub attempts: Vec<Attempt>,
+    pub policy_failure: Option<String>,
+    pub decision_time: Duration,
+    pub prompt_tokens: u32,
+    usd_per_mtok_in: f64,
+    usd_per_mtok_out: f64,
+}
+
+impl Routed {
+    /// USD cost of `usage` at the chosen backend's prices.
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        f64::from(usage.prompt_tokens) * self.usd_per_mtok_in / 1e6
+            + f64::from(usage.completion_tokens) * self.usd_per_mtok_out / 1e6
+    }
+
+    /// Records that `backend` (asked for `model`) served the request.
+    fn chosen(&mut self, backend: &DispatchBackend, model: String) {
+        let facts = backend.backend.facts();
+        self.backend = backend.backend.name().to_owned();
+        self.model = model;
+        self.usd_per_mtok_in = facts.usd_per_mtok_in;
+        self.usd_per_mtok_out = facts.usd_per_mtok_out;
+        self.attempts.push(Attempt {
+            backend: self.backend.clone(),
+            error: None,
+        });
+    }
+}
+
+/// Why a request was not served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DispatchError {
+    #[error("model {0:?} is not routable; see GET /v1/models")]
+    UnknownModel(String),
+    #[error("request rejected by policy {policy}: {message}")]
+    Rejected {
+        policy: String,
+        status: u16,
+        message: String,
+    },
+    #[error("policy {policy} returned no usable target ({reason})")]
+    NoTargets { policy: String, reason: String },
+    #[error("{backend} refused the request: {message}")]
+    Upstream {
+        backend: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{0}")]
+    Budget(String),
+    #[error("spend ledger unavailable: {0}")]
+    Ledger(String),
+    #[error("all targets failed: {}", describe(.attempts))]
+    AllFailed {
+        attempts: Vec<Attempt>,
+        /// Every failure was "unavailable" (breaker, queue full, not loaded).
+        unavailable: bool,
+    },
+}
+
+fn describe(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| match &a.error {
+            Some(e) => format!("{}: {e}", a.backend),
+            None => a.backend.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl DispatchError {
+    /// HTTP status for the client.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownModel(_) => 404,
+            Self::Rejected { status, .. } => *status,
+            Self::NoTargets { .. } => 503,
+            Self::Budget(_) => 429,
+            Self::Ledger(_) => 503,
+            Self::Upstream { status, .. } => *status,
+            Self::AllFailed { unavailable, .. } => {
+                if *unavailable {
+                    503
+                } else {
+                    502
+                }
+            }
+        }
+    }
+}
+
+/// A backend as the dispatcher holds it: live stats and breaker, and its settings.
+#[derive(Debug)]
+pub struct DispatchBackend {
+    pub backend: Arc<Instrumented>,
+    /// Longest wait for a stream's first event.
+    pub first_byte_timeout: Duration,
+    pub retry: Retry,
+}
+
+/// Executes requests: asks the routing rule, then tries its targets in order.
+pub struct Dispatcher {
+    backends: BTreeMap<String, Arc<DispatchBackend>>,
+    rule: Arc<dyn RoutingRule>,
+    fallback: Vec<String>,
+    host: Arc<GatewayHost>,
+    decision_log: Option<Arc<DecisionLog>>,
+    next_id: AtomicU64,
+    id_prefix: u64,
+    ledger: Option<Arc<Ledger>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
+            .field("policy", &self.rule.label())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the dispatcher could not be built from config.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Backend(#[from] crate::backends::BuildError),
+    #[error("backend {0} is local but no local engine was supplied")]
+    MissingLocal(String),
+}
+
+impl Dispatcher {
+    /// `fallback`: targets used when the rule's decision names none.
+    pub fn new(
+        backends: Vec<DispatchBackend>,
+        rule: Arc<dyn RoutingRule>,
+        fallback: Vec<String>,
+        tokens: TokenCounter,
+    ) -> Self {
+        let id_prefix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Self {
+            host: Arc::new(GatewayHost {
+                backends: backends.iter().map(|b| b.backend.clone()).collect(),
+                tokens,
+                ledger: None,
+            }),
+            backends: backends
+                .into_iter()
+                .map(|b| (b.backend.name().to_owned(), Arc::new(b)))
+                .collect(),
+            rule,
+            fallback,
+            decision_log: None,
+            next_id: AtomicU64::new(0),
+            id_prefix,
+            ledger: None,
+        }
+    }
+
+    /// Builds every configured backend: cloud connectors from config (keys read through
+    /// `env`), local ones taken from `local` by name.
+    pub fn from_config(
+        config: &crate::config::Config,
+        rule: Arc<dyn RoutingRule>,
+        mut local: BTreeMap<String, Arc<dyn crate::backends::Backend>>,
+        tokens: TokenCounter,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, SetupError> {
+        let mut backends = Vec::with_capacity(config.backends.len());
+        for cfg in &config.backends {
+            let backend = if cfg.kind == ConnectorKind::Local {
+                local
+                    .remove(&cfg.name)
+                    .ok_or_else(|| SetupError::MissingLocal(cfg.name.clone()))?
+            } else {
+                crate::backends::build_cloud(cfg, env)?
+            };
+            backends.push(DispatchBackend {
+                backend: Arc::new(Instrumented::new(backend, BackendFacts::from(cfg))),
+                first_byte_timeout: cfg.timeouts.first_byte,
+                retry: cfg.retry,
+            });
+        }
+        Ok(Self::new(
+            backends,
+            rule,
+            config.policy.fallback_targets.clone(),
+            tokens,
+        ))
+    }
+
+    /// Records spend in `ledger`: each attempt reserves its estimated cost first (refused
+    /// at the tenant's hard cap → 429) and is settled or released after.
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.host = Arc::new(GatewayHost {
+            backends: self.host.backends.clone(),
+            tokens: self.host.tokens.clone(),
+            ledger: Some(ledger.clone()),
+        });
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Writes one decision-log record per request to `log`.
+    pub fn with_decision_log(mut self, log: Arc<DecisionLog>) -> Self {
+        self.decision_log = Some(log);
+        self
+    }
+
+    pub fn host(&self) -> &Arc<GatewayHost> {
+        &self.host
+    }
+
+    pub fn policy_label(&self) -> String {
+        self.rule.label()
+    }
+
+    /// Backends in name order.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Instrumented>> {
+        self.backends.values().map(|b| &b.backend)
+    }
+
+    /// Model aliases the rule decides besides `auto`.
+    pub fn aliases(&self) -> Vec<String> {
+        self.rule.aliases()
+    }
+
+    /// Whether `model` names something this gateway routes.
+    pub fn is_routable(&self, model: &str) -> bool {
+        model == "auto"
+            || self.rule.aliases().iter().any(|a| a == model)
+            || self
+                .backends
+                .values()
+                .any(|b| b.backend.backend().models().iter().any(|m| m == model))
+    }
+
+    fn new_request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("chatcmpl-{:x}{:06x}", self.id_prefix & 0xffff_ffff_ffff, n)
+    }
+
+    /// Serves a whole completion.
+    pub async fn complete(
+        &self,
+        request: &ClientRequest,
+    ) -> Result<(Routed, ChatResponse), DispatchError> {
+        let mut record = None;
+        let result = self.complete_logged(request, &mut record).await;
+        if let Some(record) = record {
+            match &result {
+                Ok((routed, response)) => record.write(Some(routed), 200, Some(response.usage)),
+                Err(e) => record.write(None, e.status(), None),
+            }
+        }
+        result
+    }
+
+    async fn complete_logged(
+        &self,
+        request: &ClientRequest,
+        record: &mut Option<PendingRecord>,
+    ) -> Result<(Routed, ChatResponse), DispatchError> {
+        let (mut routed, plan) = self.plan(request, record).await?;
+        let (response, reservation) = self
+            .attempts(&mut routed, plan, |b, chat| async move {
+                b.backend.chat(chat).await
+            })
+            .await?;
+        settle::close(reservation, Some(routed.cost_usd(&response.usage)));
+        Ok((routed, response))
+    }
+
+    /// Serves a streamed completion. Fails over only until the first event arrives; the
+    /// returned stream starts with that event.
+    pub async fn stream(
+        &self,
+        request: &ClientRequest,
+    ) -> Result<(Routed, ChatStream), DispatchError> {
+        let mut record = None;
+        let result = self.plan(request, &mut record).await;
+        let served = match result {
+            Ok((mut routed, plan)) => self
+                .attempts(&mut routed, plan, attempt::first_event)
+                .await
+                .map(|(stream, reservation)| (routed, stream, reservation)),
+            Err(e) => Err(e),
+        };
+        match served {
+            Ok((routed, stream, reservation)) => {
+                let stream = settle::on_stream_end(stream, &routed, reservation, record);
+                Ok((routed, stream))
+            }
+            Err(e) => {
+                if let Some(record) = record {
+                    record.write(None, e.status(), None);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks the routing rule and turns its decision into a plan: the targets this gateway
+    /// has, in order (the fallback targets when the decision names none), and the request
+    /// they are sent with (the decision's rewritten messages, the lower of the two
+    /// `max_tokens`). Starts the request's decision-log record.
+    async fn plan(
+        &self,
+        request: &ClientRequest,
+        record: &mut Option<PendingRecord>,
+    ) -> Result<(Routed, Plan), DispatchError> {
+        let started = Instant::now();
+        if !self.is_routable(&request.model) {
+            return Err(DispatchError::UnknownModel(request.model.clone()));
+        }
+        let policy_request = self.policy_request(request);
+        let eval = self.rule.decide(&policy_request, self.host.clone()).await;
+        let policy = eval.policy.clone();
+        crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
+        if let Some(log) = &self.decision_log {
+            *record = Some(PendingRecord {
+                log: log.clone(),
+                record: log.record(
+                    &policy_request,
+                    &policy,
+                    &eval.verdict,
+                    eval.failure.as_deref(),
+                    u64::try_from(eval.elapsed.as_micros()).unwrap_or(u64::MAX),
+                ),
+                started,
+            });
+        }
+        let decision = match eval.verdict {
+            Verdict::Reject(r) => {
+                let status = if (400..=599).contains(&r.status) {
+                    r.status
+                } else {
+                    403
+                };
+                return Err(DispatchError::Rejected {
+                    policy,
+                    status,
+                    message: r.message,
+                });
+            }
+            Verdict::Route(d) => d,
+        };
+        let mut attempts = Vec::new();
+        let mut targets = Vec::new();
+        let fallback = || crate::domain::Decision::to_backends(&self.fallback, "").targets;
+        let chosen = if decision.targets.is_empty() {
+            fallback()
+        } else {
+            decision.targets
+        };
+        for target in chosen {
+            let Some(backend) = self.backends.get(&target.backend) else {
+                attempts.push(Attempt {
+                    backend: target.backend,
+                    error: Some(AttemptError::UnknownBackend),
+                });
+                continue;
+            };
+            let served = backend.backend.backend().models();
+            let model = target
+                .model
+                .or_else(|| served.iter().find(|m| **m == request.model).cloned())
+                .or_else(|| served.first().cloned())
+                .unwrap_or_default();
+            targets.push(PlannedTarget {
+                backend: backend.clone(),
+                model,
+            });
+        }
+        if targets.is_empty() {
+            return Err(DispatchError::NoTargets {
+                policy,
+                reason: decision.reason,
+            });
+        }
+        let max_tokens = match (request.max_tokens, decision.max_tokens) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let plan = Plan {
+            targets,
+            request: ChatRequest {
+                model: String::new(),
+                messages: decision
+                    .messages
+                    .unwrap_or_else(|| request.messages.clone()),
+                max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                stop: request.stop.clone(),
+                seed: request.seed,
+            },
+        };
+        let routed = Routed {
+            request_id: policy_request.id,
+            tenant: policy_request.tenant,
+            policy,
+            reason: decision.reason,
+            backend: String::new(),
+            model: String::new(),
+            attempts,
+            policy_failure: eval.failure,
+            decision_time: eval.elapsed,
+            prompt_tokens: policy_request.prompt_tokens,
+            usd_per_mtok_in: 0.0,
+            usd_per_mtok_out: 0.0,
+        };
+        Ok((routed, plan))
+    }
+
+    /// What the policy sees of `request`, with a new request id and the prompt's tokens.
+    fn policy_request(&self, request: &ClientRequest) -> PolicyRequest {
+        let prompt: String = request
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        PolicyRequest {
+            id: self.new_request_id(),
+            model: request.model.clone(),
+            messages: request.messages.clone(),
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            streaming: request.stream,
+            tenant: request.tenant.clone(),
+            labels: request.labels.clone(),
+            prompt_tokens: self.host.count_tokens(&prompt),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! Closing a served request's books: the attempt's ledger reservation settled (or
+//! released) exactly once, and the decision-log record completed with what happened
+//! upstream, for whole completions and for streams (when the stream ends or the client
+//! goes away).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+
+use super::Routed;
+use crate::backends::{ChatStream, StreamEvent, Usage};
+use crate::decision_log::{DecisionLog, DecisionLogRecord, UsageRecord};
+use crate::ledger::{Ledger, Reservation};
+
+/// An attempt's open reservation. [`HeldReservation::close`] settles or releases it;
+/// dropped unclosed (the request went away during the upstream call, which may still be
+/// billed) it is settled at its estimate.
+pub(super) struct HeldReservation {
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) reservation: Reservation,
+}
+
+impl HeldReservation {
+    /// Settles with `cost`, or releases (`None`: the attempt failed); only the first
+    /// call counts.
+    pub(super) fn close(&self, cost: Option<f64>) {
+        let result = match cost {
+            Some(cost) => self.ledger.settle(&self.reservation, cost),
+            None => self.ledger.release(&self.reservation),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "ledger settle failed; the reservation stays open until restart");
+        }
+    }
+}
+
+impl Drop for HeldReservation {
+    fn drop(&mut self) {
+        self.close(Some(self.reservation.estimate_usd));
+    }
+}
+
+/// Settles an attempt's reservation (if any) with `cost`, or releases it (`None`).
+pub(super) fn close(reservation: Option<HeldReservation>, cost: Option<f64>) {
+    if let Some(held) = reservation {
+        held.close(cost);
+    }
+}
+
+/// Fills a decision-log record with what happened upstream.
+pub(super) fn outcome(record: &mut DecisionLogRecord, routed: &Routed, usage: Option<Usage>) {
+    record.status = Some(200);
+    record.backend = Some(routed.backend.clone());
+    record.served_model = Some(routed.model.clone());
+    if let Some(usage) = usage {
+        record.usage = Some(UsageRecord {
+            prompt_tokens: Some(usage.prompt_tokens),
+            completion_tokens: Some(usage.completion_tokens),
+        });
+        record.cost_usd = Some(routed.cost_usd(&usage));
+    }
+}
+
+/// A decision-log record waiting for its request's outcome.
+pub(super) struct PendingRecord {
+    pub(super) log: Arc<DecisionLog>,
+    pub(super) record: DecisionLogRecord,
+    pub(super) started: Instant,
+}
+
+impl PendingRecord {
+    /// Writes the record with the HTTP `status` the client got (200 with `usage` when
+    /// served) and the request's latency.
+    pub(super) fn write(mut self, routed: Option<&Routed>, status: u16, usage: Option<Usage>) {
+        match routed {
+            Some(routed) => outcome(&mut self.record, routed, usage),
+            None => self.record.status = Some(status),
+        }
+        self.record.latency_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
+        self.log.write(self.record);
+    }
+}
+
+/// When a served stream ends (or the client goes away): settles the ledger reservation
+/// with the reported usage (or an estimate from the text seen) and writes the
+/// decision-log record.
+pub(super) fn on_stream_end(
+    stream: ChatStream,
+    routed: &Routed,
+    reservation: Option<HeldReservation>,
+    record: Option<PendingRecord>,
+) -> ChatStream {
+    if reservation.is_none() && record.is_none() {
+        return stream;
+    }
+    struct Finish {
+        reservation: Option<HeldReservation>,
+        record: Option<PendingRecord>,
+        usage: Option<Usage>,
+        text_bytes: usize,
+        routed: Routed,
+    }
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            let usage = self.usage.unwrap_or(Usage {
+                prompt_tokens: self.routed.prompt_tokens,
+                completion_tokens: u32::try_from(self.text_bytes.div_ceil(4)).unwrap_or(u32::MAX),
+            });
+            close(self.reservation.take(), Some(self.routed.cost_usd(&usage)));
+            if let Some(record) = self.record.take() {
+                record.write(Some(&self.routed), 200, Some(usage));
+            }
+        }
+    }
+    let mut finish = Finish {
+        reservation,
+        record,
+        usage: None,
+        text_bytes: 0,
+        routed: routed.clone(),
+    };
+    stream
+        .inspect(move |item| {
+            // Borrow the whole struct so the closure owns it (and its Drop) entirely.
+            let finish = &mut finish;
+            match item {
+                Ok(StreamEvent::Delta(t)) => finish.text_bytes += t.len(),
+                Ok(StreamEvent::Usage(u)) => finish.usage = Some(*u),
+                _ => {}
+            }
+        })
+        .boxed()
+}

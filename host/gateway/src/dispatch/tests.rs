@@ -1,0 +1,395 @@
+//! The attempt loop and failover classification against scripted fake backends.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+
+use super::*;
+use crate::backends::{Backend, BackendError, StreamEvent};
+use crate::domain::{BackendKind, Role};
+
+/// What a scripted backend does on one call.
+enum Step {
+    Answer(&'static str),
+    Fail(BackendError),
+    /// A stream that never yields its first event.
+    Silent,
+}
+
+/// A backend that plays its script, one step per call (the last step repeats).
+struct Scripted {
+    name: String,
+    models: Vec<String>,
+    steps: Mutex<VecDeque<Step>>,
+    calls: AtomicU32,
+    last_request: Mutex<Option<ChatRequest>>,
+}
+
+impl Scripted {
+    fn new(name: &str, steps: Vec<Step>) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_owned(),
+            models: vec![format!("{name}-model")],
+            steps: Mutex::new(steps.into()),
+            calls: AtomicU32::new(0),
+            last_request: Mutex::new(None),
+        })
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn step(&self, request: ChatRequest) -> Step {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        *self.last_request.lock().unwrap() = Some(request);
+        let mut steps = self.steps.lock().unwrap();
+        let step = if steps.len() > 1 {
+            steps.pop_front().unwrap()
+        } else {
+            match steps.front().unwrap() {
+                Step::Answer(t) => Step::Answer(t),
+                Step::Fail(e) => Step::Fail(e.clone()),
+                Step::Silent => Step::Silent,
+            }
+        };
+        step
+    }
+}
+
+impl Backend for Scripted {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cloud
+    }
+    fn models(&self) -> &[String] {
+        &self.models
+    }
+    fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
+        let model = request.model.clone();
+        let result = match self.step(request) {
+            Step::Answer(text) => Ok(ChatResponse {
+                model,
+                content: text.to_owned(),
+                finish_reason: "stop".to_owned(),
+                usage: Usage {
+                    prompt_tokens: 10,
+                    completion_tokens: 5,
+                },
+            }),
+            Step::Fail(e) => Err(e),
+            Step::Silent => Err(BackendError::Timeout("response headers")),
+        };
+        std::future::ready(result).boxed()
+    }
+    fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>> {
+        let result = match self.step(request) {
+            Step::Answer(text) => Ok(futures_util::stream::iter([
+                Ok(StreamEvent::Delta(text.to_owned())),
+                Ok(StreamEvent::Finish("stop".to_owned())),
+            ])
+            .boxed()),
+            Step::Fail(e) => Err(e),
+            Step::Silent => Ok(futures_util::stream::pending().boxed()),
+        };
+        std::future::ready(result).boxed()
+    }
+}
+
+fn status(code: u16) -> BackendError {
+    BackendError::Status {
+        status: code,
+        message: format!("upstream said {code}"),
+        retry_after_s: None,
+    }
+}
+
+/// A dispatcher over `backends` (each retried `retries` times without backoff) whose rule
+/// routes to `targets` in order.
+fn dispatcher(backends: &[&Arc<Scripted>], retries: u32, targets: &[&str]) -> Dispatcher {
+    let list = backends
+        .iter()
+        .map(|b| DispatchBackend {
+            backend: Arc::new(Instrumented::new(
+                Arc::clone(b) as Arc<dyn crate::backends::Backend>,
+                BackendFacts {
+                    context_window: 8192,
+                    usd_per_mtok_in: 1.0,
+                    usd_per_mtok_out: 2.0,
+                    labels: BTreeMap::new(),
+                },
+            )),
+            first_byte_timeout: Duration::from_millis(100),
+            retry: Retry {
+                retries,
+                backoff: Duration::ZERO,
+            },
+        })
+        .collect();
+    let targets = targets.iter().map(|t| (*t).to_owned()).collect();
+    Dispatcher::new(
+        list,
+        Arc::new(StaticTargets::new(targets)),
+        Vec::new(),
+        Arc::new(crate::domain::estimate_tokens),
+    )
+}
+
+fn request() -> ClientRequest {
+    ClientRequest {
+        model: "auto".to_owned(),
+        messages: vec![ChatMessage {
+            role: Role::User,
+            content: "hello".to_owned(),
+        }],
+        max_tokens: Some(16),
+        temperature: None,
+        top_p: None,
+        stop: Vec::new(),
+        seed: None,
+        stream: false,
+        tenant: "t".to_owned(),
+        labels: BTreeMap::new(),
+    }
+}
+
+fn errors(attempts: &[Attempt]) -> Vec<(&str, Option<&AttemptError>)> {
+    attempts
+        .iter()
+        .map(|a| (a.backend.as_str(), a.error.as_ref()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_server_error_fails_over_to_the_next_target() {
+    let a = Scripted::new("a", vec![Step::Fail(status(503))]);
+    let b = Scripted::new("b", vec![Step::Answer("from b")]);
+    let d = dispatcher(&[&a, &b], 0, &["a", "b"]);
+    let (routed, response) = d.complete(&request()).await.unwrap();
+    assert_eq!(response.content, "from b");
+    assert_eq!(
+        (routed.backend.as_str(), routed.model.as_str()),
+        ("b", "b-model")
+    );
+    assert_eq!(
+        errors(&routed.attempts),
+        [
+            ("a", Some(&AttemptError::Backend(status(503)))),
+            ("b", None)
+        ]
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    // The cost is the serving backend's: 10 in at $1/Mtok, 5 out at $2/Mtok.
+    let cost = routed.cost_usd(&response.usage);
+    assert!((cost - 20e-6).abs() < 1e-12, "{cost}");
+}
+
+#[tokio::test]
+async fn the_clients_own_error_stops_at_the_first_target() {
+    let a = Scripted::new("a", vec![Step::Fail(status(422))]);
+    let b = Scripted::new("b", vec![Step::Answer("never")]);
+    let d = dispatcher(&[&a, &b], 2, &["a", "b"]);
+    let err = d.complete(&request()).await.unwrap_err();
+    assert_eq!(
+        err,
+        DispatchError::Upstream {
+            backend: "a".into(),
+            status: 422,
+            message: "upstream said 422".into()
+        }
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_on_the_same_target_first() {
+    let a = Scripted::new(
+        "a",
+        vec![
+            Step::Fail(status(429)),
+            Step::Fail(BackendError::Connect("refused".into())),
+            Step::Answer("third time"),
+        ],
+    );
+    let b = Scripted::new("b", vec![Step::Answer("never")]);
+    let d = dispatcher(&[&a, &b], 2, &["a", "b"]);
+    let (routed, response) = d.complete(&request()).await.unwrap();
+    assert_eq!(response.content, "third time");
+    assert_eq!((a.calls(), b.calls()), (3, 0));
+    assert_eq!(routed.attempts.len(), 3);
+}
+
+#[tokio::test]
+async fn retries_run_out_then_the_next_target_serves() {
+    let a = Scripted::new("a", vec![Step::Fail(status(500))]);
+    let b = Scripted::new("b", vec![Step::Answer("b")]);
+    let d = dispatcher(&[&a, &b], 2, &["a", "b"]);
+    let (routed, _) = d.complete(&request()).await.unwrap();
+    assert_eq!((a.calls(), b.calls()), (3, 1));
+    assert_eq!(routed.backend, "b");
+}
+
+#[tokio::test]
+async fn an_unavailable_backend_is_not_retried() {
+    let a = Scripted::new(
+        "a",
+        vec![Step::Fail(BackendError::Unavailable("queue full".into()))],
+    );
+    let b = Scripted::new("b", vec![Step::Answer("b")]);
+    let d = dispatcher(&[&a, &b], 3, &["a", "b"]);
+    d.complete(&request()).await.unwrap();
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn every_target_unavailable_is_503_and_any_other_failure_502() {
+    let unavailable = || Step::Fail(BackendError::Unavailable("breaker open".into()));
+    let a = Scripted::new("a", vec![unavailable()]);
+    let b = Scripted::new("b", vec![unavailable()]);
+    let err = dispatcher(&[&a, &b], 0, &["a", "b"])
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503);
+    let DispatchError::AllFailed { attempts, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        err.to_string(),
+        "all targets failed: a: backend unavailable: breaker open; b: backend unavailable: breaker open"
+    );
+
+    let c = Scripted::new("c", vec![unavailable()]);
+    let e = Scripted::new("e", vec![Step::Fail(status(502))]);
+    let err = dispatcher(&[&c, &e], 0, &["c", "e"])
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502);
+}
+
+#[tokio::test]
+async fn a_prompt_no_target_can_hold_is_the_clients_400() {
+    let small = || Step::Fail(BackendError::ContextExceeded("8192 tokens".into()));
+    let a = Scripted::new("a", vec![small()]);
+    let b = Scripted::new("b", vec![small()]);
+    let err = dispatcher(&[&a, &b], 0, &["a", "nowhere", "b"])
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DispatchError::Upstream {
+            backend: "b".into(),
+            status: 400,
+            message: "8192 tokens".into()
+        }
+    );
+    // With a server error among them it is the gateway's failure, not the client's.
+    let a = Scripted::new("a", vec![small()]);
+    let b = Scripted::new("b", vec![Step::Fail(status(500))]);
+    let c = Scripted::new("c", vec![small()]);
+    let err = dispatcher(&[&a, &b, &c], 0, &["a", "b", "c"])
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502);
+}
+
+#[tokio::test]
+async fn unknown_targets_are_recorded_and_skipped() {
+    let b = Scripted::new("b", vec![Step::Answer("b")]);
+    let d = dispatcher(&[&b], 0, &["ghost", "b"]);
+    let (routed, _) = d.complete(&request()).await.unwrap();
+    assert_eq!(
+        errors(&routed.attempts),
+        [("ghost", Some(&AttemptError::UnknownBackend)), ("b", None)]
+    );
+    let err = dispatcher(&[&b], 0, &["ghost"])
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DispatchError::NoTargets { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn each_attempt_sends_its_targets_model_and_the_clients_fields() {
+    let a = Scripted::new("a", vec![Step::Fail(status(503))]);
+    let b = Scripted::new("b", vec![Step::Answer("b")]);
+    let d = dispatcher(&[&a, &b], 0, &["a", "b"]);
+    let mut req = request();
+    req.stop = vec!["END".into()];
+    req.seed = Some(7);
+    d.complete(&req).await.unwrap();
+    let sent_a = a.last_request.lock().unwrap().clone().unwrap();
+    let sent_b = b.last_request.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        (sent_a.model.as_str(), sent_b.model.as_str()),
+        ("a-model", "b-model")
+    );
+    assert_eq!(sent_b.messages, req.messages);
+    assert_eq!(
+        (sent_b.stop.clone(), sent_b.seed, sent_b.max_tokens),
+        (req.stop, Some(7), Some(16))
+    );
+}
+
+#[tokio::test]
+async fn a_stream_fails_over_until_its_first_event() {
+    let a = Scripted::new("a", vec![Step::Silent]);
+    let b = Scripted::new("b", vec![Step::Answer("streamed")]);
+    let d = dispatcher(&[&a, &b], 0, &["a", "b"]);
+    let mut req = request();
+    req.stream = true;
+    let (routed, stream) = d.stream(&req).await.unwrap();
+    assert_eq!(routed.backend, "b");
+    assert_eq!(
+        routed.attempts[0].error,
+        Some(AttemptError::Backend(BackendError::Timeout(
+            "first stream event"
+        )))
+    );
+    let events: Vec<_> = stream.map(Result::unwrap).collect().await;
+    assert_eq!(
+        events,
+        [
+            StreamEvent::Delta("streamed".into()),
+            StreamEvent::Finish("stop".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ledger_reservations_are_settled_with_the_served_cost() {
+    let ledger =
+        Arc::new(Ledger::in_memory(BTreeMap::new(), crate::ledger::Budget::default()).unwrap());
+    let a = Scripted::new("a", vec![Step::Fail(status(503))]);
+    let b = Scripted::new("b", vec![Step::Answer("b")]);
+    let d = dispatcher(&[&a, &b], 0, &["a", "b"]).with_ledger(ledger.clone());
+    let (routed, _) = d.complete(&request()).await.unwrap();
+    ledger.flush().unwrap();
+    assert_eq!(
+        ledger
+            .attempt_state(&routed.request_id, 0)
+            .unwrap()
+            .as_deref(),
+        Some("released")
+    );
+    assert_eq!(
+        ledger
+            .attempt_state(&routed.request_id, 1)
+            .unwrap()
+            .as_deref(),
+        Some("settled")
+    );
+    let spent = ledger.status("t").today_usd;
+    assert!((spent - 20e-6).abs() < 1e-9, "{spent}");
+}

@@ -1,0 +1,17 @@
+//! Switchyard's live gateway: the OpenAI-compatible HTTP surface, dispatch, the sandboxed
+//! policy runtime and its live policy set, the backends, the spend ledger and the
+//! decision log. The `switchyard` crate above it holds the command line and the offline
+//! replay tool; nothing here imports them.
+
+pub mod backends;
+pub mod config;
+pub mod decision_log;
+pub mod dispatch;
+pub mod domain;
+pub mod hardware;
+pub mod http;
+pub mod ledger;
+pub mod metrics;
+pub mod policy;
+pub mod reload;
+pub mod time;
