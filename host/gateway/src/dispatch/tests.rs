@@ -49,16 +49,14 @@ impl Scripted {
         self.calls.fetch_add(1, Ordering::SeqCst);
         *self.last_request.lock().unwrap() = Some(request);
         let mut steps = self.steps.lock().unwrap();
-        let step = if steps.len() > 1 {
-            steps.pop_front().unwrap()
-        } else {
-            match steps.front().unwrap() {
-                Step::Answer(t) => Step::Answer(t),
-                Step::Fail(e) => Step::Fail(e.clone()),
-                Step::Silent => Step::Silent,
-            }
-        };
-        step
+        if steps.len() > 1 {
+            return steps.pop_front().unwrap();
+        }
+        match steps.front().unwrap() {
+            Step::Answer(t) => Step::Answer(t),
+            Step::Fail(e) => Step::Fail(e.clone()),
+            Step::Silent => Step::Silent,
+        }
     }
 }
 
