@@ -1,7 +1,7 @@
 //! The earlier versions a slot keeps for rollback: oldest first, at most [`HISTORY_LEN`].
 
 /// Previous versions kept for rollback.
-pub const HISTORY_LEN: usize = 8;
+const HISTORY_LEN: usize = 8;
 
 /// A bounded stack of replaced versions.
 #[derive(Debug)]

@@ -29,8 +29,6 @@ use self::history::History;
 use crate::domain::Decision;
 use crate::policy::{LoadedPolicy, PolicyEngine, PolicySpec, policy_label};
 
-pub use self::history::HISTORY_LEN;
-
 /// One named policy as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotConfig {
