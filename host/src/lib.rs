@@ -8,5 +8,5 @@ pub mod replay;
 
 pub use switchyard_gateway::{
     backends, config, decision_log, dispatch, domain, hardware, http, ledger, metrics, policy,
-    reload, time,
+    policy_set, time,
 };

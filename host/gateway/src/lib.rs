@@ -13,5 +13,5 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
-pub mod reload;
+pub mod policy_set;
 pub mod time;

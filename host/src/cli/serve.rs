@@ -19,8 +19,8 @@ use crate::domain::estimate_tokens;
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
 use crate::policy::{Compiler, EngineConfig, PolicyEngine};
-use crate::reload::admin::{self, AdminState};
-use crate::reload::{self, ConfigReader, PolicySet, SlotConfig};
+use crate::policy_set::admin::{self, AdminState};
+use crate::policy_set::{self, ConfigReader, PolicySet, SlotConfig};
 use switchyard_local::{LocalConfig, LocalEngine};
 
 /// How long shutdown waits for in-flight requests.
@@ -194,7 +194,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
                     (shown, read)
                 });
                 Some(
-                    reload::watch(set.clone(), reader, config.admin.debounce)
+                    policy_set::watch(set.clone(), reader, config.admin.debounce)
                         .map_err(|e| anyhow::anyhow!(e))?,
                 )
             } else {

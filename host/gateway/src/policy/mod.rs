@@ -1,10 +1,15 @@
 //! Policy runtime: loads policy components, runs them sandboxed, and turns their output
 //! into a [`crate::domain::Verdict`].
 
+mod bindings;
+mod cache;
 mod engine;
 mod host;
+mod imports;
+mod instance;
+mod loaded;
 mod pii;
-mod router;
+mod ticker;
 
 pub mod cases;
 
@@ -14,9 +19,10 @@ use std::time::Duration;
 
 use crate::domain::{Decision, Verdict};
 
-pub use engine::{COMPILE_FAILED_EXIT, LoadedPolicy, PolicyEngine};
+pub use cache::COMPILE_FAILED_EXIT;
+pub use engine::PolicyEngine;
 pub use host::{HostState, StaticHost};
-pub use router::{digest_of, policy_label};
+pub use loaded::{LoadedPolicy, digest_of, policy_label};
 
 /// Engine-wide limits and settings.
 #[derive(Debug, Clone)]

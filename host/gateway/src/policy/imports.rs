@@ -1,0 +1,191 @@
+//! What a guest's imports reach: the per-store context ([`HostCtx`]) and its answers to
+//! the contract's imports (backends, pii, tokens, spend, params, clock, logging), plus
+//! the ban on WASI timers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::HostState;
+use super::bindings::v0_1::{self, backends, clock, logging, params, pii, spend, tokens, types};
+
+/// Log lines a guest may emit per call before the rest are dropped.
+pub(super) const MAX_LOG_LINES: u32 = 32;
+/// Longest guest log message kept (bytes).
+const MAX_LOG_BYTES: usize = 1024;
+
+/// Per-store state: the host facts, the spec params, WASI with no capabilities, limits.
+pub(super) struct HostCtx {
+    pub(super) host: Arc<dyn HostState>,
+    pub(super) params: Arc<BTreeMap<String, String>>,
+    pub(super) policy: Arc<str>,
+    pub(super) request_id: String,
+    /// Log lines the guest emitted in this call.
+    pub(super) logs: u32,
+    pub(super) limits: StoreLimits,
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) stdout: MemoryOutputPipe,
+    pub(super) stderr: MemoryOutputPipe,
+}
+
+impl WasiView for HostCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostCtx {}
+
+impl backends::Host for HostCtx {
+    fn list(&mut self) -> Vec<backends::BackendStatus> {
+        self.host
+            .backends()
+            .into_iter()
+            .map(v0_1::to_backend)
+            .collect()
+    }
+}
+
+impl pii::Host for HostCtx {
+    fn detect(&mut self, text: String) -> Vec<pii::PiiMatch> {
+        self.host
+            .detect_pii(&text)
+            .into_iter()
+            .map(v0_1::to_pii_match)
+            .collect()
+    }
+}
+
+impl tokens::Host for HostCtx {
+    fn count(&mut self, text: String) -> u32 {
+        self.host.count_tokens(&text)
+    }
+}
+
+impl spend::Host for HostCtx {
+    fn get(&mut self, scope: String) -> spend::SpendStatus {
+        v0_1::to_spend(self.host.spend(&scope))
+    }
+}
+
+impl params::Host for HostCtx {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.params.get(&key).cloned()
+    }
+    fn all(&mut self) -> Vec<types::Label> {
+        v0_1::to_labels(&self.params)
+    }
+}
+
+impl clock::Host for HostCtx {
+    fn now_ms(&mut self) -> u64 {
+        self.host.now_ms()
+    }
+}
+
+impl logging::Host for HostCtx {
+    fn log(&mut self, level: logging::Level, message: String, fields: Vec<types::Label>) {
+        self.logs = self.logs.saturating_add(1);
+        if self.logs > MAX_LOG_LINES {
+            if self.logs == MAX_LOG_LINES + 1 {
+                tracing::warn!(policy = %self.policy, request_id = %self.request_id,
+                    "policy log cap reached; dropping further lines for this call");
+            }
+            return;
+        }
+        let message = truncate(&message, MAX_LOG_BYTES);
+        let fields: Vec<String> = fields
+            .iter()
+            .take(16)
+            .map(|l| format!("{}={}", truncate(&l.key, 64), truncate(&l.value, 256)))
+            .collect();
+        let fields = fields.join(" ");
+        let (policy, id) = (&*self.policy, &self.request_id);
+        match level {
+            logging::Level::Trace => {
+                tracing::trace!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Debug => {
+                tracing::debug!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Info => {
+                tracing::info!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Warn => {
+                tracing::warn!(policy, request_id = %id, fields, "policy: {message}")
+            }
+            logging::Level::Error => {
+                tracing::error!(policy, request_id = %id, fields, "policy: {message}")
+            }
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// WASI (no capabilities granted by the store), the sleep ban and the contract's imports.
+pub(super) fn link(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    forbid_sleep(linker)?;
+    v0_1::add_to_linker(linker)
+}
+
+/// The WASI monotonic clock whose subscriptions [`forbid_sleep`] replaces (the version
+/// wasmtime-wasi 48 links; guests importing any 0.2.x match it).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces `subscribe-duration` and `subscribe-instant` with a trap. A pollable from them
+/// makes `wasi:io/poll` block the host thread for as long as the guest asked (forever for
+/// a far-off instant), and the epoch deadline cannot interrupt host code: one sleeping
+/// guest would hold a blocking thread and a pool slot for good. Policies get time from
+/// the `clock` import; `now` and `resolution` stay.
+fn forbid_sleep(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
+    fn refuse() -> wasmtime::Error {
+        wasmtime::format_err!(
+            "policies may not sleep or wait on a timer ({MONOTONIC_CLOCK} subscriptions are disabled)"
+        )
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(refuse()) },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_keeps_char_boundaries() {
+        assert_eq!(truncate("hello", 10), "hello");
+        assert_eq!(truncate("hello", 3), "hel");
+        assert_eq!(truncate("héllo", 2), "h");
+    }
+}

@@ -1,0 +1,208 @@
+//! A slot's update lifecycle: reload from file, upload (live or as a candidate), config
+//! change, rollback, promote and abort. Each is serialised per slot, and every way a
+//! version goes live ends in the one [`Slot::commit`].
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::prepare::prepare;
+use super::{
+    Candidate, CandidateMode, Origin, PolicySet, ReloadOutcome, Slot, SlotConfig, UpdateError,
+    Version, lock, unix_ms,
+};
+use crate::policy::{digest_of, policy_label};
+
+impl Slot {
+    /// Makes `version` live: the one way any version goes live, whichever path brought
+    /// it. Swaps it in, keeps the replaced version in the history, counts the swap and
+    /// reports it (metric and log line). A rollback took its version from the history:
+    /// the version it replaces is dropped rather than kept, so repeated rollbacks walk
+    /// back through the history.
+    fn commit(&self, version: Arc<Version>) -> ReloadOutcome {
+        let origin = version.origin;
+        let to = policy_label(&version.policy);
+        let replaced = self.live.swap(version);
+        let from = policy_label(&replaced.policy);
+        if origin != Origin::Rollback {
+            lock(&self.history).push(replaced);
+        }
+        lock(&self.status).swaps += 1;
+        let name = self.name();
+        let result = match origin {
+            Origin::File | Origin::Upload => "ok",
+            Origin::Rollback => "rollback",
+            Origin::Promote => "promoted",
+        };
+        reload_metric(&name, result);
+        tracing::info!(policy = %name, from = %from, to = %to, origin = origin.as_str(),
+            "policy version live");
+        ReloadOutcome::Swapped { from, to }
+    }
+
+    /// Records a refused update; the live version keeps serving.
+    fn failed(&self, error: &str) {
+        let name = self.name();
+        {
+            let mut status = lock(&self.status);
+            status.last_error = Some(error.to_owned());
+            status.last_error_at_ms = Some(unix_ms(SystemTime::now()));
+            status.rejected += 1;
+        }
+        reload_metric(&name, "failed");
+        tracing::error!(policy = %name, live = %policy_label(&self.live().policy), error,
+            "policy update rejected; the live version keeps serving");
+    }
+
+    fn clear_error(&self) {
+        lock(&self.status).last_error = None;
+    }
+
+    /// Removes the candidate, or says there is none.
+    fn take_candidate(&self) -> Result<Arc<Candidate>, UpdateError> {
+        self.candidate
+            .swap(None)
+            .ok_or_else(|| UpdateError::Invalid(format!("policy {} has no candidate", self.name())))
+    }
+}
+
+impl PolicySet {
+    /// Re-reads the slot's file; a changed, valid file becomes live. On failure the
+    /// previous version keeps serving and the error is recorded.
+    pub async fn reload(&self, name: &str) -> Result<ReloadOutcome, UpdateError> {
+        let slot = self.slot(name)?.clone();
+        let path = slot.config().path.clone();
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            let msg = format!("reading {}: {e}", path.display());
+            slot.failed(&msg);
+            UpdateError::Prepare(msg)
+        })?;
+        self.update(&slot, bytes, None, Origin::File).await
+    }
+
+    /// A new version from bytes: live at once (`mode` `None`), or staged as a candidate.
+    pub async fn upload(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        mode: Option<CandidateMode>,
+    ) -> Result<ReloadOutcome, UpdateError> {
+        if let Some(CandidateMode::Canary { percent }) = mode
+            && !(0.0..=100.0).contains(&percent)
+        {
+            return Err(UpdateError::Invalid(
+                "canary percent must be in 0..=100".to_owned(),
+            ));
+        }
+        let slot = self.slot(name)?.clone();
+        self.update(&slot, bytes, mode, Origin::Upload).await
+    }
+
+    /// Re-reads every slot's config (params, path, scopes) and reloads those that changed.
+    pub async fn apply_configs(&self, configs: Vec<SlotConfig>) {
+        for config in configs {
+            let Ok(slot) = self.slot(&config.name).cloned() else {
+                tracing::warn!(policy = %config.name,
+                    "a policy was added to the config; restart the gateway to serve it");
+                continue;
+            };
+            if *slot.config() == config {
+                continue;
+            }
+            let path = config.path.clone();
+            let bytes = match tokio::fs::read(&path).await {
+                Ok(b) => b,
+                Err(e) => {
+                    slot.failed(&format!("reading {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let _guard = slot.update.lock().await;
+            match prepare(&self.engine, &config, bytes).await {
+                Ok(policy) => {
+                    slot.config.store(Arc::new(config));
+                    slot.commit(Version::new(policy, Origin::File));
+                    slot.clear_error();
+                }
+                Err(e) => slot.failed(&e),
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        slot: &Arc<Slot>,
+        bytes: Vec<u8>,
+        mode: Option<CandidateMode>,
+        origin: Origin,
+    ) -> Result<ReloadOutcome, UpdateError> {
+        let _guard = slot.update.lock().await;
+        let name = slot.name();
+        let digest = digest_of(&bytes);
+        if mode.is_none() && digest == slot.live().policy.digest() {
+            reload_metric(&name, "unchanged");
+            return Ok(ReloadOutcome::Unchanged { digest });
+        }
+        let config = slot.config();
+        let policy = prepare(&self.engine, &config, bytes).await.map_err(|e| {
+            slot.failed(&e);
+            UpdateError::Prepare(e)
+        })?;
+        slot.clear_error();
+        let version = Version::new(policy, origin);
+        let outcome = match mode {
+            None => {
+                let outcome = slot.commit(version);
+                slot.candidate.store(None);
+                outcome
+            }
+            Some(mode) => {
+                let to = policy_label(&version.policy);
+                slot.candidate
+                    .store(Some(Arc::new(Candidate::new(version, mode))));
+                reload_metric(&name, "staged");
+                tracing::info!(candidate = %to, ?mode, "policy candidate staged");
+                ReloadOutcome::Staged { digest: to }
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Makes the previous version live again.
+    pub async fn rollback(&self, name: &str) -> Result<ReloadOutcome, UpdateError> {
+        let slot = self.slot(name)?.clone();
+        let _guard = slot.update.lock().await;
+        let previous = lock(&slot.history)
+            .pop()
+            .ok_or_else(|| UpdateError::Invalid(format!("policy {name} has no earlier version")))?;
+        Ok(slot.commit(Version::new(previous.policy.clone(), Origin::Rollback)))
+    }
+
+    /// Makes the candidate live.
+    pub async fn promote(&self, name: &str) -> Result<ReloadOutcome, UpdateError> {
+        let slot = self.slot(name)?.clone();
+        let _guard = slot.update.lock().await;
+        let candidate = slot.take_candidate()?;
+        Ok(slot.commit(Version::new(
+            candidate.version.policy.clone(),
+            Origin::Promote,
+        )))
+    }
+
+    /// Drops the candidate.
+    pub async fn abort(&self, name: &str) -> Result<ReloadOutcome, UpdateError> {
+        let slot = self.slot(name)?.clone();
+        let _guard = slot.update.lock().await;
+        let candidate = slot.take_candidate()?;
+        let digest = policy_label(&candidate.version.policy);
+        tracing::info!(candidate = %digest, "policy candidate aborted");
+        Ok(ReloadOutcome::Unchanged {
+            digest: policy_label(&slot.live().policy),
+        })
+    }
+}
+
+fn reload_metric(policy: &str, result: &'static str) {
+    metrics::counter!("switchyard_policy_reloads_total",
+        "policy" => policy.to_owned(), "result" => result)
+    .increment(1);
+}
