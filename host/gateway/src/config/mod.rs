@@ -1,5 +1,5 @@
-//! Gateway configuration: TOML → raw serde types (`deny_unknown_fields`, [`raw`]) →
-//! validated section by section ([`validate`]) → a [`Config`]. Every default lives in
+//! Gateway configuration: TOML → raw serde types (`deny_unknown_fields`, `raw.rs`) →
+//! validated section by section (`validate.rs`) → a [`Config`]. Every default lives in
 //! [`defaults`]; secrets are only ever named (env vars). This file owns the validated
 //! types and the entry points (`load`, `parse`, `embedded_default`).
 

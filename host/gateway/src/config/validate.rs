@@ -345,47 +345,8 @@ fn backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigError> {
             "at least one model is required",
         ));
     }
-    let base_url = match (b.kind, b.base_url) {
-        (ConnectorKind::Local, Some(_)) => {
-            return Err(invalid(
-                format!("{key}.base_url"),
-                "not used by a local backend",
-            ));
-        }
-        (ConnectorKind::Local, None) => String::new(),
-        (ConnectorKind::OpenaiCompatible, None) => {
-            return Err(invalid(
-                format!("{key}.base_url"),
-                "required for kind = \"openai_compatible\"",
-            ));
-        }
-        (_, Some(url)) => url,
-        (ConnectorKind::Openai, None) => defaults::OPENAI_BASE_URL.to_owned(),
-        (ConnectorKind::Anthropic, None) => defaults::ANTHROPIC_BASE_URL.to_owned(),
-        (ConnectorKind::Gemini, None) => defaults::GEMINI_BASE_URL.to_owned(),
-    };
-    if b.kind != ConnectorKind::Local {
-        let ok = base_url.starts_with("http://") || base_url.starts_with("https://");
-        if !ok || reqwest::Url::parse(&base_url).is_err() {
-            return Err(invalid(
-                format!("{key}.base_url"),
-                format!("{base_url:?} is not an http(s) URL"),
-            ));
-        }
-    }
-    let base_url = base_url.trim_end_matches('/').to_owned();
-    let api_key_env = match (b.kind, b.api_key_env) {
-        (ConnectorKind::Local, Some(_)) => {
-            return Err(invalid(
-                format!("{key}.api_key_env"),
-                "not used by a local backend",
-            ));
-        }
-        (ConnectorKind::Openai, None) => Some(defaults::OPENAI_KEY_ENV.to_owned()),
-        (ConnectorKind::Anthropic, None) => Some(defaults::ANTHROPIC_KEY_ENV.to_owned()),
-        (ConnectorKind::Gemini, None) => Some(defaults::GEMINI_KEY_ENV.to_owned()),
-        (_, env) => env,
-    };
+    let base_url = base_url(&key, b.kind, b.base_url)?;
+    let api_key_env = api_key_env(&key, b.kind, b.api_key_env)?;
     let card = b.models.first().and_then(|m| defaults::model_card(m));
     let (card_in, card_out, card_ctx) = match (b.kind, card) {
         (ConnectorKind::Local, _) => (0.0, 0.0, 8192),
@@ -415,45 +376,15 @@ fn backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigError> {
         ),
         total: Duration::from_millis(b.total_timeout_ms.unwrap_or(defaults::TOTAL_TIMEOUT_MS)),
     };
-    let local = if b.kind == ConnectorKind::Local {
-        let model_path = b
-            .model_path
-            .ok_or_else(|| invalid(format!("{key}.model_path"), "required for kind = \"local\""))?;
-        Some(LocalBackendConfig {
-            model_path,
-            device: b
-                .device
-                .unwrap_or_else(|| defaults::LOCAL_DEVICE.to_owned()),
-            queue_capacity: b.queue_capacity.unwrap_or(defaults::LOCAL_QUEUE_CAPACITY),
-            threads: b.threads,
-        })
-    } else {
-        for (field, set) in [
-            ("model_path", b.model_path.is_some()),
-            ("device", b.device.is_some()),
-            ("queue_capacity", b.queue_capacity.is_some()),
-            ("threads", b.threads.is_some()),
-        ] {
-            if set {
-                return Err(invalid(
-                    format!("{key}.{field}"),
-                    "only used by a local backend",
-                ));
-            }
-        }
-        None
-    };
-    let locality = match (b.kind, b.locality) {
-        (ConnectorKind::Local, _) => BackendKind::Local,
-        (ConnectorKind::OpenaiCompatible, Some(l)) => l,
-        (_, Some(_)) => {
-            return Err(invalid(
-                format!("{key}.locality"),
-                "only an openai_compatible backend can set it",
-            ));
-        }
-        (_, None) => BackendKind::Cloud,
-    };
+    let local = local(
+        &key,
+        b.kind,
+        b.model_path,
+        b.device,
+        b.queue_capacity,
+        b.threads,
+    )?;
+    let locality = locality(&key, b.kind, b.locality)?;
     Ok(BackendConfig {
         name: b.name,
         kind: b.kind,
@@ -474,6 +405,111 @@ fn backend(key: &str, b: RawBackend) -> Result<BackendConfig, ConfigError> {
         locality,
         local,
     })
+}
+
+/// `backends.NAME.base_url`: the provider's default unless set; an http(s) URL for every
+/// kind but local, which has none.
+fn base_url(key: &str, kind: ConnectorKind, url: Option<String>) -> Result<String, ConfigError> {
+    let base_url = match (kind, url) {
+        (ConnectorKind::Local, Some(_)) => {
+            return Err(invalid(
+                format!("{key}.base_url"),
+                "not used by a local backend",
+            ));
+        }
+        (ConnectorKind::Local, None) => String::new(),
+        (ConnectorKind::OpenaiCompatible, None) => {
+            return Err(invalid(
+                format!("{key}.base_url"),
+                "required for kind = \"openai_compatible\"",
+            ));
+        }
+        (_, Some(url)) => url,
+        (ConnectorKind::Openai, None) => defaults::OPENAI_BASE_URL.to_owned(),
+        (ConnectorKind::Anthropic, None) => defaults::ANTHROPIC_BASE_URL.to_owned(),
+        (ConnectorKind::Gemini, None) => defaults::GEMINI_BASE_URL.to_owned(),
+    };
+    if kind != ConnectorKind::Local {
+        let ok = base_url.starts_with("http://") || base_url.starts_with("https://");
+        if !ok || reqwest::Url::parse(&base_url).is_err() {
+            return Err(invalid(
+                format!("{key}.base_url"),
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
+        }
+    }
+    Ok(base_url.trim_end_matches('/').to_owned())
+}
+
+/// `backends.NAME.api_key_env`: the provider's env var unless set; none for local.
+fn api_key_env(
+    key: &str,
+    kind: ConnectorKind,
+    env: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match (kind, env) {
+        (ConnectorKind::Local, Some(_)) => Err(invalid(
+            format!("{key}.api_key_env"),
+            "not used by a local backend",
+        )),
+        (ConnectorKind::Openai, None) => Ok(Some(defaults::OPENAI_KEY_ENV.to_owned())),
+        (ConnectorKind::Anthropic, None) => Ok(Some(defaults::ANTHROPIC_KEY_ENV.to_owned())),
+        (ConnectorKind::Gemini, None) => Ok(Some(defaults::GEMINI_KEY_ENV.to_owned())),
+        (_, env) => Ok(env),
+    }
+}
+
+/// The local backend's own settings (`model_path` required); refused on any other kind.
+fn local(
+    key: &str,
+    kind: ConnectorKind,
+    model_path: Option<PathBuf>,
+    device: Option<String>,
+    queue_capacity: Option<usize>,
+    threads: Option<usize>,
+) -> Result<Option<LocalBackendConfig>, ConfigError> {
+    if kind != ConnectorKind::Local {
+        for (field, set) in [
+            ("model_path", model_path.is_some()),
+            ("device", device.is_some()),
+            ("queue_capacity", queue_capacity.is_some()),
+            ("threads", threads.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    "only used by a local backend",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let model_path = model_path
+        .ok_or_else(|| invalid(format!("{key}.model_path"), "required for kind = \"local\""))?;
+    Ok(Some(LocalBackendConfig {
+        model_path,
+        device: device.unwrap_or_else(|| defaults::LOCAL_DEVICE.to_owned()),
+        queue_capacity: queue_capacity.unwrap_or(defaults::LOCAL_QUEUE_CAPACITY),
+        threads,
+    }))
+}
+
+/// `backends.NAME.locality`: local for kind local, settable only on openai_compatible,
+/// else cloud.
+fn locality(
+    key: &str,
+    kind: ConnectorKind,
+    locality: Option<BackendKind>,
+) -> Result<BackendKind, ConfigError> {
+    match (kind, locality) {
+        (ConnectorKind::Local, _) => Ok(BackendKind::Local),
+        (ConnectorKind::OpenaiCompatible, Some(l)) => Ok(l),
+        (_, Some(_)) => Err(invalid(
+            format!("{key}.locality"),
+            "only an openai_compatible backend can set it",
+        )),
+        (_, None) => Ok(BackendKind::Cloud),
+    }
 }
 
 #[cfg(test)]
