@@ -53,10 +53,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    // Requests are served by one single-threaded runtime per core (`http::serve_threads`);
-    // this one loads the policies and runs the watchers, the admin's compiles and upkeep.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -156,11 +153,11 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         tracing::info!(path = %log.path.display(), content = log.include_content, "decision log on");
         dispatcher = dispatcher.with_decision_log(Arc::new(opened));
     }
-    let listener = std::net::TcpListener::bind(config.server.listen)
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    tracing::info!(%addr, threads, policy = %dispatcher.policy_label(), "switchyard listening");
+    tracing::info!(%addr, policy = %dispatcher.policy_label(), "switchyard listening");
     let mut app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
@@ -203,16 +200,14 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         }
         None => None,
     };
-    http::serve_threads(
+    http::serve(
         listener,
-        threads,
         app,
         config.server.header_read_timeout,
         DRAIN,
         shutdown_signal(),
     )
-    .await
-    .context("serving")?;
+    .await;
     // Settlements are written behind: commit the last ones before exiting.
     if let Err(e) = tokio::task::spawn_blocking(move || ledger.flush()).await? {
         tracing::error!(error = %e, "flushing the spend ledger failed");

@@ -27,7 +27,7 @@ pub struct Anthropic {
     url: reqwest::Url,
     key: Option<ApiKey>,
     timeouts: Timeouts,
-    client: upstream::Client,
+    client: reqwest::Client,
 }
 
 impl Anthropic {
@@ -38,7 +38,7 @@ impl Anthropic {
             url: upstream::endpoint(&cfg.base_url, "messages")?,
             key,
             timeouts: cfg.timeouts,
-            client: upstream::Client::new(cfg.timeouts).map_err(|e| e.to_string())?,
+            client: upstream::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
         })
     }
 
@@ -51,7 +51,6 @@ impl Anthropic {
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
-            .get()?
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("anthropic-version", API_VERSION)

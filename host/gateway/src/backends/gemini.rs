@@ -23,7 +23,7 @@ pub struct Gemini {
     base_url: String,
     key: Option<ApiKey>,
     timeouts: Timeouts,
-    client: upstream::Client,
+    client: reqwest::Client,
 }
 
 impl Gemini {
@@ -34,7 +34,7 @@ impl Gemini {
             base_url: cfg.base_url.clone(),
             key,
             timeouts: cfg.timeouts,
-            client: upstream::Client::new(cfg.timeouts)?,
+            client: upstream::http_client(&cfg.timeouts)?,
         })
     }
 
@@ -66,7 +66,6 @@ impl Gemini {
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
-            .get()?
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);

@@ -21,7 +21,7 @@ pub struct OpenAi {
     url: reqwest::Url,
     key: Option<ApiKey>,
     timeouts: Timeouts,
-    client: upstream::Client,
+    client: reqwest::Client,
 }
 
 impl OpenAi {
@@ -33,7 +33,7 @@ impl OpenAi {
             url: upstream::endpoint(&cfg.base_url, "chat/completions")?,
             key,
             timeouts: cfg.timeouts,
-            client: upstream::Client::new(cfg.timeouts).map_err(|e| e.to_string())?,
+            client: upstream::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
         })
     }
 
@@ -46,7 +46,6 @@ impl OpenAi {
         let body = serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
-            .get()?
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);

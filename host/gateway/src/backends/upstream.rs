@@ -2,7 +2,6 @@
 //! sending with a first-byte timeout, non-2xx statuses as [`BackendError::Status`], and
 //! an upstream SSE body as a stream of [`StreamEvent`]s.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -19,41 +18,9 @@ pub(crate) fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, Strin
         .map_err(|e| format!("base_url {base_url:?}: {e}"))
 }
 
-/// A connector's HTTP client: rustls, no redirects, TCP_NODELAY, the backend's connect and
-/// total timeouts. Each thread that calls it gets a reqwest client (and connection pool)
-/// of its own, so an upstream connection's task lives on the thread whose requests use
-/// it: a serving thread sends, waits for and reads the upstream reply without waking
-/// another thread. Threads share a client between connectors with the same timeouts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Client {
-    timeouts: Timeouts,
-}
-
-impl Client {
-    /// Checks that a client with these settings can be built.
-    pub(crate) fn new(timeouts: Timeouts) -> Result<Self, reqwest::Error> {
-        build(&timeouts)?;
-        Ok(Self { timeouts })
-    }
-
-    /// The calling thread's client.
-    pub(crate) fn get(&self) -> Result<reqwest::Client, BackendError> {
-        thread_local! {
-            static CLIENTS: RefCell<Vec<(Timeouts, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
-        }
-        CLIENTS.with_borrow_mut(|clients| {
-            if let Some((_, client)) = clients.iter().find(|(t, _)| *t == self.timeouts) {
-                return Ok(client.clone());
-            }
-            let client =
-                build(&self.timeouts).map_err(|e| BackendError::from_reqwest(e, "client setup"))?;
-            clients.push((self.timeouts, client.clone()));
-            Ok(client)
-        })
-    }
-}
-
-fn build(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client every cloud connector uses: rustls, no redirects, TCP_NODELAY,
+/// the backend's connect and total timeouts.
+pub(crate) fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeouts.connect)

@@ -634,63 +634,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Serves `app` on `listener` from `threads` threads, each running its own
-/// single-threaded runtime and accepting from the same socket: a connection is read,
-/// routed, sent upstream and answered on the thread that accepted it, without waking
-/// another (a multi-threaded runtime woke a second worker several times per request).
-/// Stops accepting when `shutdown` resolves, then gives each thread up to `drain` for
-/// its connections.
-pub async fn serve_threads(
-    listener: std::net::TcpListener,
-    threads: usize,
-    app: Router,
-    header_read_timeout: std::time::Duration,
-    drain: std::time::Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut handles = Vec::with_capacity(threads);
-    for i in 0..threads.max(1) {
-        let listener = listener.try_clone()?;
-        let app = app.clone();
-        let mut stopped = stopped.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread = std::thread::Builder::new()
-            .name(format!("http-{i}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(err) => {
-                            tracing::error!(error = %err, "serving thread cannot listen");
-                            return;
-                        }
-                    };
-                    let stop = async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    };
-                    serve(listener, app, header_read_timeout, drain, stop).await;
-                });
-            })?;
-        handles.push(thread);
-    }
-    drop(listener);
-    shutdown.await;
-    let _ = stop.send(true);
-    tokio::task::spawn_blocking(move || {
-        for thread in handles {
-            if thread.join().is_err() {
-                tracing::error!("a serving thread panicked");
-            }
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)
-}
-
 /// Serves `app` on `listener` through hyper-util with a header-read timeout (slow clients
 /// are disconnected), until `shutdown` resolves; then stops accepting and waits up to
 /// `drain` for in-flight connections to finish.
