@@ -20,7 +20,7 @@ use crate::backends::instrumented::{BackendFacts, Instrumented};
 use crate::backends::{ChatRequest, ChatResponse, ChatStream, Usage};
 use crate::config::{ConnectorKind, Retry};
 use crate::decision_log::DecisionLog;
-use crate::domain::{ChatMessage, PolicyRequest, Verdict};
+use crate::domain::{ChatMessage, Decision, PolicyRequest, Target, Verdict};
 use crate::ledger::Ledger;
 use attempt::{Plan, PlannedTarget};
 use settle::PendingRecord;
@@ -156,7 +156,8 @@ pub struct DispatchBackend {
 pub struct Dispatcher {
     backends: BTreeMap<String, Arc<DispatchBackend>>,
     rule: Arc<dyn RoutingRule>,
-    fallback: Vec<String>,
+    /// Targets used when a decision names none.
+    fallback: Vec<Target>,
     host: Arc<GatewayHost>,
     decision_log: Option<Arc<DecisionLog>>,
     next_id: AtomicU64,
@@ -205,7 +206,7 @@ impl Dispatcher {
                 .map(|b| (b.backend.name().to_owned(), Arc::new(b)))
                 .collect(),
             rule,
-            fallback,
+            fallback: Decision::to_backends(fallback, "fallback").targets,
             decision_log: None,
             next_id: AtomicU64::new(0),
             id_prefix,
@@ -403,9 +404,8 @@ impl Dispatcher {
         };
         let mut attempts = Vec::new();
         let mut targets = Vec::new();
-        let fallback = || crate::domain::Decision::to_backends(&self.fallback, "").targets;
         let chosen = if decision.targets.is_empty() {
-            fallback()
+            self.fallback.clone()
         } else {
             decision.targets
         };

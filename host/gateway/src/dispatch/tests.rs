@@ -112,6 +112,16 @@ fn status(code: u16) -> BackendError {
 /// A dispatcher over `backends` (each retried `retries` times without backoff) whose rule
 /// routes to `targets` in order.
 fn dispatcher(backends: &[&Arc<Scripted>], retries: u32, targets: &[&str]) -> Dispatcher {
+    with_fallback(backends, retries, targets, &[])
+}
+
+/// [`dispatcher`] with `fallback` targets for decisions that name none.
+fn with_fallback(
+    backends: &[&Arc<Scripted>],
+    retries: u32,
+    targets: &[&str],
+    fallback: &[&str],
+) -> Dispatcher {
     let list = backends
         .iter()
         .map(|b| DispatchBackend {
@@ -135,7 +145,7 @@ fn dispatcher(backends: &[&Arc<Scripted>], retries: u32, targets: &[&str]) -> Di
     Dispatcher::new(
         list,
         Arc::new(StaticTargets::new(targets)),
-        Vec::new(),
+        fallback.iter().map(|t| (*t).to_owned()).collect(),
         Arc::new(crate::domain::estimate_tokens),
     )
 }
@@ -390,4 +400,17 @@ async fn ledger_reservations_are_settled_with_the_served_cost() {
     );
     let spent = ledger.status("t").today_usd;
     assert!((spent - 20e-6).abs() < 1e-9, "{spent}");
+}
+
+#[tokio::test]
+async fn a_decision_without_targets_uses_the_fallback_targets() {
+    let a = Scripted::new("a", vec![Step::Answer("a")]);
+    let b = Scripted::new("b", vec![Step::Answer("from the fallback")]);
+    let d = with_fallback(&[&a, &b], 0, &[], &["b"]);
+    let (routed, response) = d.complete(&request()).await.unwrap();
+    assert_eq!(
+        (routed.backend.as_str(), response.content.as_str()),
+        ("b", "from the fallback")
+    );
+    assert_eq!(a.calls(), 0);
 }
