@@ -387,6 +387,7 @@ fn content_free_decision_log_replays_pii_faithfully() {
             policy: String::new(),
             decision: None,
             policy_failure: None,
+            host_override: None,
             decision_us: None,
             backend: None,
             served_model: None,

@@ -90,6 +90,10 @@ pub struct DecisionLogRecord {
     /// Set when the policy failed and the fallback decision was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_failure: Option<String>,
+    /// Set when the host changed the decision: `host:privacy:KIND removed N non-local
+    /// target(s)` for a request it keeps on local backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_override: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_us: Option<u64>,
     /// Backend and model that served the request.
@@ -193,6 +197,7 @@ impl DecisionLog {
             policy: policy.to_owned(),
             decision: Some(decision),
             policy_failure: failure.map(str::to_owned),
+            host_override: None,
             decision_us: Some(decision_us),
             backend: None,
             served_model: None,

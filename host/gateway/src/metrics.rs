@@ -101,6 +101,14 @@ pub fn decision(policy: &str, elapsed: Duration, failed: bool) {
     }
 }
 
+/// The host removed non-local targets from a request it keeps local (`rule`: `tenant`,
+/// `data_class` or `pii`); `refused` when no target was left.
+pub fn privacy_override(rule: &'static str, refused: bool) {
+    let outcome = if refused { "refused" } else { "filtered" };
+    metrics::counter!("switchyard_privacy_overrides_total", "rule" => rule, "outcome" => outcome)
+        .increment(1);
+}
+
 /// Tokens and cost of a completion.
 pub fn usage(backend: &str, prompt: u32, completion: u32, cost_usd: f64) {
     metrics::counter!("switchyard_tokens_total", "backend" => backend.to_owned(), "kind" => "prompt")

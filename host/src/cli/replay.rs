@@ -122,6 +122,8 @@ pub fn backend_status(b: &crate::config::BackendConfig) -> BackendStatus {
     }
 }
 
+/// The fallback decision replayed for a failed policy: the configured targets, else (none
+/// configured, or `reject`, which replay does not model) the first local backend.
 fn fallback(targets: &[String], backends: &[BackendStatus]) -> Decision {
     let names: Vec<String> = if targets.is_empty() {
         backends
@@ -217,7 +219,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             c.backends.iter().map(backend_status).collect::<Vec<_>>(),
             c.tenants.clone(),
             c.policy.params.clone(),
-            c.policy.fallback_targets.clone(),
+            c.policy.fallback.targets().to_vec(),
             EngineConfig {
                 deadline: c.policy.deadline,
                 outer_timeout: c.policy.outer_timeout,

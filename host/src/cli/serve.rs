@@ -63,7 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The fallback decision of every policy: the configured fallback targets.
 fn fallback_decision(config: &Config) -> Decision {
-    Decision::to_backends(&config.policy.fallback_targets, "fallback")
+    Decision::to_backends(config.policy.fallback.targets(), "fallback")
 }
 
 /// The policy slots a config describes: the default policy first, then the scoped ones.

@@ -357,6 +357,7 @@ mod tests {
                 max_tokens: None,
             }),
             policy_failure: None,
+            host_override: None,
             decision_us: Some(40),
             backend: Some("local".into()),
             served_model: Some("smollm2-135m-instruct".into()),

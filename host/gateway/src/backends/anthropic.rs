@@ -318,7 +318,7 @@ mod tests {
         };
         let req = ChatRequest {
             model: "claude-sonnet-4-5".into(),
-            messages: vec![msg(Role::System, "be brief"), msg(Role::User, "hi")],
+            messages: vec![msg(Role::System, "be brief"), msg(Role::User, "hi")].into(),
             max_tokens: None,
             temperature: Some(1.5),
             top_p: None,

@@ -319,7 +319,8 @@ mod tests {
                 msg(Role::User, "hi"),
                 msg(Role::Assistant, "hello"),
                 msg(Role::User, "again"),
-            ],
+            ]
+            .into(),
             max_tokens: Some(10),
             temperature: None,
             top_p: None,

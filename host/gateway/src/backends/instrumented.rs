@@ -353,7 +353,7 @@ mod tests {
     fn req() -> ChatRequest {
         ChatRequest {
             model: "m".into(),
-            messages: vec![],
+            messages: Vec::new().into(),
             max_tokens: None,
             temperature: None,
             top_p: None,

@@ -49,7 +49,7 @@ impl LocalBackend {
         let req = GenerateRequest {
             messages: request
                 .messages
-                .into_iter()
+                .iter()
                 .map(|m| {
                     let role = match m.role {
                         Role::System => "system",
@@ -57,7 +57,7 @@ impl LocalBackend {
                         Role::Assistant => "assistant",
                         Role::Tool => "tool",
                     };
-                    (role.to_owned(), m.content)
+                    (role.to_owned(), m.content.clone())
                 })
                 .collect(),
             max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -219,7 +219,8 @@ mod tests {
                 messages: vec![ChatMessage {
                     role: Role::User,
                     content: "hi".into(),
-                }],
+                }]
+                .into(),
                 max_tokens: None,
                 temperature: None,
                 top_p: None,

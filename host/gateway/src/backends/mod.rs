@@ -24,7 +24,8 @@ use crate::domain::{BackendKind, ChatMessage};
 pub struct ChatRequest {
     /// Upstream model name.
     pub model: String,
-    pub messages: Vec<ChatMessage>,
+    /// Shared by every attempt of a request (a clone is a reference count, not a copy).
+    pub messages: Arc<[ChatMessage]>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,

@@ -263,7 +263,8 @@ mod tests {
             messages: vec![ChatMessage {
                 role: Role::System,
                 content: "be brief".into(),
-            }],
+            }]
+            .into(),
             max_tokens: Some(7),
             temperature: Some(0.5),
             top_p: None,

@@ -30,6 +30,8 @@ pub const EMBEDDED_WARM_INSTANCES: usize = 16;
 pub const LOCAL_QUEUE_CAPACITY: usize = 64;
 /// Local backend device.
 pub const LOCAL_DEVICE: &str = "auto";
+/// Client label naming a request's data class (`[privacy] data_class_label`).
+pub const DATA_CLASS_LABEL: &str = "data-class";
 /// Tenant of requests that name none.
 pub const TENANT: &str = "default";
 /// Spend ledger database (SQLite, WAL).

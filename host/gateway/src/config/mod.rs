@@ -7,14 +7,17 @@ pub mod defaults;
 mod raw;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use raw::{RawAdmin, RawAuth, RawBackend, RawConfig, RawLedger, RawPolicy, RawServer};
+use raw::{
+    RawAdmin, RawAuth, RawBackend, RawConfig, RawFallback, RawLedger, RawPolicy, RawPrivacy,
+    RawServer,
+};
 use validate::validate;
 
 /// Why a configuration was refused; messages name the offending key.
@@ -59,6 +62,40 @@ pub struct Config {
     pub decision_log: Option<crate::decision_log::DecisionLogConfig>,
     /// Local hardware cost profile (`[hardware]`; unset keys take the RTX 4090 values).
     pub hardware: Option<crate::hardware::HardwareProfile>,
+    /// Requests the host keeps on local backends, whatever a policy decides.
+    pub privacy: PrivacyConfig,
+}
+
+/// Host-enforced privacy (`[tenants.NAME] local_only`, `[privacy]`): requests of these
+/// tenants or data classes only ever go to backends whose locality is local.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivacyConfig {
+    /// Tenants whose every request stays local.
+    pub local_only_tenants: BTreeSet<String>,
+    /// Client label naming a request's data class.
+    pub data_class_label: String,
+    /// Data classes (lowercase; the label's value is compared case-insensitively) that stay
+    /// local.
+    pub local_only_classes: BTreeSet<String>,
+}
+
+/// What a failed policy's request gets (`policy.fallback_targets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// These backends, in order.
+    Targets(Vec<String>),
+    /// Refused with 503 (`fallback_targets = "reject"`).
+    Reject,
+}
+
+impl Fallback {
+    /// The fallback backends; none for [`Fallback::Reject`].
+    pub fn targets(&self) -> &[String] {
+        match self {
+            Self::Targets(list) => list,
+            Self::Reject => &[],
+        }
+    }
 }
 
 /// Live-policy administration.
@@ -95,8 +132,8 @@ pub struct PolicyConfig {
     pub name: Option<String>,
     pub source: PolicySource,
     pub params: BTreeMap<String, String>,
-    /// Targets used when the policy fails (trap, timeout, bad decision).
-    pub fallback_targets: Vec<String>,
+    /// What a request gets when the policy fails (trap, timeout, bad decision).
+    pub fallback: Fallback,
     /// Epoch deadline of one decision.
     pub deadline: Duration,
     /// Limit on a whole policy call, host calls included.
@@ -226,7 +263,7 @@ impl Config {
             server: RawServer::default(),
             policy: RawPolicy {
                 path: Some(policy_path),
-                fallback_targets: Some(vec!["local".to_owned()]),
+                fallback_targets: Some(RawFallback::Targets(vec!["local".to_owned()])),
                 warm_instances: shipped_policy.then_some(defaults::EMBEDDED_WARM_INSTANCES),
                 ..RawPolicy::default()
             },
@@ -238,6 +275,7 @@ impl Config {
             auth: RawAuth::default(),
             decision_log: None,
             hardware: None,
+            privacy: RawPrivacy::default(),
         };
         validate(raw)
     }
@@ -289,7 +327,10 @@ mod tests {
             cfg.policy.source,
             PolicySource::Static(vec!["groq".into(), "openai".into()])
         );
-        assert_eq!(cfg.policy.fallback_targets, vec!["openai".to_owned()]);
+        assert_eq!(
+            cfg.policy.fallback,
+            Fallback::Targets(vec!["openai".to_owned()])
+        );
     }
 
     #[test]

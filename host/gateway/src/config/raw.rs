@@ -30,6 +30,19 @@ pub(super) struct RawConfig {
     pub(super) auth: RawAuth,
     pub(super) decision_log: Option<RawDecisionLog>,
     pub(super) hardware: Option<RawHardware>,
+    #[serde(default)]
+    pub(super) privacy: RawPrivacy,
+}
+
+/// `[privacy]`: data classes the host keeps on local backends whatever a policy says.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPrivacy {
+    /// Client label naming a request's data class (default `data-class`).
+    pub(super) data_class_label: Option<String>,
+    /// Data class → rule (`"local_only"`).
+    #[serde(default)]
+    pub(super) data_classes: BTreeMap<String, String>,
 }
 
 /// `[hardware]`: the local machine's cost profile, for `switchyard replay`'s break-even.
@@ -106,6 +119,8 @@ pub(super) struct RawTenant {
     pub(super) daily_budget_usd: Option<f64>,
     pub(super) monthly_budget_usd: Option<f64>,
     pub(super) hard_cap_usd: Option<f64>,
+    /// The host keeps every request of this tenant on local backends.
+    pub(super) local_only: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,12 +139,20 @@ pub(super) struct RawPolicy {
     pub(super) static_targets: Option<Vec<String>>,
     #[serde(default)]
     pub(super) params: BTreeMap<String, String>,
-    pub(super) fallback_targets: Option<Vec<String>>,
+    pub(super) fallback_targets: Option<RawFallback>,
     pub(super) deadline_ms: Option<u64>,
     pub(super) outer_timeout_ms: Option<u64>,
     pub(super) memory_limit_mb: Option<usize>,
     pub(super) cache_dir: Option<PathBuf>,
     pub(super) warm_instances: Option<usize>,
+}
+
+/// `policy.fallback_targets`: a list of backend names, or the word `"reject"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawFallback {
+    Targets(Vec<String>),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]

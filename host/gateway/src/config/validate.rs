@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{
-    RawAdmin, RawAuth, RawBackend, RawConfig, RawDecisionLog, RawHardware, RawLedger,
-    RawNamedPolicy, RawPolicy, RawServer, RawTenant,
+    RawAdmin, RawAuth, RawBackend, RawConfig, RawDecisionLog, RawFallback, RawHardware, RawLedger,
+    RawNamedPolicy, RawPolicy, RawPrivacy, RawServer, RawTenant,
 };
 use super::{
-    AdminConfig, BackendConfig, Config, ConfigError, ConnectorKind, LocalBackendConfig,
-    NamedPolicy, PolicyConfig, PolicySource, Retry, ServerConfig, Timeouts, defaults,
+    AdminConfig, BackendConfig, Config, ConfigError, ConnectorKind, Fallback, LocalBackendConfig,
+    NamedPolicy, PolicyConfig, PolicySource, PrivacyConfig, Retry, ServerConfig, Timeouts,
+    defaults,
 };
 use crate::decision_log::DecisionLogConfig;
 use crate::domain::BackendKind;
@@ -26,6 +27,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let backends = backends(raw.backends)?;
     let policy = policy(raw.policy, raw.policies, &backends)?;
     let client_keys = auth(raw.auth)?;
+    let privacy = privacy(raw.privacy, &raw.tenants)?;
     let tenants = tenants(raw.tenants)?;
     let hardware = raw.hardware.map(hardware).transpose()?;
     Ok(Config {
@@ -38,6 +40,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         admin: admin(raw.admin),
         policy,
         backends,
+        privacy,
     })
 }
 
@@ -124,15 +127,24 @@ fn policy(
         }
         (None, None) => PolicySource::Wasm(PathBuf::from(defaults::POLICY_PATH)),
     };
-    let fallback_targets = match raw.fallback_targets {
-        Some(list) => {
+    let fallback = match raw.fallback_targets {
+        Some(RawFallback::Targets(list)) => {
             check_names("policy.fallback_targets", &list)?;
-            list
+            Fallback::Targets(list)
         }
-        None => backends
-            .first()
-            .map(|b| vec![b.name.clone()])
-            .unwrap_or_default(),
+        Some(RawFallback::Word(word)) if word == "reject" => Fallback::Reject,
+        Some(RawFallback::Word(word)) => {
+            return Err(invalid(
+                "policy.fallback_targets",
+                format!("{word:?}: must be a list of backend names or \"reject\""),
+            ));
+        }
+        None => Fallback::Targets(
+            backends
+                .first()
+                .map(|b| vec![b.name.clone()])
+                .unwrap_or_default(),
+        ),
     };
     let deadline = Duration::from_millis(raw.deadline_ms.unwrap_or(defaults::POLICY_DEADLINE_MS));
     let outer_timeout = Duration::from_millis(
@@ -155,7 +167,7 @@ fn policy(
         source,
         scoped,
         params: raw.params,
-        fallback_targets,
+        fallback,
         deadline,
         outer_timeout,
         memory_limit_bytes: memory_mb << 20,
@@ -272,6 +284,60 @@ fn tenants(raw: BTreeMap<String, RawTenant>) -> Result<BTreeMap<String, Budget>,
         );
     }
     Ok(tenants)
+}
+
+/// `[privacy]` and `[tenants.NAME] local_only`: the tenants and data classes the host
+/// keeps local. Class names are matched case-insensitively, so they are kept lowercase.
+fn privacy(
+    raw: RawPrivacy,
+    tenants: &BTreeMap<String, RawTenant>,
+) -> Result<PrivacyConfig, ConfigError> {
+    let label_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    let data_class_label = raw
+        .data_class_label
+        .unwrap_or_else(|| defaults::DATA_CLASS_LABEL.to_owned());
+    if !label_ok(&data_class_label) {
+        return Err(invalid(
+            "privacy.data_class_label",
+            "must be 1-64 ASCII letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let mut local_only_classes = BTreeSet::new();
+    for (class, rule) in raw.data_classes {
+        let key = format!("privacy.data_classes.{class}");
+        if !label_ok(&class) {
+            return Err(invalid(
+                key,
+                "a data class must be 1-64 ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if rule != "local_only" {
+            return Err(invalid(
+                key,
+                format!("unknown rule {rule:?}; the one rule is \"local_only\""),
+            ));
+        }
+        if !local_only_classes.insert(class.to_ascii_lowercase()) {
+            return Err(invalid(
+                key,
+                "listed twice (data classes are case-insensitive)",
+            ));
+        }
+    }
+    Ok(PrivacyConfig {
+        local_only_tenants: tenants
+            .iter()
+            .filter(|(_, t)| t.local_only == Some(true))
+            .map(|(name, _)| name.clone())
+            .collect(),
+        data_class_label,
+        local_only_classes,
+    })
 }
 
 /// `[ledger]`: the spend database file.
@@ -555,6 +621,7 @@ mod tests {
                     daily_budget_usd: Some(5.0),
                     monthly_budget_usd: None,
                     hard_cap_usd,
+                    local_only: None,
                 },
             )])
         };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
+use super::privacy::LocalOnly;
 use super::settle::{self, HeldReservation};
 use super::{DispatchBackend, DispatchError, Dispatcher, Routed};
 use crate::backends::{BackendError, ChatRequest, ChatStream};
@@ -40,9 +41,11 @@ pub(super) struct PlannedTarget {
 }
 
 /// The targets to try in order, and the request each attempt sends (its model set per
-/// target when the attempt is made).
+/// target when the attempt is made; its messages shared by every attempt).
 pub(super) struct Plan {
     pub(super) targets: Vec<PlannedTarget>,
+    /// Set when the host keeps the request local (the targets are all local then).
+    pub(super) local_only: Option<LocalOnly>,
     pub(super) request: ChatRequest,
 }
 
@@ -100,7 +103,8 @@ pub(super) async fn first_event(
 
 impl Dispatcher {
     /// Runs `plan` through `call` until one attempt succeeds: returns its output and its
-    /// open reservation (the caller settles it with the actual cost), or why none did.
+    /// open reservation (the caller settles it with the actual cost), or why none did
+    /// (every local target of a request kept local failing is [`DispatchError::LocalOnly`]).
     pub(super) async fn attempts<T, F, Fut>(
         &self,
         routed: &mut Routed,
@@ -160,7 +164,13 @@ impl Dispatcher {
                 continue 'targets;
             }
         }
-        Err(failed(routed, last))
+        Err(match (plan.local_only, failed(routed, last)) {
+            (Some(rule), DispatchError::AllFailed { attempts, .. }) => DispatchError::LocalOnly {
+                rule: rule.to_string(),
+                attempts,
+            },
+            (_, err) => err,
+        })
     }
 
     /// Reserves the worst-case cost of attempt `number` (`None` without a ledger).

@@ -4,6 +4,7 @@
 
 mod attempt;
 mod host;
+mod privacy;
 mod rule;
 mod settle;
 
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backends::instrumented::{BackendFacts, Instrumented};
 use crate::backends::{ChatRequest, ChatResponse, ChatStream, Usage};
-use crate::config::{ConnectorKind, Retry};
+use crate::config::{ConnectorKind, Fallback, PrivacyConfig, Retry};
 use crate::decision_log::DecisionLog;
 use crate::domain::{ChatMessage, Decision, PolicyRequest, Target, Verdict};
 use crate::ledger::Ledger;
 use attempt::{Plan, PlannedTarget};
+use privacy::{LocalOnly, PrivacyRules};
 use settle::PendingRecord;
 
 /// A client's chat request after the HTTP layer parsed it.
@@ -30,7 +32,8 @@ use settle::PendingRecord;
 pub struct ClientRequest {
     /// Model alias asked for (`auto` or a model a backend serves).
     pub model: String,
-    pub messages: Vec<ChatMessage>,
+    /// Shared with every upstream attempt; never copied per target.
+    pub messages: Arc<[ChatMessage]>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
@@ -93,6 +96,15 @@ pub enum DispatchError {
     },
     #[error("policy {policy} returned no usable target ({reason})")]
     NoTargets { policy: String, reason: String },
+    /// The policy failed and the configured fallback is `reject`.
+    #[error("policy {policy} failed and the configured fallback is reject")]
+    PolicyFailed { policy: String },
+    /// The request must stay on local backends and none served it (or none was named).
+    #[error("request must stay on local backends ({rule}) and {}", local_outcome(.attempts))]
+    LocalOnly {
+        rule: String,
+        attempts: Vec<Attempt>,
+    },
     #[error("{backend} refused the request: {message}")]
     Upstream {
         backend: String,
@@ -109,6 +121,14 @@ pub enum DispatchError {
         /// Every failure was "unavailable" (breaker, queue full, not loaded).
         unavailable: bool,
     },
+}
+
+fn local_outcome(attempts: &[Attempt]) -> String {
+    if attempts.is_empty() {
+        "no local backend was among the targets".to_owned()
+    } else {
+        format!("no local backend served it: {}", describe(attempts))
+    }
 }
 
 fn describe(attempts: &[Attempt]) -> String {
@@ -128,7 +148,7 @@ impl DispatchError {
         match self {
             Self::UnknownModel(_) => 404,
             Self::Rejected { status, .. } => *status,
-            Self::NoTargets { .. } => 503,
+            Self::NoTargets { .. } | Self::PolicyFailed { .. } | Self::LocalOnly { .. } => 503,
             Self::Budget(_) => 429,
             Self::Ledger(_) => 503,
             Self::Upstream { status, .. } => *status,
@@ -156,8 +176,10 @@ pub struct DispatchBackend {
 pub struct Dispatcher {
     backends: BTreeMap<String, Arc<DispatchBackend>>,
     rule: Arc<dyn RoutingRule>,
-    /// Targets used when a decision names none.
-    fallback: Vec<Target>,
+    /// Targets used when the policy failed or its decision names none; `None`: a failed
+    /// policy's request is refused (`fallback_targets = "reject"`).
+    fallback: Option<Vec<Target>>,
+    privacy: PrivacyRules,
     host: Arc<GatewayHost>,
     decision_log: Option<Arc<DecisionLog>>,
     next_id: AtomicU64,
@@ -184,11 +206,12 @@ pub enum SetupError {
 }
 
 impl Dispatcher {
-    /// `fallback`: targets used when the rule's decision names none.
+    /// `fallback`: what a request gets when the rule failed or its decision names no
+    /// targets.
     pub fn new(
         backends: Vec<DispatchBackend>,
         rule: Arc<dyn RoutingRule>,
-        fallback: Vec<String>,
+        fallback: Fallback,
         tokens: TokenCounter,
     ) -> Self {
         let id_prefix = SystemTime::now()
@@ -206,7 +229,11 @@ impl Dispatcher {
                 .map(|b| (b.backend.name().to_owned(), Arc::new(b)))
                 .collect(),
             rule,
-            fallback: Decision::to_backends(fallback, "fallback").targets,
+            fallback: match fallback {
+                Fallback::Targets(list) => Some(Decision::to_backends(list, "fallback").targets),
+                Fallback::Reject => None,
+            },
+            privacy: PrivacyRules::default(),
             decision_log: None,
             next_id: AtomicU64::new(0),
             id_prefix,
@@ -238,12 +265,17 @@ impl Dispatcher {
                 retry: cfg.retry,
             });
         }
-        Ok(Self::new(
-            backends,
-            rule,
-            config.policy.fallback_targets.clone(),
-            tokens,
-        ))
+        Ok(
+            Self::new(backends, rule, config.policy.fallback.clone(), tokens)
+                .with_privacy(config.privacy.clone()),
+        )
+    }
+
+    /// Enforces `privacy` on every target list, the rule's and the fallback's: requests
+    /// it keeps local are never sent to a non-local backend.
+    pub fn with_privacy(mut self, privacy: PrivacyConfig) -> Self {
+        self.privacy = PrivacyRules::new(privacy);
+        self
     }
 
     /// Records spend in `ledger`: each attempt reserves its estimated cost first (refused
@@ -358,9 +390,10 @@ impl Dispatcher {
     }
 
     /// Asks the routing rule and turns its decision into a plan: the targets this gateway
-    /// has, in order (the fallback targets when the decision names none), and the request
-    /// they are sent with (the decision's rewritten messages, the lower of the two
-    /// `max_tokens`). Starts the request's decision-log record.
+    /// has, in order (the fallback's when the rule failed or named none), less every
+    /// non-local one for a request the host keeps local ([`Dispatcher::enforce_privacy`]),
+    /// and the request they are sent with (the decision's rewritten messages, the lower of
+    /// the two `max_tokens`). Starts the request's decision-log record.
     async fn plan(
         &self,
         request: &ClientRequest,
@@ -402,49 +435,38 @@ impl Dispatcher {
             }
             Verdict::Route(d) => d,
         };
-        let mut attempts = Vec::new();
-        let mut targets = Vec::new();
-        let chosen = if decision.targets.is_empty() {
-            self.fallback.clone()
-        } else {
-            decision.targets
+        let fell_back = eval.failure.is_some() || decision.targets.is_empty();
+        let chosen = match (fell_back, &self.fallback) {
+            (false, _) => decision.targets,
+            (true, Some(fallback)) => fallback.clone(),
+            (true, None) if eval.failure.is_some() => {
+                return Err(DispatchError::PolicyFailed { policy });
+            }
+            (true, None) => Vec::new(),
         };
-        for target in chosen {
-            let Some(backend) = self.backends.get(&target.backend) else {
-                attempts.push(Attempt {
-                    backend: target.backend,
-                    error: Some(AttemptError::UnknownBackend),
-                });
-                continue;
-            };
-            let served = backend.backend.backend().models();
-            let model = target
-                .model
-                .or_else(|| served.iter().find(|m| **m == request.model).cloned())
-                .or_else(|| served.first().cloned())
-                .unwrap_or_default();
-            targets.push(PlannedTarget {
-                backend: backend.clone(),
-                model,
-            });
-        }
+        let (mut targets, attempts) = self.resolve(chosen, &request.model);
         if targets.is_empty() {
             return Err(DispatchError::NoTargets {
                 policy,
                 reason: decision.reason,
             });
         }
+        let mut reason = decision.reason;
+        let local_only = self
+            .enforce_privacy(request, fell_back, &mut targets, &mut reason, record)
+            .await?;
         let max_tokens = match (request.max_tokens, decision.max_tokens) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let plan = Plan {
             targets,
+            local_only,
             request: ChatRequest {
                 model: String::new(),
                 messages: decision
                     .messages
-                    .unwrap_or_else(|| request.messages.clone()),
+                    .map_or_else(|| request.messages.clone(), Arc::from),
                 max_tokens,
                 temperature: request.temperature,
                 top_p: request.top_p,
@@ -456,7 +478,7 @@ impl Dispatcher {
             request_id: policy_request.id,
             tenant: policy_request.tenant,
             policy,
-            reason: decision.reason,
+            reason,
             backend: String::new(),
             model: String::new(),
             attempts,
@@ -467,6 +489,81 @@ impl Dispatcher {
             usd_per_mtok_out: 0.0,
         };
         Ok((routed, plan))
+    }
+
+    /// The targets this gateway has, each with the model to ask for (the target's, else
+    /// the one the client named when the backend serves it, else the backend's default),
+    /// and an attempt recorded for each target it does not have.
+    fn resolve(&self, chosen: Vec<Target>, asked: &str) -> (Vec<PlannedTarget>, Vec<Attempt>) {
+        let mut attempts = Vec::new();
+        let mut targets = Vec::new();
+        for target in chosen {
+            let Some(backend) = self.backends.get(&target.backend) else {
+                attempts.push(Attempt {
+                    backend: target.backend,
+                    error: Some(AttemptError::UnknownBackend),
+                });
+                continue;
+            };
+            let served = backend.backend.backend().models();
+            let model = target
+                .model
+                .or_else(|| served.iter().find(|m| **m == asked).cloned())
+                .or_else(|| served.first().cloned())
+                .unwrap_or_default();
+            targets.push(PlannedTarget {
+                backend: backend.clone(),
+                model,
+            });
+        }
+        (targets, attempts)
+    }
+
+    /// The privacy step every plan goes through, whoever chose its targets: a request the
+    /// host keeps local (its tenant or data class; on a fallback, PII the host finds in
+    /// it) loses every non-local target. Removing any is a host override: the reason
+    /// becomes `host:privacy:KIND (the policy's reason)`, and it is counted and logged;
+    /// with nothing left the request is refused (503). Returns the rule that applied.
+    async fn enforce_privacy(
+        &self,
+        request: &ClientRequest,
+        fell_back: bool,
+        targets: &mut Vec<PlannedTarget>,
+        reason: &mut String,
+        record: &mut Option<PendingRecord>,
+    ) -> Result<Option<LocalOnly>, DispatchError> {
+        let mut rule = self.privacy.rule_for(&request.tenant, &request.labels);
+        if rule.is_none()
+            && fell_back
+            && !targets.iter().all(privacy::is_local)
+            && privacy::pii_found(&request.messages).await
+        {
+            rule = Some(LocalOnly::Pii);
+        }
+        let Some(rule) = rule else {
+            return Ok(None);
+        };
+        let removed = privacy::keep_local(targets);
+        if removed == 0 {
+            return Ok(Some(rule));
+        }
+        let refused = targets.is_empty();
+        crate::metrics::privacy_override(rule.kind(), refused);
+        tracing::info!(rule = %rule, removed, refused, "privacy: the host kept the request on local backends");
+        if let Some(pending) = record {
+            pending.record.host_override = Some(format!(
+                "host:privacy:{} removed {removed} non-local target(s)",
+                rule.kind()
+            ));
+        }
+        if refused {
+            return Err(DispatchError::LocalOnly {
+                rule: rule.to_string(),
+                attempts: Vec::new(),
+            });
+        }
+        *reason = format!("host:privacy:{} ({reason})", rule.kind());
+        Ok(Some(rule))
     }
 
     /// What the policy sees of `request`, with a new request id and the prompt's tokens.
@@ -480,7 +577,7 @@ impl Dispatcher {
         PolicyRequest {
             id: self.new_request_id(),
             model: request.model.clone(),
-            messages: request.messages.clone(),
+            messages: request.messages.to_vec(),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             streaming: request.stream,

@@ -145,7 +145,7 @@ fn with_fallback(
     Dispatcher::new(
         list,
         Arc::new(StaticTargets::new(targets)),
-        fallback.iter().map(|t| (*t).to_owned()).collect(),
+        Fallback::Targets(fallback.iter().map(|t| (*t).to_owned()).collect()),
         Arc::new(crate::domain::estimate_tokens),
     )
 }
@@ -156,7 +156,8 @@ fn request() -> ClientRequest {
         messages: vec![ChatMessage {
             role: Role::User,
             content: "hello".to_owned(),
-        }],
+        }]
+        .into(),
         max_tokens: Some(16),
         temperature: None,
         top_p: None,

@@ -120,6 +120,8 @@ impl From<DispatchError> for ApiError {
             DispatchError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
             DispatchError::Rejected { .. } => ("policy_rejection", "rejected"),
             DispatchError::NoTargets { .. } => ("service_unavailable", "no_targets"),
+            DispatchError::PolicyFailed { .. } => ("service_unavailable", "policy_failed"),
+            DispatchError::LocalOnly { .. } => ("service_unavailable", "local_only"),
             DispatchError::Budget(_) => ("insufficient_quota", "budget_exceeded"),
             DispatchError::Ledger(_) => ("service_unavailable", "ledger_unavailable"),
             DispatchError::Upstream { .. } => ("upstream_error", "upstream_refused"),
@@ -221,7 +223,7 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientRequest, boo
     Ok((
         ClientRequest {
             model: req.model,
-            messages,
+            messages: messages.into(),
             max_tokens: req.max_completion_tokens.or(req.max_tokens),
             temperature: req.temperature,
             top_p: req.top_p,
