@@ -376,6 +376,70 @@ mod tests {
     }
 
     #[test]
+    fn privacy_rules_and_a_reject_fallback() {
+        let base =
+            "[[backends]]\nname=\"l\"\nkind=\"local\"\nmodel_path=\"m.gguf\"\nmodels=[\"m\"]\n";
+        let cfg = Config::parse(&format!(
+            r#"
+            [policy]
+            fallback_targets = "reject"
+            [tenants.hospital]
+            local_only = true
+            [tenants.acme]
+            hard_cap_usd = 5
+            local_only = false
+            [privacy]
+            data_class_label = "sensitivity"
+            [privacy.data_classes]
+            Restricted = "local_only"
+            phi = "local_only"
+            {base}"#
+        ))
+        .unwrap();
+        assert_eq!(cfg.policy.fallback, Fallback::Reject);
+        assert!(cfg.policy.fallback.targets().is_empty());
+        assert_eq!(
+            cfg.privacy,
+            PrivacyConfig {
+                local_only_tenants: ["hospital".to_owned()].into(),
+                data_class_label: "sensitivity".to_owned(),
+                local_only_classes: ["phi".to_owned(), "restricted".to_owned()].into(),
+            }
+        );
+        let plain = Config::parse(base).unwrap();
+        assert_eq!(plain.privacy.data_class_label, "data-class");
+        assert!(plain.privacy.local_only_classes.is_empty());
+        assert_eq!(plain.policy.fallback, Fallback::Targets(vec!["l".into()]));
+        for (bad, key) in [
+            (
+                "[policy]\nfallback_targets = \"drop\"",
+                "policy.fallback_targets",
+            ),
+            (
+                "[privacy.data_classes]\nrestricted = \"cloud\"",
+                "privacy.data_classes.restricted",
+            ),
+            (
+                "[privacy.data_classes]\nRestricted = \"local_only\"\nrestricted = \"local_only\"",
+                "privacy.data_classes.restricted",
+            ),
+            (
+                "[privacy.data_classes]\n\"a b\" = \"local_only\"",
+                "privacy.data_classes.a b",
+            ),
+            (
+                "[privacy]\ndata_class_label = \"\"",
+                "privacy.data_class_label",
+            ),
+            ("[privacy]\nlabel = \"x\"", "label"),
+            ("[tenants.x]\nlocal_only = \"yes\"", "local_only"),
+        ] {
+            let err = Config::parse(&format!("{bad}\n{base}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn hardware_profile_for_replay() {
         let base =
             "[[backends]]\nname=\"l\"\nkind=\"local\"\nmodel_path=\"m.gguf\"\nmodels=[\"m\"]\n";

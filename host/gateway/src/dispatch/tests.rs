@@ -24,6 +24,7 @@ enum Step {
 /// A backend that plays its script, one step per call (the last step repeats).
 struct Scripted {
     name: String,
+    kind: BackendKind,
     models: Vec<String>,
     steps: Mutex<VecDeque<Step>>,
     calls: AtomicU32,
@@ -32,8 +33,18 @@ struct Scripted {
 
 impl Scripted {
     fn new(name: &str, steps: Vec<Step>) -> Arc<Self> {
+        Self::of_kind(name, BackendKind::Cloud, steps)
+    }
+
+    /// A backend whose locality is local (the local engine, or a server on own hardware).
+    fn local(name: &str, steps: Vec<Step>) -> Arc<Self> {
+        Self::of_kind(name, BackendKind::Local, steps)
+    }
+
+    fn of_kind(name: &str, kind: BackendKind, steps: Vec<Step>) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
+            kind,
             models: vec![format!("{name}-model")],
             steps: Mutex::new(steps.into()),
             calls: AtomicU32::new(0),
@@ -65,7 +76,7 @@ impl Backend for Scripted {
         &self.name
     }
     fn kind(&self) -> BackendKind {
-        BackendKind::Cloud
+        self.kind
     }
     fn models(&self) -> &[String] {
         &self.models
@@ -122,6 +133,22 @@ fn with_fallback(
     targets: &[&str],
     fallback: &[&str],
 ) -> Dispatcher {
+    let targets = targets.iter().map(|t| (*t).to_owned()).collect();
+    with_rule(
+        backends,
+        retries,
+        Arc::new(StaticTargets::new(targets)),
+        Fallback::Targets(fallback.iter().map(|t| (*t).to_owned()).collect()),
+    )
+}
+
+/// A dispatcher over `backends` deciding with `rule`.
+fn with_rule(
+    backends: &[&Arc<Scripted>],
+    retries: u32,
+    rule: Arc<dyn RoutingRule>,
+    fallback: Fallback,
+) -> Dispatcher {
     let list = backends
         .iter()
         .map(|b| DispatchBackend {
@@ -141,11 +168,10 @@ fn with_fallback(
             },
         })
         .collect();
-    let targets = targets.iter().map(|t| (*t).to_owned()).collect();
     Dispatcher::new(
         list,
-        Arc::new(StaticTargets::new(targets)),
-        Fallback::Targets(fallback.iter().map(|t| (*t).to_owned()).collect()),
+        rule,
+        fallback,
         Arc::new(crate::domain::estimate_tokens),
     )
 }
@@ -414,4 +440,284 @@ async fn a_decision_without_targets_uses_the_fallback_targets() {
         ("b", "from the fallback")
     );
     assert_eq!(a.calls(), 0);
+}
+
+/// A rule that decides `targets` (with `messages` as the decision's rewrite), or, with
+/// `failure` set, fails the way a trapping policy does: its verdict is the policy's
+/// fallback decision (here the cloud backend, reason `fallback`).
+struct Decides {
+    targets: Vec<String>,
+    reason: &'static str,
+    messages: Option<Vec<ChatMessage>>,
+    failure: Option<&'static str>,
+}
+
+impl Decides {
+    fn to(targets: &[&str]) -> Arc<Self> {
+        Arc::new(Self {
+            targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+            reason: "policy:cloud-first",
+            messages: None,
+            failure: None,
+        })
+    }
+
+    fn failing(kind: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            targets: vec!["cloud".to_owned()],
+            reason: "fallback",
+            messages: None,
+            failure: Some(kind),
+        })
+    }
+}
+
+impl RoutingRule for Decides {
+    fn label(&self) -> String {
+        "decides@test".to_owned()
+    }
+    fn decide<'a>(
+        &'a self,
+        _request: &'a PolicyRequest,
+        _host: Arc<GatewayHost>,
+    ) -> BoxFuture<'a, RouteEvaluation> {
+        let mut decision = Decision::to_backends(&self.targets, self.reason);
+        decision.messages = self.messages.clone();
+        std::future::ready(RouteEvaluation {
+            policy: self.label(),
+            verdict: Verdict::Route(decision),
+            failure: self.failure.map(str::to_owned),
+            elapsed: Duration::ZERO,
+        })
+        .boxed()
+    }
+}
+
+/// Privacy rules: tenant `hospital` is local_only, data class `restricted` too.
+fn private(d: Dispatcher) -> Dispatcher {
+    d.with_privacy(PrivacyConfig {
+        local_only_tenants: ["hospital".to_owned()].into(),
+        data_class_label: "data-class".to_owned(),
+        local_only_classes: ["restricted".to_owned()].into(),
+    })
+}
+
+fn fallback_to(targets: &[&str]) -> Fallback {
+    Fallback::Targets(targets.iter().map(|t| (*t).to_owned()).collect())
+}
+
+fn of_tenant(tenant: &str) -> ClientRequest {
+    ClientRequest {
+        tenant: tenant.to_owned(),
+        ..request()
+    }
+}
+
+#[tokio::test]
+async fn a_local_only_tenant_or_data_class_never_reaches_the_cloud_the_policy_picked() {
+    let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
+    let local = Scripted::local("local", vec![Step::Answer("from local")]);
+    let d = private(with_rule(
+        &[&cloud, &local],
+        0,
+        Decides::to(&["cloud", "local"]),
+        fallback_to(&["local"]),
+    ));
+    let restricted = ClientRequest {
+        labels: BTreeMap::from([("data-class".to_owned(), "RESTRICTED".to_owned())]),
+        ..request()
+    };
+    for req in [of_tenant("hospital"), restricted] {
+        let (routed, response) = d.complete(&req).await.unwrap();
+        assert_eq!(response.content, "from local");
+        assert!(
+            routed.reason.starts_with("host:privacy:") && routed.reason.contains("cloud-first"),
+            "{}",
+            routed.reason
+        );
+        let streamed = ClientRequest {
+            stream: true,
+            ..req
+        };
+        let (routed, _) = d.stream(&streamed).await.unwrap();
+        assert_eq!(routed.backend, "local");
+    }
+    assert_eq!(cloud.calls(), 0);
+    // Any other request goes where the policy said.
+    let (routed, _) = d.complete(&of_tenant("acme")).await.unwrap();
+    assert_eq!(
+        (routed.backend.as_str(), routed.reason.as_str()),
+        ("cloud", "policy:cloud-first")
+    );
+}
+
+#[tokio::test]
+async fn a_local_only_request_with_no_local_target_left_is_refused() {
+    let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
+    let local = Scripted::local("local", vec![Step::Answer("from local")]);
+    let d = private(with_rule(
+        &[&cloud, &local],
+        0,
+        Decides::to(&["cloud"]),
+        fallback_to(&["local"]),
+    ));
+    let err = d.complete(&of_tenant("hospital")).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert_eq!(
+        err.to_string(),
+        "request must stay on local backends (tenant hospital is local_only) and no local \
+         backend was among the targets"
+    );
+    assert_eq!((cloud.calls(), local.calls()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_local_only_request_whose_local_backend_is_down_gets_503_not_the_cloud() {
+    let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
+    let local = Scripted::local(
+        "local",
+        vec![Step::Fail(BackendError::Connect("refused".into()))],
+    );
+    let d = private(with_rule(
+        &[&cloud, &local],
+        2,
+        Decides::to(&["local", "cloud"]),
+        fallback_to(&["cloud"]),
+    ));
+    let err = d.complete(&of_tenant("hospital")).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    let DispatchError::LocalOnly { attempts, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(attempts.len(), 3, "the local target is still retried");
+    assert!(
+        err.to_string().contains("no local backend served it"),
+        "{err}"
+    );
+    assert_eq!((cloud.calls(), local.calls()), (0, 3));
+}
+
+#[tokio::test]
+async fn a_failed_policys_fallback_is_held_to_the_same_rules() {
+    let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
+    let local = Scripted::local("local", vec![Step::Answer("from local")]);
+    for kind in ["trap", "timeout", "bad-decision"] {
+        let d = private(with_rule(
+            &[&cloud, &local],
+            0,
+            Decides::failing(kind),
+            fallback_to(&["cloud", "local"]),
+        ));
+        let (routed, _) = d.complete(&of_tenant("hospital")).await.unwrap();
+        assert_eq!(routed.backend, "local");
+        assert_eq!(routed.policy_failure.as_deref(), Some(kind));
+        assert_eq!(routed.reason, "host:privacy:tenant (fallback)");
+    }
+    assert_eq!(cloud.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_reject_fallback_refuses_a_failed_policys_request() {
+    let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
+    let d = with_rule(&[&cloud], 0, Decides::failing("trap"), Fallback::Reject);
+    let err = d.complete(&request()).await.unwrap_err();
+    assert_eq!(
+        err,
+        DispatchError::PolicyFailed {
+            policy: "decides@test".into()
+        }
+    );
+    assert_eq!(err.status(), 503);
+    assert_eq!(cloud.calls(), 0);
+    // A policy that works is not affected.
+    let d = with_rule(&[&cloud], 0, Decides::to(&["cloud"]), Fallback::Reject);
+    d.complete(&request()).await.unwrap();
+    assert_eq!(cloud.calls(), 1);
+}
+
+#[tokio::test]
+async fn pii_the_host_finds_keeps_a_fallback_local() {
+    let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
+    let local = Scripted::local("local", vec![Step::Answer("from local")]);
+    let with_pii = ClientRequest {
+        messages: vec![ChatMessage {
+            role: Role::User,
+            content: "my ssn is 123-45-6789".to_owned(),
+        }]
+        .into(),
+        ..request()
+    };
+    let failing = with_rule(
+        &[&cloud, &local],
+        0,
+        Decides::failing("trap"),
+        fallback_to(&["cloud", "local"]),
+    );
+    let (routed, _) = failing.complete(&with_pii).await.unwrap();
+    assert_eq!(
+        (routed.backend.as_str(), routed.reason.as_str()),
+        ("local", "host:privacy:pii (fallback)")
+    );
+    assert_eq!(cloud.calls(), 0);
+    // Without PII the fallback is used as configured.
+    let (routed, _) = failing.complete(&request()).await.unwrap();
+    assert_eq!(routed.backend, "cloud");
+    // PII with nothing but cloud fallbacks: refused.
+    let cloud_only = with_rule(
+        &[&cloud, &local],
+        0,
+        Decides::failing("trap"),
+        fallback_to(&["cloud"]),
+    );
+    let err = cloud_only.complete(&with_pii).await.unwrap_err();
+    assert!(matches!(err, DispatchError::LocalOnly { .. }), "{err:?}");
+    // A working policy's decision is its own (its `pii.detect` import is its business).
+    let working = with_rule(
+        &[&cloud, &local],
+        0,
+        Decides::to(&["cloud"]),
+        fallback_to(&["local"]),
+    );
+    let (routed, _) = working.complete(&with_pii).await.unwrap();
+    assert_eq!(routed.backend, "cloud");
+    assert_eq!(cloud.calls(), 2);
+}
+
+#[tokio::test]
+async fn every_attempt_shares_the_request_messages_instead_of_copying_them() {
+    let a = Scripted::new(
+        "a",
+        vec![Step::Fail(BackendError::Unavailable("queue full".into()))],
+    );
+    let b = Scripted::new("b", vec![Step::Fail(status(500)), Step::Answer("b")]);
+    let d = dispatcher(&[&a, &b], 1, &["a", "b"]);
+    let req = request();
+    d.complete(&req).await.unwrap();
+    assert_eq!((a.calls(), b.calls()), (1, 2));
+    let sent_a = a.last_request.lock().unwrap().clone().unwrap();
+    let sent_b = b.last_request.lock().unwrap().clone().unwrap();
+    assert!(Arc::ptr_eq(&sent_a.messages, &req.messages));
+    assert!(Arc::ptr_eq(&sent_b.messages, &req.messages));
+
+    // A decision's rewritten messages are moved into one shared list too.
+    let rewritten = vec![ChatMessage {
+        role: Role::User,
+        content: "[redacted]".to_owned(),
+    }];
+    let rule = Arc::new(Decides {
+        targets: vec!["a".to_owned(), "b".to_owned()],
+        reason: "redacted",
+        messages: Some(rewritten.clone()),
+        failure: None,
+    });
+    let a = Scripted::new("a", vec![Step::Fail(status(503))]);
+    let b = Scripted::new("b", vec![Step::Answer("b")]);
+    with_rule(&[&a, &b], 0, rule, fallback_to(&[]))
+        .complete(&req)
+        .await
+        .unwrap();
+    let sent_a = a.last_request.lock().unwrap().clone().unwrap();
+    let sent_b = b.last_request.lock().unwrap().clone().unwrap();
+    assert_eq!(&*sent_b.messages, rewritten.as_slice());
+    assert!(Arc::ptr_eq(&sent_a.messages, &sent_b.messages));
 }
