@@ -2,7 +2,7 @@
 //! with a big replacement message) are policy failures of kind `over_limit`: the fallback
 //! is used, the failure counted, and the process's memory stays within 2× its quiet
 //! figure. Alone in its test binary so no other test's memory blurs the figure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod policy_support;
 

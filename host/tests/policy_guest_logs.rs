@@ -2,7 +2,7 @@
 //! start a forged line, a huge message is cut, and a flood is rate-limited with the
 //! dropped lines counted (`switchyard_policy_log_dropped_total`) and summed up. Alone in
 //! its test binary: it installs the process-wide log subscriber that captures the lines.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod policy_support;
 

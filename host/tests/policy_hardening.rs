@@ -3,7 +3,7 @@
 //! policies keep deciding; a policy that keeps failing is quarantined and recovers after
 //! the period; WASI gives guests fixed clocks and a random source that follows the
 //! request id. Uses the `policies/testing/misbehave` guest.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod policy_support;
 

@@ -55,6 +55,7 @@ pub(super) fn charge(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -102,6 +102,7 @@ impl DecisionLimits {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::{ChatMessage, Role, Target};
