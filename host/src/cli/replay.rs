@@ -11,7 +11,9 @@ use anyhow::Context;
 
 use crate::config::{Config, defaults};
 use crate::domain::{BackendKind, BackendStatus, Decision};
-use crate::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost};
+use crate::policy::{
+    DecisionLimits, EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost,
+};
 use crate::replay::{
     self, DEFAULT_OUTPUT_RATIO, HardwareProfile, JsonlReader, Outage, ReplayOptions, Shape,
     Synthetic, SyntheticSpec, WorkloadRecord,
@@ -225,6 +227,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 outer_timeout: c.policy.outer_timeout,
                 memory_limit_bytes: c.policy.memory_limit_bytes,
                 cache_dir: c.policy.cache_dir.clone(),
+                decision_limits: DecisionLimits {
+                    max_targets: c.policy.max_targets,
+                    ..DecisionLimits::default()
+                },
                 ..EngineConfig::default()
             },
         ),
@@ -242,6 +248,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     params.extend(args.params.iter().cloned());
     let mut engine_config = engine_config;
     engine_config.warm_instances = args.warm_instances;
+    // Replay shows what the policy itself decides: no decision is skipped by a
+    // quarantine (which depends on timing, not on the workload).
+    engine_config.quarantine.failures = 0;
     if let Some(ms) = args.deadline_ms {
         engine_config.deadline = std::time::Duration::from_millis(ms.max(1));
         engine_config.outer_timeout = engine_config.outer_timeout.max(engine_config.deadline * 2);

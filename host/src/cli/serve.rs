@@ -18,7 +18,7 @@ use crate::domain::Decision;
 use crate::domain::estimate_tokens;
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
-use crate::policy::{Compiler, EngineConfig, PolicyEngine};
+use crate::policy::{Compiler, DecisionLimits, EngineConfig, PolicyEngine};
 use crate::policy_set::admin::{self, AdminState};
 use crate::policy_set::{self, ConfigReader, PolicySet, SlotConfig};
 use switchyard_local::{LocalConfig, LocalEngine};
@@ -117,6 +117,11 @@ async fn policies_for(config: &Config) -> anyhow::Result<Option<Arc<PolicySet>>>
         cache_dir: config.policy.cache_dir.clone(),
         warm_instances: config.policy.warm_instances,
         compiler: std::env::current_exe().map_or(Compiler::InProcess, Compiler::Child),
+        decision_limits: DecisionLimits {
+            max_targets: config.policy.max_targets,
+            ..DecisionLimits::default()
+        },
+        quarantine: config.policy.quarantine,
         ..EngineConfig::default()
     })?;
     let started = std::time::Instant::now();

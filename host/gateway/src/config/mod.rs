@@ -144,6 +144,10 @@ pub struct PolicyConfig {
     /// Idle instances kept per policy for reuse (0: a fresh instance per decision). Only
     /// for policies that keep no state between requests; large Python/JS guests gain most.
     pub warm_instances: usize,
+    /// Most targets one decision may name (more is a policy failure, `over_limit`).
+    pub max_targets: usize,
+    /// When a policy that keeps failing is quarantined, and for how long.
+    pub quarantine: crate::policy::QuarantineConfig,
     /// Scoped policies besides the default one.
     pub scoped: Vec<NamedPolicy>,
 }
@@ -514,5 +518,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("outer_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn decision_cap_and_quarantine_keys() {
+        let backend = "[[backends]]\nname=\"a\"\nkind=\"openai\"\nmodels=[\"m\"]\n";
+        let cfg = Config::parse(backend).unwrap();
+        assert_eq!(cfg.policy.max_targets, 16);
+        assert_eq!(
+            cfg.policy.quarantine,
+            crate::policy::QuarantineConfig::default()
+        );
+
+        let cfg = Config::parse(&format!(
+            "[policy]\nmax_targets = 4\nquarantine_failures = 0\nquarantine_window_ms = 500\nquarantine_ms = 2000\n{backend}"
+        ))
+        .unwrap();
+        assert_eq!(cfg.policy.max_targets, 4);
+        assert_eq!(
+            cfg.policy.quarantine,
+            crate::policy::QuarantineConfig {
+                failures: 0,
+                window: Duration::from_millis(500),
+                period: Duration::from_secs(2),
+            }
+        );
+
+        for (bad, key) in [
+            ("max_targets = 0", "policy.max_targets"),
+            ("max_targets = 100000", "policy.max_targets"),
+            ("quarantine_ms = 0", "policy.quarantine_ms"),
+            ("quarantine_window_ms = 0", "policy.quarantine_window_ms"),
+        ] {
+            let err = Config::parse(&format!("[policy]\n{bad}\n{backend}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 }

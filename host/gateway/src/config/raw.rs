@@ -145,6 +145,10 @@ pub(super) struct RawPolicy {
     pub(super) memory_limit_mb: Option<usize>,
     pub(super) cache_dir: Option<PathBuf>,
     pub(super) warm_instances: Option<usize>,
+    pub(super) max_targets: Option<usize>,
+    pub(super) quarantine_failures: Option<u32>,
+    pub(super) quarantine_window_ms: Option<u64>,
+    pub(super) quarantine_ms: Option<u64>,
 }
 
 /// `policy.fallback_targets`: a list of backend names, or the word `"reject"`.

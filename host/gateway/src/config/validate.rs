@@ -158,6 +158,19 @@ fn policy(
         ));
     }
     let scoped = scoped(scoped_raw, raw.name.as_deref(), &source)?;
+    let limits = crate::policy::DecisionLimits::default();
+    let max_targets = raw.max_targets.unwrap_or(limits.max_targets);
+    if !(1..=MAX_TARGETS_CAP).contains(&max_targets) {
+        return Err(invalid(
+            "policy.max_targets",
+            format!("must be in 1..={MAX_TARGETS_CAP}"),
+        ));
+    }
+    let quarantine = quarantine(
+        raw.quarantine_failures,
+        raw.quarantine_window_ms,
+        raw.quarantine_ms,
+    )?;
     let memory_mb = raw.memory_limit_mb.unwrap_or(defaults::POLICY_MEMORY_MB);
     if !(1..=4096).contains(&memory_mb) {
         return Err(invalid("policy.memory_limit_mb", "must be in 1..=4096"));
@@ -172,9 +185,38 @@ fn policy(
         outer_timeout,
         memory_limit_bytes: memory_mb << 20,
         warm_instances: raw.warm_instances.unwrap_or(0).min(1024),
+        max_targets,
+        quarantine,
         cache_dir: raw
             .cache_dir
             .or_else(|| defaults::policy_cache_dir(|v| std::env::var(v).ok())),
+    })
+}
+
+/// Highest `policy.max_targets` accepted.
+const MAX_TARGETS_CAP: usize = 256;
+/// Longest quarantine window or period accepted (a day).
+const MAX_QUARANTINE_MS: u64 = 86_400_000;
+
+/// `policy.quarantine_failures` (0: off), `quarantine_window_ms`, `quarantine_ms`.
+fn quarantine(
+    failures: Option<u32>,
+    window_ms: Option<u64>,
+    period_ms: Option<u64>,
+) -> Result<crate::policy::QuarantineConfig, ConfigError> {
+    let default = crate::policy::QuarantineConfig::default();
+    let ms = |key: &str, value: Option<u64>, default: Duration| match value {
+        None => Ok(default),
+        Some(v) if (1..=MAX_QUARANTINE_MS).contains(&v) => Ok(Duration::from_millis(v)),
+        Some(_) => Err(invalid(
+            format!("policy.{key}"),
+            format!("must be in 1..={MAX_QUARANTINE_MS} (ms)"),
+        )),
+    };
+    Ok(crate::policy::QuarantineConfig {
+        failures: failures.unwrap_or(default.failures),
+        window: ms("quarantine_window_ms", window_ms, default.window)?,
+        period: ms("quarantine_ms", period_ms, default.period)?,
     })
 }
 

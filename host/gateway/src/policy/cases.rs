@@ -202,6 +202,39 @@ pub async fn run(policy: &LoadedPolicy, file: &CaseFile) -> Vec<CaseResult> {
     results
 }
 
+/// A request id in the gateway's live format (`chatcmpl-` and hex digits), random each
+/// call: what the smoke decision and the self-test give a policy, so that it cannot tell
+/// them from live traffic by a fixed id.
+pub fn live_like_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!(
+        "chatcmpl-{:x}{:06x}",
+        random() & 0xffff_ffff_ffff,
+        random() & 0xff_ffff
+    )
+}
+
+/// [`run`] with a fresh [`live_like_id`] for every case that names no id (what the
+/// gateway's self-test does before a version goes live).
+pub async fn run_with_live_ids(policy: &LoadedPolicy, file: &CaseFile) -> Vec<CaseResult> {
+    let mut file = file.clone();
+    for case in &mut file.cases {
+        if case.request.id.is_none() {
+            case.request.id = Some(live_like_id());
+        }
+    }
+    run(policy, &file).await
+}
+
 /// Runs the cases of `file` again on reused instances (the whole file twice over, one
 /// warm pool per parameter set) and describes each decision whose verdict differs from
 /// the fresh-instance verdict in `fresh` (what [`run`] returned for the same file). A
@@ -394,6 +427,19 @@ mod tests {
         assert!(check(&expect, &v, &[]).is_empty());
         assert_eq!(check(&Expect::default(), &v, &[]).len(), 1);
         assert_eq!(check(&expect, &route(&["local"]), &[]).len(), 1);
+    }
+
+    #[test]
+    fn live_like_ids_vary_and_look_live() {
+        let ids: std::collections::BTreeSet<String> = (0..50).map(|_| live_like_id()).collect();
+        assert_eq!(ids.len(), 50);
+        for id in &ids {
+            let hex = id.strip_prefix("chatcmpl-").unwrap();
+            assert!(
+                hex.len() >= 6 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+                "{id}"
+            );
+        }
     }
 
     #[test]

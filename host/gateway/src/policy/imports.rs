@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::{Linker, Resource, ResourceTable};
@@ -13,11 +14,17 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::HostState;
 use super::bindings::v0_1::{self, backends, clock, logging, params, pii, spend, tokens, types};
+use super::budget;
+use super::guest_log::LogBudget;
+use super::wasi::SeededRandom;
+use crate::log_text::sanitize;
 
 /// Log lines a guest may emit per call before the rest are dropped.
 pub(super) const MAX_LOG_LINES: u32 = 32;
-/// Longest guest log message kept (bytes).
+/// Longest guest log message kept (bytes, before escaping).
 const MAX_LOG_BYTES: usize = 1024;
+/// Most bytes of a guest log line's fields kept (all of them, before escaping).
+const MAX_LOG_FIELD_BYTES: usize = 1024;
 
 /// Per-store state: the host facts, the spec params, WASI with no capabilities, limits.
 pub(super) struct HostCtx {
@@ -27,6 +34,12 @@ pub(super) struct HostCtx {
     pub(super) request_id: String,
     /// Log lines the guest emitted in this call.
     pub(super) logs: u32,
+    /// The policy's log rate budget (shared by its instances).
+    pub(super) log_budget: Arc<LogBudget>,
+    /// When the current call's time is up: scanning imports are charged against it.
+    pub(super) deadline: Instant,
+    /// WASI's random source, seeded for this request.
+    pub(super) random: SeededRandom,
     pub(super) limits: StoreLimits,
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
@@ -56,18 +69,21 @@ impl backends::Host for HostCtx {
 }
 
 impl pii::Host for HostCtx {
-    fn detect(&mut self, text: String) -> Vec<pii::PiiMatch> {
-        self.host
+    fn detect(&mut self, text: String) -> wasmtime::Result<Vec<pii::PiiMatch>> {
+        budget::charge(self.deadline, "pii.detect", text.len())?;
+        Ok(self
+            .host
             .detect_pii(&text)
             .into_iter()
             .map(v0_1::to_pii_match)
-            .collect()
+            .collect())
     }
 }
 
 impl tokens::Host for HostCtx {
-    fn count(&mut self, text: String) -> u32 {
-        self.host.count_tokens(&text)
+    fn count(&mut self, text: String) -> wasmtime::Result<u32> {
+        budget::charge(self.deadline, "tokens.count", text.len())?;
+        Ok(self.host.count_tokens(&text))
     }
 }
 
@@ -96,35 +112,37 @@ impl logging::Host for HostCtx {
     fn log(&mut self, level: logging::Level, message: String, fields: Vec<types::Label>) {
         self.logs = self.logs.saturating_add(1);
         if self.logs > MAX_LOG_LINES {
-            if self.logs == MAX_LOG_LINES + 1 {
-                tracing::warn!(policy = %self.policy, request_id = %self.request_id,
-                    "policy log cap reached; dropping further lines for this call");
-            }
+            self.log_budget.dropped(&self.policy);
             return;
         }
-        let message = truncate(&message, MAX_LOG_BYTES);
+        if !self.log_budget.admit(&self.policy) {
+            return;
+        }
+        // Escaped and cut: a newline in a guest's message cannot start a forged line.
+        let message = sanitize(&message, MAX_LOG_BYTES);
         let fields: Vec<String> = fields
             .iter()
             .take(16)
             .map(|l| format!("{}={}", truncate(&l.key, 64), truncate(&l.value, 256)))
             .collect();
         let fields = fields.join(" ");
+        let fields = sanitize(&fields, MAX_LOG_FIELD_BYTES);
         let (policy, id) = (&*self.policy, &self.request_id);
         match level {
             logging::Level::Trace => {
-                tracing::trace!(policy, request_id = %id, fields, "policy: {message}")
+                tracing::trace!(policy, request_id = %id, fields = %fields, "policy: {message}")
             }
             logging::Level::Debug => {
-                tracing::debug!(policy, request_id = %id, fields, "policy: {message}")
+                tracing::debug!(policy, request_id = %id, fields = %fields, "policy: {message}")
             }
             logging::Level::Info => {
-                tracing::info!(policy, request_id = %id, fields, "policy: {message}")
+                tracing::info!(policy, request_id = %id, fields = %fields, "policy: {message}")
             }
             logging::Level::Warn => {
-                tracing::warn!(policy, request_id = %id, fields, "policy: {message}")
+                tracing::warn!(policy, request_id = %id, fields = %fields, "policy: {message}")
             }
             logging::Level::Error => {
-                tracing::error!(policy, request_id = %id, fields, "policy: {message}")
+                tracing::error!(policy, request_id = %id, fields = %fields, "policy: {message}")
             }
         }
     }

@@ -1,8 +1,9 @@
-//! Guest instances: the store each call runs in (WASI without capabilities, captured
-//! stdio, memory cap, hostcall fuel), the warm pool of idle instances, and taking an
-//! instance for a call (a warm one re-targeted, or a fresh instantiation).
+//! Guest instances: the store each call runs in (WASI without capabilities, clocks or
+//! entropy, captured stdio, memory cap, hostcall fuel), the warm pool of idle instances,
+//! and taking an instance for a call (a warm one re-targeted, or a fresh instantiation).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimitsBuilder};
@@ -13,10 +14,14 @@ use super::bindings::v0_1::Policy;
 use super::imports::HostCtx;
 use super::loaded::classify;
 use super::ticker::ticks;
+use super::wasi::{FixedMonotonicClock, FixedWallClock, INSECURE_SEED, SeededRandom};
 use super::{HostState, LoadedPolicy, PolicyFailure};
+use crate::log_text::sanitize;
 
 /// Captured guest stdout/stderr per call (bytes).
 const MAX_STDIO_BYTES: usize = 4096;
+/// Most of a stream's captured output one log line quotes (bytes, before escaping).
+const MAX_STDIO_LOGGED: usize = 2048;
 /// Most bytes one WASI `get-random-bytes` call may ask for.
 const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
@@ -67,18 +72,27 @@ impl WarmPool {
 }
 
 impl LoadedPolicy {
-    /// A fresh store for one call: WASI without capabilities, captured stdio, the memory
-    /// cap, hostcall fuel and the outer timeout as its first epoch deadline.
+    /// A fresh store for one call: WASI without capabilities, fixed clocks and a random
+    /// source seeded from the request id, captured stdio, the memory cap, hostcall fuel
+    /// and the outer timeout as its first deadline.
     pub(super) fn new_store(&self, host: Arc<dyn HostState>, request_id: &str) -> Store<HostCtx> {
         let config = &self.inner.engine.inner.config;
         let stdout = MemoryOutputPipe::new(MAX_STDIO_BYTES);
         let stderr = MemoryOutputPipe::new(MAX_STDIO_BYTES);
+        let random = SeededRandom::new(request_id);
         // No preopens, network, env or args: WASI is only there for the guest runtime's
-        // startup (stdio, random seeds). `get-random-bytes` allocates on the host what the
+        // startup (stdio, random seeds). Its clocks stand still and its random numbers
+        // follow the request id, so a decision depends only on its inputs (the `clock`
+        // import is a policy's time). `get-random-bytes` allocates on the host what the
         // guest asks for, so cap it well below wasmtime-wasi's 64 MiB default.
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .wall_clock(FixedWallClock)
+            .monotonic_clock(FixedMonotonicClock)
+            .secure_random(random.clone())
+            .insecure_random(random.clone())
+            .insecure_random_seed(INSECURE_SEED)
             .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let ctx = HostCtx {
@@ -87,6 +101,9 @@ impl LoadedPolicy {
             policy: self.name.clone(),
             request_id: request_id.to_owned(),
             logs: 0,
+            log_budget: self.log_budget.clone(),
+            deadline: Instant::now() + config.outer_timeout,
+            random,
             limits: StoreLimitsBuilder::new()
                 .memory_size(config.memory_limit_bytes)
                 .trap_on_grow_failure(true)
@@ -117,6 +134,7 @@ impl LoadedPolicy {
             ctx.host = host.clone();
             ctx.request_id = request_id.to_owned();
             ctx.logs = 0;
+            ctx.random.reseed(request_id);
             return Ok(warm);
         }
         let mut store = self.new_store(host.clone(), request_id);
@@ -139,8 +157,9 @@ pub(super) fn flush_stdio(store: &Store<HostCtx>) -> bool {
         if !bytes.is_empty() {
             wrote = true;
             let text = String::from_utf8_lossy(&bytes);
+            let text = sanitize(text.trim_end(), MAX_STDIO_LOGGED);
             tracing::debug!(policy = %ctx.policy, request_id = %ctx.request_id, stream,
-                "policy output: {}", text.trim_end());
+                "policy output: {text}");
         }
     }
     wrote

@@ -1,6 +1,7 @@
 //! A loaded policy: a compiled, linked component under a spec, its `info()`, and its
-//! decisions (`decide`, `decide_blocking`): where they run, the guest call, sorting a
-//! failure into a [`FailureKind`] and checking the decision before it is used.
+//! decisions (`decide`, `decide_blocking`): whether they run (quarantine), where they
+//! run, the guest call, sorting a failure into a [`FailureKind`] and checking the
+//! decision before it is used.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,19 +11,25 @@ use sha2::{Digest, Sha256};
 use wasmtime::Trap;
 
 use super::bindings::v0_1::{self, PolicyPre};
+use super::budget::OverBudget;
+use super::guest_log::LogBudget;
 use super::imports::{HostCtx, MAX_LOG_LINES};
 use super::instance::{WarmPool, flush_stdio};
+use super::quarantine::{Admission, Change, Quarantine};
 use super::ticker::ticks;
 use super::{
-    Evaluation, FailureKind, HostState, PolicyEngine, PolicyError, PolicyFailure, PolicyInfo,
-    PolicySpec,
+    DecisionLimits, Evaluation, FailureKind, HostState, PolicyEngine, PolicyError, PolicyFailure,
+    PolicyInfo, PolicySpec,
 };
 use crate::domain::{self, Verdict};
+use crate::log_text::sanitize;
 
 /// Deadline for the `info()` call made once at load time.
 const INFO_DEADLINE: Duration = Duration::from_secs(1);
 /// Decisions that recently took less than this run on the calling (async) thread.
 const INLINE_BELOW: Duration = Duration::from_micros(500);
+/// Most of a failure's message one log line quotes (bytes, before escaping).
+const MAX_FAILURE_LOGGED: usize = 1024;
 
 /// `name@short_digest` of a loaded policy.
 pub fn policy_label(policy: &LoadedPolicy) -> String {
@@ -53,6 +60,10 @@ pub struct LoadedPolicy {
     pub(super) spec: Arc<PolicySpec>,
     pub(super) name: Arc<str>,
     pub(super) warm: Arc<WarmPool>,
+    /// Guest log lines allowed (per spec, like the name the lines carry).
+    pub(super) log_budget: Arc<LogBudget>,
+    /// Failure record and quarantine of this policy under this spec.
+    quarantine: Arc<Quarantine>,
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -78,6 +89,7 @@ impl LoadedPolicy {
         spec: PolicySpec,
     ) -> Result<Self, PolicyError> {
         let warm = WarmPool::new(engine.inner.config.warm_instances);
+        let quarantine = Arc::new(Quarantine::new(engine.inner.config.quarantine));
         let mut policy = Self {
             inner: Arc::new(LoadedInner {
                 engine,
@@ -94,6 +106,8 @@ impl LoadedPolicy {
             name: Arc::from(spec.name.as_str()),
             spec: Arc::new(spec),
             warm,
+            log_budget: Arc::new(LogBudget::new()),
+            quarantine,
         };
         let info = policy.call_info().map_err(PolicyError::Info)?;
         if let Some(inner) = Arc::get_mut(&mut policy.inner) {
@@ -127,7 +141,15 @@ impl LoadedPolicy {
             spec: Arc::new(spec),
             // Warm instances carry the spec's params and name: never share them.
             warm: WarmPool::new(self.inner.engine.inner.config.warm_instances),
+            log_budget: Arc::new(LogBudget::new()),
+            quarantine: Arc::new(Quarantine::new(self.inner.engine.inner.config.quarantine)),
         }
+    }
+
+    /// Whether this policy is quarantined now: failing so often that its fallback is used
+    /// without running it (see [`super::QuarantineConfig`]).
+    pub fn quarantined(&self) -> bool {
+        self.quarantine.is_quarantined()
     }
 
     fn call_info(&self) -> Result<PolicyInfo, String> {
@@ -136,6 +158,7 @@ impl LoadedPolicy {
         let mut store = self.new_store(host, "info");
         let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
             store.set_epoch_deadline(ticks(INFO_DEADLINE));
+            store.data_mut().deadline = Instant::now() + INFO_DEADLINE;
             v0_1::info(&p, &mut store)
         });
         flush_stdio(&store);
@@ -143,7 +166,8 @@ impl LoadedPolicy {
     }
 
     /// Runs the guest with a fresh store (or a warm instance); any failure yields the
-    /// spec's fallback decision. A policy whose recent decisions ran in under
+    /// spec's fallback decision, as does a quarantine (without running the guest). A
+    /// policy whose recent decisions ran in under
     /// [`INLINE_BELOW`] runs on the calling thread (handing it to a blocking thread and
     /// back costs more than the decision); others run on a blocking thread, at most one
     /// per core, under the outer timeout.
@@ -153,6 +177,15 @@ impl LoadedPolicy {
         host: Arc<dyn HostState>,
     ) -> Evaluation {
         let start = Instant::now();
+        let admission = self.quarantine.admit(start);
+        if admission == Admission::Skip {
+            return self.finish(
+                Outcome::Failed(quarantined()),
+                admission,
+                &request.id,
+                start.elapsed(),
+            );
+        }
         let running = &self.inner.engine.inner.running;
         // Inline decisions take no permit: the async threads (one per core) bound them.
         if !self.inner.blocking_only.load(Ordering::Relaxed)
@@ -165,7 +198,9 @@ impl LoadedPolicy {
                 self.run_timed(request, host.clone())
             }));
             match inline {
-                Ok(outcome) => return self.finish(outcome, &request.id, start.elapsed()),
+                Ok(outcome) => {
+                    return self.finish(outcome, admission, &request.id, start.elapsed());
+                }
                 Err(_) => {
                     self.inner.blocking_only.store(true, Ordering::Relaxed);
                     tracing::info!(policy = %self.name, digest = %self.inner.digest,
@@ -183,7 +218,12 @@ impl LoadedPolicy {
                     kind: FailureKind::Internal,
                     message: "policy engine is shutting down".to_owned(),
                 };
-                return self.finish(Outcome::Failed(failure), &request.id, start.elapsed());
+                return self.finish(
+                    Outcome::Failed(failure),
+                    admission,
+                    &request.id,
+                    start.elapsed(),
+                );
             }
         };
         let this = self.clone();
@@ -204,7 +244,7 @@ impl LoadedPolicy {
                 message: format!("policy call exceeded {} ms", outer.as_millis()),
             }),
         };
-        self.finish(outcome, &request.id, start.elapsed())
+        self.finish(outcome, admission, &request.id, start.elapsed())
     }
 
     /// [`LoadedPolicy::run_blocking`], folding its run time into the moving average.
@@ -231,11 +271,28 @@ impl LoadedPolicy {
         host: Arc<dyn HostState>,
     ) -> Evaluation {
         let start = Instant::now();
-        let outcome = self.run_blocking(request, host);
-        self.finish(outcome, &request.id, start.elapsed())
+        let admission = self.quarantine.admit(start);
+        let outcome = if admission == Admission::Skip {
+            Outcome::Failed(quarantined())
+        } else {
+            self.run_blocking(request, host)
+        };
+        self.finish(outcome, admission, &request.id, start.elapsed())
     }
 
-    fn finish(&self, outcome: Outcome, request_id: &str, elapsed: Duration) -> Evaluation {
+    fn finish(
+        &self,
+        outcome: Outcome,
+        admission: Admission,
+        request_id: &str,
+        elapsed: Duration,
+    ) -> Evaluation {
+        if admission != Admission::Skip {
+            let failed = matches!(&outcome, Outcome::Failed(f) if f.kind.guest_fault());
+            if let Some(change) = self.quarantine.record(admission, failed, Instant::now()) {
+                self.quarantine_changed(change);
+            }
+        }
         match outcome {
             Outcome::Verdict(verdict) => Evaluation {
                 verdict,
@@ -243,9 +300,14 @@ impl LoadedPolicy {
                 elapsed,
             },
             Outcome::Failed(failure) => {
-                tracing::warn!(policy = %self.name, digest = %self.inner.digest,
-                    request_id, kind = failure.kind.as_str(), error = %failure.message,
-                    "policy failed; using the fallback decision");
+                // A quarantined policy's skipped decisions were announced once, when the
+                // quarantine began; one warning each would flood the log.
+                if failure.kind != FailureKind::Quarantined {
+                    let error = sanitize(&failure.message, MAX_FAILURE_LOGGED);
+                    tracing::warn!(policy = %self.name, digest = %self.inner.digest,
+                        request_id, kind = failure.kind.as_str(), error = %error,
+                        "policy failed; using the fallback decision");
+                }
                 metrics::counter!("switchyard_policy_failures_total",
                     "policy" => self.name.to_string(), "kind" => failure.kind.as_str())
                 .increment(1);
@@ -254,6 +316,27 @@ impl LoadedPolicy {
                     failure: Some(failure),
                     elapsed,
                 }
+            }
+        }
+    }
+
+    fn quarantine_changed(&self, change: Change) {
+        let gauge =
+            metrics::gauge!("switchyard_policy_quarantined", "policy" => self.name.to_string());
+        match change {
+            Change::Quarantined => {
+                gauge.set(1.0);
+                let q = self.inner.engine.inner.config.quarantine;
+                tracing::warn!(policy = %self.name, digest = %self.inner.digest,
+                    failures = q.failures, window_ms = q.window.as_millis() as u64,
+                    period_ms = q.period.as_millis() as u64,
+                    "policy quarantined: it keeps failing; its fallback decision is used \
+                     without running it until a probe decision succeeds");
+            }
+            Change::Released => {
+                gauge.set(0.0);
+                tracing::info!(policy = %self.name, digest = %self.inner.digest,
+                    "policy released from quarantine: the probe decision succeeded");
             }
         }
     }
@@ -271,10 +354,13 @@ impl LoadedPolicy {
             Err(failure) => return Outcome::Failed(failure),
         };
         warm.store.set_epoch_deadline(ticks(deadline));
+        warm.store.data_mut().deadline = Instant::now() + deadline;
         let result = v0_1::route(&warm.policy, &mut warm.store, request);
         let quiet = !flush_stdio(&warm.store) && warm.store.data().logs <= MAX_LOG_LINES;
+        self.log_budget.summarize(&self.name);
+        let limits = &self.inner.engine.inner.config.decision_limits;
         let outcome = match result {
-            Ok(Ok(decision)) => validate_decision(decision, host.as_ref()),
+            Ok(Ok(decision)) => validate_decision(decision, limits, host.as_ref()),
             Ok(Err(rejection)) => {
                 if (400..=599).contains(&rejection.status) {
                     Outcome::Verdict(Verdict::Reject(rejection))
@@ -299,7 +385,26 @@ impl LoadedPolicy {
     }
 }
 
-fn validate_decision(decision: domain::Decision, host: &dyn HostState) -> Outcome {
+/// The failure a quarantined policy's skipped decision reports.
+fn quarantined() -> PolicyFailure {
+    PolicyFailure {
+        kind: FailureKind::Quarantined,
+        message: "policy is quarantined after repeated failures; not run".to_owned(),
+    }
+}
+
+/// A decision's checks, caps first (so no later message quotes an oversized name).
+fn validate_decision(
+    decision: domain::Decision,
+    limits: &DecisionLimits,
+    host: &dyn HostState,
+) -> Outcome {
+    if let Some(over) = limits.exceeded(&decision) {
+        return Outcome::Failed(PolicyFailure {
+            kind: FailureKind::OverLimit,
+            message: format!("decision is over a limit: {over}"),
+        });
+    }
     if decision.targets.is_empty() {
         return Outcome::Failed(PolicyFailure {
             kind: FailureKind::EmptyTargets,
@@ -317,8 +422,8 @@ fn validate_decision(decision: domain::Decision, host: &dyn HostState) -> Outcom
     Outcome::Verdict(Verdict::Route(decision))
 }
 
-/// Sorts a failed instantiate/call into a [`FailureKind`]. Only the epoch interrupt is a
-/// deadline; the store limiter's forced trap is the memory cap; running out of the pooling
+/// Sorts a failed instantiate/call into a [`FailureKind`]. The epoch interrupt and a host
+/// call refused for lack of time are deadlines; the store limiter's forced trap is the memory cap; running out of the pooling
 /// allocator's slots is the host's problem (internal), not the guest's; anything else the
 /// guest did (unreachable, out-of-bounds, too much data handed to the host) is a trap.
 pub(super) fn classify(e: &wasmtime::Error) -> PolicyFailure {
@@ -326,6 +431,7 @@ pub(super) fn classify(e: &wasmtime::Error) -> PolicyFailure {
     let kind = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => FailureKind::Deadline,
         Some(_) => FailureKind::Trap,
+        None if e.is::<OverBudget>() => FailureKind::Deadline,
         None if e.is::<wasmtime::PoolConcurrencyLimitError>() => FailureKind::Internal,
         None if message.contains("forcing trap when growing memory")
             || message.contains("forcing a memory growth failure") =>
@@ -369,17 +475,28 @@ mod tests {
     #[test]
     fn decisions_must_name_known_backends() {
         let host = StaticHost::default();
+        let limits = &DecisionLimits::default();
         assert_eq!(
-            failure_kind(validate_decision(decision(&["local"]), &host)),
+            failure_kind(validate_decision(decision(&["local"]), limits, &host)),
             None
         );
         assert_eq!(
-            failure_kind(validate_decision(decision(&[]), &host)),
+            failure_kind(validate_decision(decision(&[]), limits, &host)),
             Some(FailureKind::EmptyTargets)
         );
         assert_eq!(
-            failure_kind(validate_decision(decision(&["local", "nope"]), &host)),
+            failure_kind(validate_decision(
+                decision(&["local", "nope"]),
+                limits,
+                &host
+            )),
             Some(FailureKind::UnknownBackend)
+        );
+        // Caps come first: an oversized unknown name is over a limit, never quoted whole.
+        let long = "n".repeat(1 << 20);
+        assert_eq!(
+            failure_kind(validate_decision(decision(&[&long]), limits, &host)),
+            Some(FailureKind::OverLimit)
         );
     }
 

@@ -2,14 +2,19 @@
 //! into a [`crate::domain::Verdict`].
 
 mod bindings;
+mod budget;
 mod cache;
 mod engine;
+mod guest_log;
 mod host;
 mod imports;
 mod instance;
+mod limits;
 mod loaded;
 mod pii;
+mod quarantine;
 mod ticker;
+mod wasi;
 
 pub mod cases;
 
@@ -19,10 +24,13 @@ use std::time::Duration;
 
 use crate::domain::{Decision, Verdict};
 
+pub use budget::SCAN_BYTES_PER_MS;
 pub use cache::COMPILE_FAILED_EXIT;
 pub use engine::PolicyEngine;
 pub use host::{HostState, StaticHost};
+pub use limits::DecisionLimits;
 pub use loaded::{LoadedPolicy, digest_of, policy_label};
+pub use quarantine::QuarantineConfig;
 
 /// Engine-wide limits and settings.
 #[derive(Debug, Clone)]
@@ -50,6 +58,10 @@ pub struct EngineConfig {
     pub warm_instances: usize,
     /// Where cache misses are compiled (with a `cache_dir`; without one, in process).
     pub compiler: Compiler,
+    /// Caps on a decision's size; over one it is a failure (`over_limit`).
+    pub decision_limits: DecisionLimits,
+    /// When a policy that keeps failing is set aside (its fallback used unrun).
+    pub quarantine: QuarantineConfig,
 }
 
 /// Where components are compiled.
@@ -77,6 +89,8 @@ impl Default for EngineConfig {
             max_instances: 64,
             warm_instances: 0,
             compiler: Compiler::InProcess,
+            decision_limits: DecisionLimits::default(),
+            quarantine: QuarantineConfig::default(),
         }
     }
 }
@@ -115,6 +129,10 @@ pub enum FailureKind {
     EmptyTargets,
     BadStatus,
     Timeout,
+    /// The decision is over a [`DecisionLimits`] cap.
+    OverLimit,
+    /// The policy is quarantined: not run, its fallback used.
+    Quarantined,
     Internal,
 }
 
@@ -129,8 +147,16 @@ impl FailureKind {
             Self::EmptyTargets => "empty_targets",
             Self::BadStatus => "bad_status",
             Self::Timeout => "timeout",
+            Self::OverLimit => "over_limit",
+            Self::Quarantined => "quarantined",
             Self::Internal => "internal",
         }
+    }
+
+    /// Whether the guest is to blame (what counts toward quarantine): not the host's
+    /// own trouble (`internal`) nor a decision it was not asked to make (`quarantined`).
+    pub fn guest_fault(self) -> bool {
+        !matches!(self, Self::Internal | Self::Quarantined)
     }
 }
 

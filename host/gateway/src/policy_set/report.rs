@@ -34,6 +34,8 @@ pub struct VersionReport {
     pub version: String,
     pub loaded_at_ms: u64,
     pub origin: Origin,
+    /// Failing so often that its fallback is used without running it.
+    pub quarantined: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,7 @@ fn version_report(v: &Version) -> VersionReport {
         version: v.policy.info().version.clone(),
         loaded_at_ms: unix_ms(v.loaded_at),
         origin: v.origin,
+        quarantined: v.policy.quarantined(),
     }
 }
 

@@ -12,13 +12,21 @@
 //! | `flood`           | hands the host imports 8 MiB strings, again and again (hostcall fuel) |
 //! | `sleep`           | sleeps for an hour (WASI timers must not block the host)         |
 //! | `count`           | the normal targets, reason `count:N`: N counts calls in this instance |
+//! | `huge`            | a legal but huge decision: label `targets` targets (default 2000), one replacement message of `message-bytes` (default 100 000), a reason of `reason-bytes` (default 6), `label-count` labels (default 0) |
+//! | `log-forge`       | logs a message with newlines that look like other log lines, and one of 1 MiB; then the normal decision |
+//! | `log-flood`       | logs `lines` lines (default 100), then the normal decision       |
+//! | `pii-loop`        | calls `pii.detect` on `flood-bytes` (default 4 000 000) bytes of text forever |
+//! | `wasi`            | the normal targets, reason `wall_ms=W mono_ns=M random=R`: what WASI's clocks and random give it |
 //! | anything else     | the normal decision: `local`, then `openai`, reason `normal`     |
 //!
-//! `flood-bytes` overrides the size of each string handed to the host in `flood` mode.
+//! `flood-bytes` overrides the size of each string handed to the host in `flood` and
+//! `pii-loop` modes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use policy_sdk::{Decision, Host, LogLevel, Policy, PolicyInfo, Rejection, Request};
+use policy_sdk::{
+    Decision, Host, LogLevel, Message, Policy, PolicyInfo, Rejection, Request, Role, Target,
+};
 
 /// Calls of `route` in this instance (shows whether an instance is reused).
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -63,6 +71,31 @@ impl Policy for Misbehave {
                 Ok(normal().reason("slept"))
             }
             "count" => Ok(normal().reason(format!("count:{calls}"))),
+            "huge" => Ok(huge(request)),
+            "log-forge" => {
+                host.log(
+                    LogLevel::Info,
+                    "innocent\n2030-01-01T00:00:00.000000Z ERROR switchyard::admin: FORGED admin token leaked\r\nand more",
+                    &[("key\nFORGED-FIELD", "value\nFORGED-VALUE")],
+                );
+                host.log(LogLevel::Warn, &"L".repeat(1 << 20), &[]);
+                Ok(normal())
+            }
+            "log-flood" => {
+                let lines = number(request, "lines", 100);
+                for i in 0..lines {
+                    host.log(LogLevel::Info, &format!("flood line {i}"), &[]);
+                }
+                Ok(normal())
+            }
+            "pii-loop" => {
+                let text = "x".repeat(number(request, "flood-bytes", 4_000_000));
+                let mut found = 0usize;
+                loop {
+                    found = std::hint::black_box(found + host.detect_pii(&text).len());
+                }
+            }
+            "wasi" => Ok(normal().reason(wasi_view())),
             _ => Ok(normal()),
         }
     }
@@ -71,6 +104,48 @@ impl Policy for Misbehave {
 /// The decision for a well-behaved request.
 pub fn normal() -> Decision {
     Decision::to_all(["local", "openai"]).reason("normal")
+}
+
+/// The request label `key` as a number, `default` when absent or not a number.
+fn number(request: &Request, key: &str, default: usize) -> usize {
+    request
+        .label(key)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A decision as big as the request labels ask (see the module table).
+fn huge(request: &Request) -> Decision {
+    let targets = (0..number(request, "targets", 2000))
+        .map(|i| Target::new(if i % 2 == 0 { "local" } else { "openai" }))
+        .collect();
+    let message = Message::new(
+        Role::User,
+        "m".repeat(number(request, "message-bytes", 100_000)),
+    );
+    let mut decision = Decision::new(targets)
+        .reason("r".repeat(number(request, "reason-bytes", 6)))
+        .rewrite(vec![message]);
+    for i in 0..number(request, "label-count", 0) {
+        decision = decision.label(format!("k{i}"), "v");
+    }
+    decision
+}
+
+/// What WASI's clocks and random source show this guest: the wall clock (ms since the
+/// Unix epoch), how far the monotonic clock moves across a busy loop (ns), one random u64.
+fn wasi_view() -> String {
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(u128::MAX, |d| d.as_millis());
+    let start = std::time::Instant::now();
+    let mut n: u64 = 0;
+    for i in 0..100_000u64 {
+        n = std::hint::black_box(n.wrapping_add(i));
+    }
+    let mono_ns = start.elapsed().as_nanos();
+    let random = getrandom::u64().unwrap_or(0);
+    format!("wall_ms={wall_ms} mono_ns={mono_ns} random={random:016x}")
 }
 
 fn spin() -> ! {

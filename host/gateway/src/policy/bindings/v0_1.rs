@@ -15,6 +15,12 @@ mod generated {
     wasmtime::component::bindgen!({
         world: "policy",
         path: "../../wit",
+        // The imports whose cost scales with guest input: refused (a trap) once the
+        // decision's deadline has passed or when the text is too big for what is left.
+        imports: {
+            "switchyard:policy/pii.detect": trappable,
+            "switchyard:policy/tokens.count": trappable,
+        },
     });
 }
 
