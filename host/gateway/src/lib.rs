@@ -11,6 +11,7 @@ pub mod domain;
 pub mod hardware;
 pub mod http;
 pub mod ledger;
+pub mod log_text;
 pub mod metrics;
 pub mod policy;
 pub mod policy_set;

@@ -12,6 +12,7 @@
 //! | `flood`           | hands the host imports 8 MiB strings, again and again (hostcall fuel) |
 //! | `sleep`           | sleeps for an hour (WASI timers must not block the host)         |
 //! | `count`           | the normal targets, reason `count:N`: N counts calls in this instance |
+//! | `echo-reason`     | the normal targets, the reason the `reason` label names (metric cardinality) |
 //! | anything else     | the normal decision: `local`, then `openai`, reason `normal`     |
 //!
 //! `flood-bytes` overrides the size of each string handed to the host in `flood` mode.
@@ -63,6 +64,7 @@ impl Policy for Misbehave {
                 Ok(normal().reason("slept"))
             }
             "count" => Ok(normal().reason(format!("count:{calls}"))),
+            "echo-reason" => Ok(normal().reason(request.label("reason").unwrap_or(""))),
             _ => Ok(normal()),
         }
     }
@@ -135,6 +137,14 @@ mod tests {
         );
         assert!(ask("empty-targets").unwrap().targets.is_empty());
         assert_eq!(ask("bad-status").unwrap_err().status, 99);
+        let echoed = Misbehave::route(
+            &MockHost::new(),
+            &Request::user("hi")
+                .with_label("misbehave", "echo-reason")
+                .with_label("reason", "r42: anything"),
+        )
+        .unwrap();
+        assert_eq!(echoed.reason, "r42: anything");
     }
 
     #[test]
