@@ -58,13 +58,19 @@ async fn chat(client: &reqwest::Client, gw: &Gateway, body: &Value) -> (u16, Val
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// `n` sequential requests on `client` (one kept-alive connection): successes and the
-/// sorted latencies.
-async fn sequential(client: &reqwest::Client, gw: &Gateway, n: usize) -> (usize, Vec<Duration>) {
+/// Sequential requests on `client` (one kept-alive connection) for `period`, a few
+/// milliseconds apart: successes and the sorted latencies.
+async fn sequential(
+    client: &reqwest::Client,
+    gw: &Gateway,
+    period: Duration,
+) -> (usize, Vec<Duration>) {
     let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
     let mut ok = 0;
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut times = Vec::new();
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let started = Instant::now();
         let sent = tokio::time::timeout(
             Duration::from_secs(10),
@@ -125,8 +131,8 @@ async fn connection_flood_of_silent_uploads_leaves_other_clients_served() {
     );
     let (gw, _dir) = gateway("flood", &extra).await;
     let client = reqwest::Client::new();
-    let (quiet_ok, quiet) = sequential(&client, &gw, 200).await;
-    assert_eq!(quiet_ok, 200);
+    let (quiet_ok, quiet) = sequential(&client, &gw, Duration::from_secs(2)).await;
+    assert_eq!(quiet_ok, quiet.len());
 
     // The flood: ATTACKERS silent uploads at all times, each replaced when it ends.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -154,7 +160,8 @@ async fn connection_flood_of_silent_uploads_leaves_other_clients_served() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (attack_ok, attacked) = sequential(&client, &gw, 400).await;
+    // Several body deadlines long: the attacker's slots are freed and retaken meanwhile.
+    let (attack_ok, attacked) = sequential(&client, &gw, Duration::from_secs(6)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let ended = flood.await.unwrap();
 
@@ -167,19 +174,25 @@ async fn connection_flood_of_silent_uploads_leaves_other_clients_served() {
     let still_open = ended.iter().filter(|e| e.0 == Ended::StillOpen).count();
     let longest = by_deadline.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "flood: quiet p50 {:?} p99 {:?} (200/200); under {ATTACKERS} silent uploads (cap {CAP}) \
-         p50 {:?} p99 {:?}, {attack_ok}/400 ok; attacker connections: {} ended, {at_once} \
+        "flood: quiet p50 {:?} p99 {:?} ({quiet_ok} ok); under {ATTACKERS} silent uploads (cap \
+         {CAP}) p50 {:?} p99 {:?}, {attack_ok}/{} ok; attacker connections: {} ended, {at_once} \
          closed at once, {} by the body deadline (longest {longest:?}), {still_open} still open",
         percentile(&quiet, 0.5),
         percentile(&quiet, 0.99),
         percentile(&attacked, 0.5),
         percentile(&attacked, 0.99),
+        attacked.len(),
         ended.len(),
         by_deadline.len(),
     );
-    assert!(attack_ok * 100 >= 400 * 99, "{attack_ok}/400 served");
+    assert!(attacked.len() >= 100, "only {} requests sent", attacked.len());
     assert!(
-        by_deadline.len() >= CAP / 2,
+        attack_ok * 100 >= attacked.len() * 99,
+        "{attack_ok}/{} served",
+        attacked.len()
+    );
+    assert!(
+        by_deadline.len() >= 2 * CAP,
         "silent uploads must be closed by the body deadline: {ended:?}"
     );
     assert!(
