@@ -37,13 +37,8 @@ async fn gateway(name: &str, extra: &str) -> (Gateway, tempfile::TempDir) {
     let dir = scratch(name);
     let local = gateway_support::spawn_upstream("from local").await;
     let cloud = gateway_support::spawn_upstream("from cloud").await;
-    let config = gateway_support::write_config(
-        dir.path(),
-        &built_policy("misbehave"),
-        local,
-        cloud,
-        extra,
-    );
+    let config =
+        gateway_support::write_config(dir.path(), &built_policy("misbehave"), local, cloud, extra);
     (Gateway::start(&config).await, dir)
 }
 
@@ -185,7 +180,11 @@ async fn connection_flood_of_silent_uploads_leaves_other_clients_served() {
         ended.len(),
         by_deadline.len(),
     );
-    assert!(attacked.len() >= 100, "only {} requests sent", attacked.len());
+    assert!(
+        attacked.len() >= 100,
+        "only {} requests sent",
+        attacked.len()
+    );
     assert!(
         attack_ok * 100 >= attacked.len() * 99,
         "{attack_ok}/{} served",
@@ -211,9 +210,7 @@ async fn huge_and_countless_tenant_names_are_refused_and_bounded() {
     const CAP: usize = 50;
     let (gw, dir) = gateway("tenants", &format!("[auth]\nmax_tenants = {CAP}\n")).await;
     let client = reqwest::Client::new();
-    let hello = |user: &str| {
-        json!({"model": "auto", "user": user, "messages": [{"role": "user", "content": "hi"}]})
-    };
+    let hello = |user: &str| json!({"model": "auto", "user": user, "messages": [{"role": "user", "content": "hi"}]});
     for _ in 0..20 {
         assert_eq!(chat(&client, &gw, &hello("warmup")).await.0, 200);
     }
@@ -253,14 +250,25 @@ async fn huge_and_countless_tenant_names_are_refused_and_bounded() {
          distinct names ({served} served, cap {CAP})",
         4 * CAP
     );
-    assert!(served <= CAP, "{served} tenants served past the cap of {CAP}");
+    assert!(
+        served <= CAP,
+        "{served} tenants served past the cap of {CAP}"
+    );
     assert!(served >= CAP - 1, "only {served} served");
     assert!(after < 2 * quiet, "RSS grew from {quiet} to {after} KiB");
     drop(gw);
-    let ledger = Ledger::inspect(&dir.path().join("ledger.db"), BTreeMap::new(), Budget::default())
-        .unwrap();
+    let ledger = Ledger::inspect(
+        &dir.path().join("ledger.db"),
+        BTreeMap::new(),
+        Budget::default(),
+    )
+    .unwrap();
     let tenants = ledger.tenants().unwrap();
-    assert!(tenants.len() <= CAP + 1, "{} tenants in the ledger", tenants.len());
+    assert!(
+        tenants.len() <= CAP + 1,
+        "{} tenants in the ledger",
+        tenants.len()
+    );
     assert!(tenants.iter().all(|t| t.tenant.len() <= 64));
 }
 
