@@ -377,3 +377,27 @@ async fn client_text_with_newlines_and_megabytes_cannot_flood_or_forge_log_lines
         assert!(!line.starts_with("FORGED"), "forged line: {line:.200}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let (gw, _dir) = gateway("idle", "[server]\nheader_read_timeout_ms = 1000\n").await;
+    let mut idle = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), idle.read_to_end(&mut rest)).await;
+    eprintln!(
+        "idle: keep-alive connection closed after {:?}",
+        started.elapsed()
+    );
+    assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+}
