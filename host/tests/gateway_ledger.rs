@@ -76,13 +76,14 @@ async fn spawn_gateway(upstream: SocketAddr, ledger: Arc<Ledger>) -> SocketAddr 
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: 1 << 20,
         client_keys: Default::default(),
+        tenants: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(http::serve(
         listener,
         app,
-        Duration::from_secs(5),
+        switchyard::config::ConnLimits::default(),
         Duration::from_secs(1),
         std::future::pending(),
     ));

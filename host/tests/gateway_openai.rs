@@ -200,14 +200,14 @@ async fn spawn_gateway_with(
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
         client_keys: Arc::new(config.client_keys.clone()),
+        tenants: Arc::new(http::tenants::TenantGate::new(&config)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let header_timeout = config.server.header_read_timeout;
     tokio::spawn(http::serve(
         listener,
         app,
-        header_timeout,
+        config.server.conn,
         Duration::from_secs(1),
         std::future::pending(),
     ));

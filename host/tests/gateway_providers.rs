@@ -150,13 +150,14 @@ async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
         client_keys: Default::default(),
+        tenants: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(http::serve(
         listener,
         app,
-        Duration::from_secs(5),
+        switchyard::config::ConnLimits::default(),
         Duration::from_secs(1),
         std::future::pending(),
     ));

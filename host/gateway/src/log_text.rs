@@ -1,23 +1,20 @@
-//! Text from clients, policies or upstreams made safe for one log line: control
-//! characters escaped, length capped.
+//! Client- and guest-controlled text made safe for one log line: control characters
+//! escaped (no forged lines), length capped (no log amplification).
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::Write;
 
-/// `s` with control characters escaped (`\n`, `\r`, `\t`, `\u{..}`) and cut at a char
-/// boundary to at most `max` bytes of the original, with `…[+N bytes]` naming what was cut.
-/// Borrows when there is nothing to change.
+/// `s` with control characters escaped as `\n`, `\r`, `\t` or `\u{..}`, cut at a char
+/// boundary so the escaped text is at most `max` bytes, then `…[+N bytes]` naming the
+/// bytes of `s` left out. Borrowed when `s` is already clean and short.
 pub fn sanitize(s: &str, max: usize) -> Cow<'_, str> {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let kept = &s[..end];
-    if end == s.len() && !kept.chars().any(char::is_control) {
+    if s.len() <= max && !s.chars().any(char::is_control) {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(kept.len() + 16);
-    for c in kept.chars() {
+    let mut out = String::with_capacity(max.min(s.len()) + 16);
+    let mut kept = 0;
+    for (i, c) in s.char_indices() {
+        let before = out.len();
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
@@ -27,35 +24,45 @@ pub fn sanitize(s: &str, max: usize) -> Cow<'_, str> {
             }
             c => out.push(c),
         }
+        if out.len() > max {
+            out.truncate(before);
+            break;
+        }
+        kept = i + c.len_utf8();
     }
-    if end < s.len() {
-        let _ = write!(out, "…[+{} bytes]", s.len() - end);
+    if kept < s.len() {
+        let _ = write!(out, "…[+{} bytes]", s.len() - kept);
     }
     Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
-    use std::borrow::Cow;
+    use super::*;
 
     #[test]
-    fn plain_text_is_borrowed() {
-        assert!(matches!(sanitize("hello", 10), Cow::Borrowed("hello")));
+    fn clean_short_text_is_borrowed() {
+        assert!(matches!(sanitize("acme-1", 64), Cow::Borrowed("acme-1")));
     }
 
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(
-            sanitize("a\nb\r\tc\u{1b}[31m\u{7f}", 100),
-            "a\\nb\\r\\tc\\u{1b}[31m\\u{7f}"
+            sanitize("a\nb\rc\td\u{1b}[31m\u{7f}", 64),
+            "a\\nb\\rc\\td\\u{1b}[31m\\u{7f}"
         );
     }
 
     #[test]
-    fn long_text_is_cut_on_a_char_boundary() {
-        assert_eq!(sanitize("hello world", 5), "hello…[+6 bytes]");
-        assert_eq!(sanitize("héllo", 2), "h…[+5 bytes]");
-        assert_eq!(sanitize("", 0), "");
+    fn long_text_is_cut_at_a_char_boundary_and_says_how_much_was_dropped() {
+        assert_eq!(sanitize("abcdef", 4), "abcd…[+2 bytes]");
+        // 'é' is two bytes: it does not fit in the third and fourth byte.
+        assert_eq!(sanitize("abcé", 4), "abc…[+2 bytes]");
+        // An escape is never split.
+        assert_eq!(sanitize("abc\n", 4), "abc…[+1 bytes]");
+        let huge = "x\n".repeat(1 << 20);
+        let out = sanitize(&huge, 256);
+        assert!(out.len() < 300, "{}", out.len());
+        assert!(!out.contains('\n'));
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics: installs the `metrics` recorder once per process and renders the
 //! text exposition for `GET /metrics`. Metric names are `switchyard_*`.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -59,9 +60,49 @@ pub fn render() -> Option<String> {
     HANDLE.get().map(PrometheusHandle::render)
 }
 
-/// A label value bounded in length (policy reasons are free text).
-fn bounded(s: &str) -> String {
-    s.chars().take(64).collect()
+/// Distinct `reason` label values at most; a reason first seen after them is `other`.
+const MAX_REASONS: usize = 64;
+/// Longest `reason` label value.
+const REASON_LEN: usize = 32;
+
+/// Reason label values seen so far (at most [`MAX_REASONS`]).
+static REASONS: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// The `reason` label of a decision reason (free text from the policy): its first segment
+/// (up to the first `:`, `+`, `(`, `,`, `;`, `=` or whitespace), at most [`REASON_LEN`]
+/// characters of `A-Z a-z 0-9 _ - .` (others become `_`), and one of at most
+/// [`MAX_REASONS`] distinct values, `other` past them.
+fn reason_label(reason: &str) -> String {
+    let segment = reason
+        .split(|c: char| matches!(c, ':' | '+' | '(' | ',' | ';' | '=') || c.is_whitespace())
+        .next()
+        .unwrap_or_default();
+    let label: String = segment
+        .chars()
+        .take(REASON_LEN)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let known = REASONS.read().unwrap_or_else(|p| p.into_inner());
+    if known.contains(&label) {
+        return label;
+    }
+    let full = known.len() >= MAX_REASONS;
+    drop(known);
+    if full {
+        return "other".to_owned();
+    }
+    let mut known = REASONS.write().unwrap_or_else(|p| p.into_inner());
+    if known.len() >= MAX_REASONS {
+        return "other".to_owned();
+    }
+    known.insert(label.clone());
+    label
 }
 
 /// One finished request.
@@ -76,7 +117,7 @@ pub fn request(
     let labels = [
         ("backend", backend.to_owned()),
         ("policy", policy.to_owned()),
-        ("reason", bounded(reason)),
+        ("reason", reason_label(reason)),
         ("status", status.to_string()),
         ("stream", stream.to_string()),
     ];
@@ -132,4 +173,24 @@ pub fn fallback(from: &str) {
 /// Breaker state of a backend: 0 closed, 1 open, 2 half-open.
 pub fn breaker(backend: &str, state: f64) {
     metrics::gauge!("switchyard_breaker_state", "backend" => backend.to_owned()).set(state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_labels_are_first_segments_from_a_bounded_set() {
+        assert_eq!(reason_label("pii:email+budget:ok"), "pii");
+        assert_eq!(reason_label("simple:chat"), "simple");
+        assert_eq!(reason_label("weird/name\nmore"), "weird_name");
+        assert_eq!(reason_label(&"x".repeat(1000)).len(), REASON_LEN);
+        for i in 0..(2 * MAX_REASONS) {
+            let label = reason_label(&format!("r{i}: detail"));
+            assert!(label == format!("r{i}") || label == "other", "{label}");
+        }
+        assert_eq!(reason_label("never-seen-before"), "other");
+        assert_eq!(reason_label("pii: again"), "pii");
+        assert!(REASONS.read().unwrap_or_else(|p| p.into_inner()).len() <= MAX_REASONS);
+    }
 }

@@ -167,6 +167,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
         client_keys: Arc::new(config.client_keys.clone()),
+        tenants: Arc::new(http::tenants::TenantGate::new(&config)),
     });
     let _watcher = match &policies {
         Some(set) => {
@@ -205,14 +206,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         }
         None => None,
     };
-    http::serve(
-        listener,
-        app,
-        config.server.header_read_timeout,
-        DRAIN,
-        shutdown_signal(),
-    )
-    .await;
+    http::serve(listener, app, config.server.conn, DRAIN, shutdown_signal()).await;
     // Settlements are written behind: commit the last ones before exiting.
     if let Err(e) = tokio::task::spawn_blocking(move || ledger.flush()).await? {
         tracing::error!(error = %e, "flushing the spend ledger failed");

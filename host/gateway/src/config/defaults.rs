@@ -6,6 +6,16 @@ pub const LISTEN: &str = "127.0.0.1:8080";
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Time a client gets to send its request headers.
 pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Open client connections at most (lowered to half the file limit when that is smaller).
+pub const MAX_CONNECTIONS: usize = 8_192;
+/// Time a client gets to send a whole request body.
+pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Slowest accepted request body upload, after [`BODY_RATE_GRACE_MS`].
+pub const BODY_MIN_BYTES_PER_S: u64 = 1_024;
+/// Time a body upload gets before its rate is checked.
+pub const BODY_RATE_GRACE_MS: u64 = 2_000;
+/// Distinct tenant names tracked when no tenants are configured.
+pub const MAX_TENANTS: usize = 10_000;
 /// Upstream TCP (and TLS) connect timeout.
 pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Upstream time to response headers (and, for streams, the first event).

@@ -4,6 +4,7 @@
 //! types and the entry points (`load`, `parse`, `embedded_default`).
 
 pub mod defaults;
+mod limits;
 mod raw;
 mod validate;
 
@@ -14,11 +15,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use limits::{ConnLimits, Tenancy, UnknownTenant};
 use raw::{
     RawAdmin, RawAuth, RawBackend, RawConfig, RawFallback, RawLedger, RawPolicy, RawPrivacy,
     RawServer,
 };
-use validate::validate;
+use validate::{invalid, validate};
 
 /// Why a configuration was refused; messages name the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Client API keys by sha256 hex digest → tenant; empty leaves the API open.
     pub client_keys: BTreeMap<String, String>,
+    /// Which tenant names are admitted (`[auth] unknown_tenant`, `max_tenants`).
+    pub tenancy: Tenancy,
     /// The decision log; off unless configured.
     pub decision_log: Option<crate::decision_log::DecisionLogConfig>,
     /// Local hardware cost profile (`[hardware]`; unset keys take the RTX 4090 values).
@@ -122,7 +126,8 @@ pub struct NamedPolicy {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
-    pub header_read_timeout: Duration,
+    /// Connection cap and client read timeouts.
+    pub conn: ConnLimits,
 }
 
 /// How decisions are made.

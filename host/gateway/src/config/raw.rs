@@ -75,6 +75,8 @@ pub(super) struct RawDecisionLog {
 pub(super) struct RawAuth {
     #[serde(default)]
     pub(super) keys: Vec<RawClientKey>,
+    pub(super) unknown_tenant: Option<String>,
+    pub(super) max_tenants: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +131,9 @@ pub(super) struct RawServer {
     pub(super) listen: Option<String>,
     pub(super) max_body_bytes: Option<usize>,
     pub(super) header_read_timeout_ms: Option<u64>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) body_read_timeout_ms: Option<u64>,
+    pub(super) body_min_bytes_per_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let server = server(raw.server)?;
     let backends = backends(raw.backends)?;
     let policy = policy(raw.policy, raw.policies, &backends)?;
+    let tenancy = super::limits::tenancy(&raw.auth)?;
     let client_keys = auth(raw.auth)?;
     let privacy = privacy(raw.privacy, &raw.tenants)?;
     let tenants = tenants(raw.tenants)?;
@@ -36,6 +37,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         tenants,
         server,
         client_keys,
+        tenancy,
         decision_log: raw.decision_log.map(decision_log),
         admin: admin(raw.admin),
         policy,
@@ -44,14 +46,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
     }
 }
 
-/// `[server]`: the listen address, body limit and header timeout.
+/// `[server]`: the listen address, body limit and connection limits.
 fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
     let listen_text = raw.listen.as_deref().unwrap_or(defaults::LISTEN);
     let listen: SocketAddr = listen_text
@@ -64,10 +66,7 @@ fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
     Ok(ServerConfig {
         listen,
         max_body_bytes,
-        header_read_timeout: Duration::from_millis(
-            raw.header_read_timeout_ms
-                .unwrap_or(defaults::HEADER_READ_TIMEOUT_MS),
-        ),
+        conn: super::limits::conn_limits(&raw)?,
     })
 }
 
@@ -638,6 +637,7 @@ mod tests {
         let digest = "AB".repeat(32);
         let keys = auth(RawAuth {
             keys: vec![key("acme", &digest)],
+            ..RawAuth::default()
         })
         .unwrap();
         assert_eq!(keys.get(&"ab".repeat(32)).map(String::as_str), Some("acme"));
@@ -649,7 +649,11 @@ mod tests {
                 "auth.keys[1]`",
             ),
         ] {
-            let err = auth(RawAuth { keys }).unwrap_err();
+            let err = auth(RawAuth {
+                keys,
+                ..RawAuth::default()
+            })
+            .unwrap_err();
             assert!(err.to_string().contains(path), "{err}");
         }
     }

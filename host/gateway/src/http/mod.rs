@@ -1,7 +1,12 @@
 //! HTTP surface (axum): `/v1/chat/completions` (JSON and SSE), `/v1/models`, `/healthz`,
 //! `/readyz`. Knows only [`crate::dispatch`], domain types and OpenAI-shaped errors.
 
+mod body;
+mod listener;
+pub mod tenants;
 pub mod wire;
+
+pub use listener::serve;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,6 +25,12 @@ use futures_util::StreamExt;
 
 use crate::backends::{ChatResponse, ChatStream, StreamEvent, Usage};
 use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Routed};
+use crate::log_text::sanitize;
+
+/// Longest client- or policy-controlled value (model, tenant, reason) in a log line.
+const LOG_VALUE_MAX: usize = 256;
+/// Longest error text in a log line (it may quote client or upstream text).
+const LOG_ERROR_MAX: usize = 1024;
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -30,6 +41,8 @@ pub struct AppState {
     /// from the request. Otherwise a valid `Authorization: Bearer KEY` is required and
     /// fixes the tenant.
     pub client_keys: Arc<BTreeMap<String, String>>,
+    /// Which client-named tenants are admitted (unused with client keys).
+    pub tenants: Arc<tenants::TenantGate>,
 }
 
 /// The tenant of a request's API key, or a 401 when keys are configured and the request
@@ -249,8 +262,8 @@ async fn chat_completions(
     };
     let span = tracing::info_span!(
         "request",
-        tenant = %request.tenant,
-        model = %request.model,
+        tenant = %sanitize(&request.tenant, LOG_VALUE_MAX),
+        model = %sanitize(&request.model, LOG_VALUE_MAX),
         stream = request.stream,
         id = tracing::field::Empty,
         policy = tracing::field::Empty,
@@ -263,7 +276,7 @@ async fn chat_completions(
             .await
             .map(|(routed, stream)| {
                 crate::metrics::time_to_first_token(&routed.backend, started.elapsed());
-                tracing::info!(parent: &span, reason = %routed.reason, "streaming");
+                tracing::info!(parent: &span, reason = %sanitize(&routed.reason, LOG_VALUE_MAX), "streaming");
                 (routed, Served::Stream(stream))
             })
     } else {
@@ -281,7 +294,7 @@ async fn chat_completions(
                 );
                 tracing::info!(
                     parent: &span,
-                    reason = %routed.reason,
+                    reason = %sanitize(&routed.reason, LOG_VALUE_MAX),
                     prompt_tokens = response.usage.prompt_tokens,
                     completion_tokens = response.usage.completion_tokens,
                     cost_usd = cost,
@@ -308,7 +321,7 @@ async fn chat_completions(
             }
         }
         Err(err) => {
-            tracing::warn!(parent: &span, error = %err, "request failed");
+            tracing::warn!(parent: &span, error = %sanitize(&err.to_string(), LOG_ERROR_MAX), "request failed");
             crate::metrics::request(
                 "none",
                 &state.dispatcher.policy_label(),
@@ -345,15 +358,52 @@ fn client_request(
             )
             .with_code("body_too_large"));
         }
+        Err(rejection) if body::is_timeout(&rejection) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request body not received in time",
+            )
+            .with_code("body_timeout"));
+        }
         Err(rejection) => return Err(ApiError::invalid(rejection.body_text())),
     };
     let key_tenant = authenticate(state, headers)?;
     let (mut request, include_usage) = parse_request(headers, &body)?;
-    if let Some(tenant) = key_tenant {
+    request.tenant = match key_tenant {
         // The key decides who pays; a client cannot bill another tenant by header.
-        request.tenant = tenant;
-    }
+        Some(tenant) => tenant,
+        None => state
+            .tenants
+            .admit(std::mem::take(&mut request.tenant))
+            .map_err(tenant_refused)?,
+    };
     Ok((request, include_usage))
+}
+
+/// The client's answer for a tenant name that was not admitted (never echoing the name).
+fn tenant_refused(why: tenants::Refusal) -> ApiError {
+    use tenants::Refusal;
+    match why {
+        Refusal::Invalid => ApiError::invalid(format!(
+            "invalid tenant name (x-switchyard-tenant, metadata.tenant or user): 1 to {} \
+             characters of A-Z a-z 0-9 . _ - @ +",
+            tenants::MAX_TENANT_LEN
+        ))
+        .with_code("invalid_tenant"),
+        Refusal::Unknown => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "unknown tenant",
+        )
+        .with_code("unknown_tenant"),
+        Refusal::TooMany => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "too many distinct tenants: the gateway admits no new tenant name",
+        )
+        .with_code("tenant_limit"),
+    }
 }
 
 /// The JSON body of a whole completion, with the decision headers.
@@ -530,7 +580,7 @@ fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) ->
                         }
                         Some(Err(err)) => {
                             // Headers are gone: report in-band, and end without [DONE].
-                            tracing::warn!(error = %err, "upstream stream broke");
+                            tracing::warn!(error = %sanitize(&err.to_string(), LOG_ERROR_MAX), "upstream stream broke");
                             st.phase = Phase::End;
                             let body = wire::ErrorBody {
                                 error: wire::ErrorDetail {
@@ -634,59 +684,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::OK
     };
     (status, axum::Json(body)).into_response()
-}
-
-/// Serves `app` on `listener` through hyper-util with a header-read timeout (slow clients
-/// are disconnected), until `shutdown` resolves; then stops accepting and waits up to
-/// `drain` for in-flight connections to finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    header_read_timeout: std::time::Duration,
-    drain: std::time::Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(error = %err, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timeout: closing remaining connections");
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! | `log-flood`       | logs `lines` lines (default 100), then the normal decision       |
 //! | `pii-loop`        | calls `pii.detect` on `flood-bytes` (default 4 000 000) bytes of text forever |
 //! | `wasi`            | the normal targets, reason `wall_ms=W mono_ns=M random=R`: what WASI's clocks and random give it |
+//! | `echo-reason`     | the normal targets, the reason the `reason` label names (metric cardinality) |
 //! | anything else     | the normal decision: `local`, then `openai`, reason `normal`     |
 //!
 //! `flood-bytes` overrides the size of each string handed to the host in `flood` and
@@ -96,6 +97,7 @@ impl Policy for Misbehave {
                 }
             }
             "wasi" => Ok(normal().reason(wasi_view())),
+            "echo-reason" => Ok(normal().reason(request.label("reason").unwrap_or(""))),
             _ => Ok(normal()),
         }
     }
@@ -210,6 +212,14 @@ mod tests {
         );
         assert!(ask("empty-targets").unwrap().targets.is_empty());
         assert_eq!(ask("bad-status").unwrap_err().status, 99);
+        let echoed = Misbehave::route(
+            &MockHost::new(),
+            &Request::user("hi")
+                .with_label("misbehave", "echo-reason")
+                .with_label("reason", "r42: anything"),
+        )
+        .unwrap();
+        assert_eq!(echoed.reason, "r42: anything");
     }
 
     #[test]
