@@ -1,7 +1,7 @@
 //! Caps on what one decision may hold (targets, replacement messages, reason, labels),
 //! checked before the host uses it: a legal but huge decision is a policy failure.
 
-use crate::domain::Decision;
+use crate::domain::{Decision, Rejection};
 
 /// The most a decision may hold; over any cap the decision is refused
 /// ([`super::FailureKind::OverLimit`]) and the fallback used.
@@ -23,6 +23,8 @@ pub struct DecisionLimits {
     pub max_label_key_bytes: usize,
     /// Bytes of one label value.
     pub max_label_value_bytes: usize,
+    /// Bytes of a rejection's message (it reaches the client and the decision log).
+    pub max_rejection_bytes: usize,
 }
 
 impl Default for DecisionLimits {
@@ -36,11 +38,23 @@ impl Default for DecisionLimits {
             max_labels: 32,
             max_label_key_bytes: 64,
             max_label_value_bytes: 256,
+            max_rejection_bytes: 1024,
         }
     }
 }
 
 impl DecisionLimits {
+    /// How `rejection` exceeds its cap, described; `None` when it fits.
+    pub fn rejection_exceeded(&self, rejection: &Rejection) -> Option<String> {
+        (rejection.message.len() > self.max_rejection_bytes).then(|| {
+            format!(
+                "rejection message bytes {} over the cap of {}",
+                rejection.message.len(),
+                self.max_rejection_bytes
+            )
+        })
+    }
+
     /// The first cap `decision` exceeds, described; `None` when it fits.
     pub fn exceeded(&self, decision: &Decision) -> Option<String> {
         let over = |what: &str, n: usize, cap: usize| format!("{what} {n} over the cap of {cap}");
@@ -168,5 +182,17 @@ mod tests {
         assert!(limits.exceeded(&d).unwrap().contains("label key"));
         d.labels = [("k".into(), "v".repeat(257))].into();
         assert!(limits.exceeded(&d).unwrap().contains("label value"));
+
+        let rejection = |bytes| Rejection {
+            status: 403,
+            message: "m".repeat(bytes),
+        };
+        assert_eq!(limits.rejection_exceeded(&rejection(1024)), None);
+        assert!(
+            limits
+                .rejection_exceeded(&rejection(1025))
+                .unwrap()
+                .contains("rejection message bytes 1025")
+        );
     }
 }

@@ -362,7 +362,12 @@ impl LoadedPolicy {
         let outcome = match result {
             Ok(Ok(decision)) => validate_decision(decision, limits, host.as_ref()),
             Ok(Err(rejection)) => {
-                if (400..=599).contains(&rejection.status) {
+                if let Some(over) = limits.rejection_exceeded(&rejection) {
+                    Outcome::Failed(PolicyFailure {
+                        kind: FailureKind::OverLimit,
+                        message: format!("rejection is over a limit: {over}"),
+                    })
+                } else if (400..=599).contains(&rejection.status) {
                     Outcome::Verdict(Verdict::Reject(rejection))
                 } else {
                     Outcome::Failed(PolicyFailure {
