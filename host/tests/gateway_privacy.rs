@@ -120,6 +120,7 @@ fn extra(log: &std::path::Path) -> String {
         models = ["auto-complex"]
         [tenants.hospital]
         local_only = true
+        [tenants.acme]
         [privacy.data_classes]
         restricted = "local_only"
         [decision_log]
