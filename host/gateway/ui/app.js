@@ -354,6 +354,16 @@
       line.setAttribute("points", pts.join(" "));
       line.setAttribute("class", "series " + s.cls);
       svg.append(line);
+      if (pts.length === 1) {
+        // One sample draws no line: mark it.
+        const [x, y] = pts[0].split(",");
+        const dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+        dot.setAttribute("cx", x);
+        dot.setAttribute("cy", y);
+        dot.setAttribute("r", "2.5");
+        dot.setAttribute("class", "dot " + s.cls);
+        svg.append(dot);
+      }
     }
     return el("figure", { class: "chart" }, svg, el("figcaption", { text: title + ": " + summary }));
   }
@@ -439,10 +449,10 @@
           el("th", { scope: "row", text: t.tenant }),
           el("td", { text: t.state, class: "state " + stateClass(t.state), "data-cell": "state" }),
           el("td", { text: usd(t.today_usd), "data-cell": "today" }),
-          el("td", { text: usd(t.daily_budget_usd, 4), "data-cell": "daily" }),
+          el("td", { text: usd(t.daily_budget_usd), "data-cell": "daily" }),
           el("td", { text: usd(t.month_usd), "data-cell": "month" }),
-          el("td", { text: usd(t.monthly_budget_usd, 4), "data-cell": "monthly" }),
-          el("td", { text: usd(t.hard_cap_usd, 4), "data-cell": "cap" }),
+          el("td", { text: usd(t.monthly_budget_usd), "data-cell": "monthly" }),
+          el("td", { text: usd(t.hard_cap_usd), "data-cell": "cap" }),
           el(
             "td",
             { "data-cell": "projection" },
