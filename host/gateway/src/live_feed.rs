@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::decision_log::{DecisionLogRecord, LoggedVerdict};
 use crate::time::now_ms;
@@ -82,6 +82,8 @@ pub struct LiveFeed {
     /// Open watchers, read with one relaxed load per request (the channel's own receiver
     /// count takes a lock).
     watchers: Arc<AtomicUsize>,
+    /// Set at shutdown: every watcher's stream ends, so that it does not hold the drain.
+    closing: watch::Sender<bool>,
 }
 
 impl Default for LiveFeed {
@@ -95,7 +97,13 @@ impl LiveFeed {
         Self {
             tx: broadcast::Sender::new(CAPACITY),
             watchers: Arc::new(AtomicUsize::new(0)),
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Ends every watcher's stream, now and for watchers that come later (shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Whether anyone watches (else requests build no event).
@@ -113,6 +121,7 @@ impl LiveFeed {
         self.watchers.fetch_add(1, Ordering::Relaxed);
         Watch {
             rx: self.tx.subscribe(),
+            closing: self.closing.subscribe(),
             watchers: self.watchers.clone(),
         }
     }
@@ -126,8 +135,21 @@ impl LiveFeed {
 /// One watcher's receiving end; dropping it stops the feed's events for it.
 #[derive(Debug)]
 pub struct Watch {
-    pub rx: broadcast::Receiver<Arc<LiveDecision>>,
+    rx: broadcast::Receiver<Arc<LiveDecision>>,
+    closing: watch::Receiver<bool>,
     watchers: Arc<AtomicUsize>,
+}
+
+impl Watch {
+    /// The next decision, `Err(Lagged(n))` after missing `n`, or `Err(Closed)` once the
+    /// feed is closed.
+    pub async fn next(&mut self) -> Result<Arc<LiveDecision>, broadcast::error::RecvError> {
+        tokio::select! {
+            biased;
+            _ = self.closing.wait_for(|closing| *closing) => Err(broadcast::error::RecvError::Closed),
+            next = self.rx.recv() => next,
+        }
+    }
 }
 
 impl Drop for Watch {
@@ -170,11 +192,26 @@ mod tests {
         assert!(!feed.watched());
     }
 
+    #[tokio::test]
+    async fn closing_ends_every_watch() {
+        let feed = LiveFeed::new();
+        let mut watch = feed.watch();
+        feed.close();
+        assert!(matches!(
+            watch.next().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+        assert!(matches!(
+            feed.watch().next().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+    }
+
     #[test]
     fn a_slow_watcher_loses_the_oldest_decisions() {
         let feed = LiveFeed::new();
         let mut watch = feed.watch();
-        let route = Verdict::Route(Decision::to_backends(vec!["local".into()], "short"));
+        let route = Verdict::Route(Decision::to_backends(["local"], "short"));
         for _ in 0..CAPACITY + 10 {
             feed.publish(LiveDecision::from_record(&record(&route), None, false));
         }
@@ -187,7 +224,7 @@ mod tests {
 
     #[test]
     fn the_reason_is_the_served_one_else_the_policys() {
-        let route = Verdict::Route(Decision::to_backends(vec!["local".into()], "short"));
+        let route = Verdict::Route(Decision::to_backends(["local"], "short"));
         let mut served = record(&route);
         served.status = Some(200);
         served.backend = Some("local".into());

@@ -183,7 +183,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     app = app.merge(ui::router(UiState {
         dispatcher,
         ledger: Some(ledger.clone()),
-        live,
+        live: live.clone(),
         token: admin_token.clone(),
         tenants: config.tenants.keys().cloned().collect(),
         policies: policies.is_some(),
@@ -218,7 +218,12 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         }
         None => None,
     };
-    http::serve(listener, app, config.server.conn, DRAIN, shutdown_signal()).await;
+    // Open dashboard streams end at shutdown instead of holding the drain.
+    let shutdown = async move {
+        shutdown_signal().await;
+        live.close();
+    };
+    http::serve(listener, app, config.server.conn, DRAIN, shutdown).await;
     // Settlements are written behind: commit the last ones before exiting.
     if let Err(e) = tokio::task::spawn_blocking(move || ledger.flush()).await? {
         tracing::error!(error = %e, "flushing the spend ledger failed");

@@ -51,17 +51,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    match check_token(state.token.as_deref(), request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+    match refusal(state.token.as_deref(), request.headers()) {
+        None => next.run(request).await,
+        Some(refused) => refused,
     }
 }
 
-/// Whether `headers` carry `Authorization: Bearer TOKEN` with the admin token; the 401
-/// response otherwise (and always while no token is set). Every admin route checks it.
-pub fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
+/// `None` when `headers` carry `Authorization: Bearer TOKEN` with the admin token; the
+/// 401 response otherwise (and always while no token is set). Every admin route checks it.
+pub fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = token else {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "the admin API is disabled: set the admin token env var (default SWITCHYARD_ADMIN_TOKEN)",
         ));
@@ -71,8 +71,8 @@ pub fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if same(given.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(error(
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
         )),

@@ -1,6 +1,7 @@
 //! `GET /admin/events`: the live decision feed as server-sent events. Each finished
 //! request is a `decision` event (JSON); a watcher that fell behind gets a `lagged` event
-//! with the number of decisions it missed. The stream opens with a `ready` event.
+//! with the number of decisions it missed. The stream opens with a `ready` event and ends
+//! when the gateway shuts down.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ pub(super) async fn handler(State(state): State<Arc<UiState>>) -> Response {
     let ready =
         stream::once(async { Ok::<_, Infallible>(Event::default().event("ready").data("{}")) });
     let decisions = stream::unfold(watch, |mut watch| async move {
-        let event = match watch.rx.recv().await {
+        let event = match watch.next().await {
             Ok(decision) => Event::default()
                 .event("decision")
                 .json_data(&*decision)

@@ -18,7 +18,7 @@ use axum::routing::get;
 use crate::dispatch::Dispatcher;
 use crate::ledger::Ledger;
 use crate::live_feed::LiveFeed;
-use crate::policy_set::admin::check_token;
+use crate::policy_set::admin::refusal;
 
 const PAGE: &str = include_str!("../../ui/index.html");
 const SCRIPT: &str = include_str!("../../ui/app.js");
@@ -82,8 +82,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn authorize(State(state): State<Arc<UiState>>, request: Request, next: Next) -> Response {
-    match check_token(state.token.as_deref(), request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+    match refusal(state.token.as_deref(), request.headers()) {
+        None => next.run(request).await,
+        Some(refused) => refused,
     }
 }
