@@ -237,7 +237,8 @@
     decisions.push(d);
     if (decisions.length > KEEP) decisions.splice(0, decisions.length - KEEP);
     const backend = d.backend || "(none)";
-    const sec = Math.floor(d.ts_ms / 1000);
+    // Bucketed by arrival: the chart window is this browser's clock, whatever the gateway's.
+    const sec = Math.floor(Date.now() / 1000);
     let perBackend = seconds.get(backend);
     if (!perBackend) seconds.set(backend, (perBackend = new Map()));
     let bucket = perBackend.get(sec);

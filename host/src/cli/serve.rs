@@ -182,7 +182,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     }
     app = app.merge(ui::router(UiState {
         dispatcher,
-        ledger: Some(ledger.clone()),
+        ledger: ledger.clone(),
         live: live.clone(),
         token: admin_token.clone(),
         tenants: config.tenants.keys().cloned().collect(),

@@ -33,7 +33,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 #[derive(Debug)]
 pub struct UiState {
     pub dispatcher: Arc<Dispatcher>,
-    pub ledger: Option<Arc<Ledger>>,
+    pub ledger: Arc<Ledger>,
     pub live: Arc<LiveFeed>,
     /// The admin bearer token; `None` keeps the data closed (401), like the admin API.
     pub token: Option<Arc<str>>,

@@ -55,18 +55,14 @@ struct TenantView {
 
 pub(super) async fn handler(State(state): State<Arc<UiState>>) -> Response {
     let backends = state.dispatcher.backends().map(|b| backend(b)).collect();
-    let (tenants, spend_error) = match &state.ledger {
-        None => (Vec::new(), Some("no spend ledger".to_owned())),
-        Some(ledger) => {
-            let ledger = ledger.clone();
-            let names = state.tenants.clone();
-            match tokio::task::spawn_blocking(move || spend(&ledger, &names)).await {
-                Ok(Ok(rows)) => (rows, None),
-                Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
-                Err(_) => (Vec::new(), Some("reading the ledger failed".to_owned())),
-            }
-        }
-    };
+    let ledger = state.ledger.clone();
+    let names = state.tenants.clone();
+    let (tenants, spend_error) =
+        match tokio::task::spawn_blocking(move || spend(&ledger, &names)).await {
+            Ok(Ok(rows)) => (rows, None),
+            Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+            Err(_) => (Vec::new(), Some("reading the ledger failed".to_owned())),
+        };
     let body = Overview {
         now_ms: now_ms(),
         backends,
