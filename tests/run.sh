@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Switchyard test on a fresh machine: installs the wasm target, the default
-# model and the policy toolchains, builds the policies, then runs the Rust test suites,
+# model, the policy toolchains and headless Chromium, builds the policies, then runs the
+# Rust test suites (the dashboard's in Chromium: screenshots in target/ui-screenshots/),
 # the Python/JS policy unit tests and every policy's case file through the real sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,13 @@ bash host/local/fetch-model.sh
 
 step "policies"
 bash policies/build.sh
+
+step "headless chromium (the dashboard test drives it; Debian's package, no browser download)"
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${SWITCHYARD_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium
+fi
 
 step "cargo test"
 # Gateways under test log everything here; the log scan below searches it for secrets.

@@ -7,6 +7,6 @@ pub mod cli;
 pub mod replay;
 
 pub use switchyard_gateway::{
-    backends, config, decision_log, dispatch, domain, hardware, http, ledger, metrics, policy,
-    policy_set, time,
+    backends, config, decision_log, dispatch, domain, hardware, http, ledger, live_feed, metrics,
+    policy, policy_set, time, ui,
 };

@@ -112,6 +112,54 @@ pub struct DecisionLogRecord {
     pub cost_usd: Option<f64>,
 }
 
+impl DecisionLogRecord {
+    /// The record of a request as the policy saw it and what it decided, without
+    /// scanning it for PII or keeping its messages; the outcome is added later.
+    pub fn decided(
+        request: &PolicyRequest,
+        policy: &str,
+        verdict: &Verdict,
+        failure: Option<&str>,
+        decision_us: u64,
+    ) -> Self {
+        let decision = match verdict {
+            Verdict::Route(d) => LoggedVerdict::Route {
+                targets: d.targets.clone(),
+                reason: d.reason.clone(),
+                rewritten: d.messages.is_some(),
+                max_tokens: d.max_tokens,
+            },
+            Verdict::Reject(r) => LoggedVerdict::Reject(r.clone()),
+        };
+        Self {
+            schema: DECISION_LOG_SCHEMA.to_owned(),
+            timestamp: crate::time::rfc3339(now_ms()),
+            request_id: request.id.clone(),
+            tenant: request.tenant.clone(),
+            model: request.model.clone(),
+            labels: request.labels.clone(),
+            prompt_tokens: request.prompt_tokens,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            streaming: request.streaming,
+            message_count: u32::try_from(request.messages.len()).unwrap_or(u32::MAX),
+            pii: Vec::new(),
+            messages: None,
+            policy: policy.to_owned(),
+            decision: Some(decision),
+            policy_failure: failure.map(str::to_owned),
+            host_override: None,
+            decision_us: Some(decision_us),
+            backend: None,
+            served_model: None,
+            status: None,
+            usage: None,
+            latency_ms: None,
+            cost_usd: None,
+        }
+    }
+}
+
 /// Decision log settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionLogConfig {
@@ -150,7 +198,8 @@ impl DecisionLog {
         })
     }
 
-    /// The record of a request as the policy saw it and what it decided; the caller adds
+    /// The record of a request as the policy saw it and what it decided, with the PII
+    /// kinds found in it (and its messages when content logging is on); the caller adds
     /// the outcome and passes it to [`DecisionLog::write`].
     pub fn record(
         &self,
@@ -160,52 +209,19 @@ impl DecisionLog {
         failure: Option<&str>,
         decision_us: u64,
     ) -> DecisionLogRecord {
-        let mut pii: Vec<String> = Vec::new();
+        let mut record = DecisionLogRecord::decided(request, policy, verdict, failure, decision_us);
         for m in &request.messages {
             for found in policy_sdk::pii::detect(&m.content) {
                 let kind = found.kind.as_str().to_owned();
-                if !pii.contains(&kind) {
-                    pii.push(kind);
+                if !record.pii.contains(&kind) {
+                    record.pii.push(kind);
                 }
             }
         }
-        let decision = match verdict {
-            Verdict::Route(d) => LoggedVerdict::Route {
-                targets: d.targets.clone(),
-                reason: d.reason.clone(),
-                rewritten: d.messages.is_some(),
-                max_tokens: d.max_tokens,
-            },
-            Verdict::Reject(r) => LoggedVerdict::Reject(r.clone()),
-        };
-        DecisionLogRecord {
-            schema: DECISION_LOG_SCHEMA.to_owned(),
-            timestamp: crate::time::rfc3339(now_ms()),
-            request_id: request.id.clone(),
-            tenant: request.tenant.clone(),
-            model: request.model.clone(),
-            labels: request.labels.clone(),
-            prompt_tokens: request.prompt_tokens,
-            max_tokens: request.max_tokens,
-            temperature: request.temperature,
-            streaming: request.streaming,
-            message_count: u32::try_from(request.messages.len()).unwrap_or(u32::MAX),
-            pii,
-            messages: self
-                .include_content
-                .then(|| request.messages.iter().map(ChatMessage::clone).collect()),
-            policy: policy.to_owned(),
-            decision: Some(decision),
-            policy_failure: failure.map(str::to_owned),
-            host_override: None,
-            decision_us: Some(decision_us),
-            backend: None,
-            served_model: None,
-            status: None,
-            usage: None,
-            latency_ms: None,
-            cost_usd: None,
-        }
+        record.messages = self
+            .include_content
+            .then(|| request.messages.iter().map(ChatMessage::clone).collect());
+        record
     }
 
     /// Queues a finished record; never blocks the request.

@@ -18,9 +18,11 @@ use crate::domain::Decision;
 use crate::domain::estimate_tokens;
 use crate::http::{self, AppState};
 use crate::ledger::{Budget, Ledger};
+use crate::live_feed::LiveFeed;
 use crate::policy::{Compiler, DecisionLimits, EngineConfig, PolicyEngine};
 use crate::policy_set::admin::{self, AdminState};
 use crate::policy_set::{self, ConfigReader, PolicySet, SlotConfig};
+use crate::ui::{self, UiState};
 use switchyard_local::{LocalConfig, LocalEngine};
 
 /// How long shutdown waits for in-flight requests.
@@ -163,24 +165,34 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, policy = %dispatcher.policy_label(), "switchyard listening");
+    let live = Arc::new(LiveFeed::new());
+    let dispatcher = Arc::new(dispatcher.with_live_feed(live.clone()));
+    let admin_token: Option<Arc<str>> = std::env::var(&config.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Arc::from);
     let mut app = http::router(AppState {
-        dispatcher: Arc::new(dispatcher),
+        dispatcher: dispatcher.clone(),
         max_body_bytes: config.server.max_body_bytes,
         client_keys: Arc::new(config.client_keys.clone()),
         tenants: Arc::new(http::tenants::TenantGate::new(&config)),
     });
+    if admin_token.is_none() {
+        tracing::info!(env = %config.admin.token_env, "admin API and dashboard closed: its token env var is unset");
+    }
+    app = app.merge(ui::router(UiState {
+        dispatcher,
+        ledger: ledger.clone(),
+        live: live.clone(),
+        token: admin_token.clone(),
+        tenants: config.tenants.keys().cloned().collect(),
+        policies: policies.is_some(),
+    }));
     let _watcher = match &policies {
         Some(set) => {
-            let token = std::env::var(&config.admin.token_env)
-                .ok()
-                .filter(|t| !t.is_empty())
-                .map(Arc::from);
-            if token.is_none() {
-                tracing::info!(env = %config.admin.token_env, "admin API closed: its token env var is unset");
-            }
             let admin = AdminState {
                 policies: set.clone(),
-                token,
+                token: admin_token,
             };
             app = app.merge(admin::router(
                 admin,
@@ -206,7 +218,12 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         }
         None => None,
     };
-    http::serve(listener, app, config.server.conn, DRAIN, shutdown_signal()).await;
+    // Open dashboard streams end at shutdown instead of holding the drain.
+    let shutdown = async move {
+        shutdown_signal().await;
+        live.close();
+    };
+    http::serve(listener, app, config.server.conn, DRAIN, shutdown).await;
     // Settlements are written behind: commit the last ones before exiting.
     if let Err(e) = tokio::task::spawn_blocking(move || ledger.flush()).await? {
         tracing::error!(error = %e, "flushing the spend ledger failed");

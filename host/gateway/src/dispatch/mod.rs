@@ -20,9 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::backends::instrumented::{BackendFacts, Instrumented};
 use crate::backends::{ChatRequest, ChatResponse, ChatStream, Usage};
 use crate::config::{ConnectorKind, Fallback, PrivacyConfig, Retry};
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, DecisionLogRecord};
 use crate::domain::{ChatMessage, Decision, PolicyRequest, Target, Verdict};
 use crate::ledger::Ledger;
+use crate::live_feed::LiveFeed;
 use attempt::{Plan, PlannedTarget};
 use privacy::{LocalOnly, PrivacyRules};
 use settle::PendingRecord;
@@ -182,6 +183,7 @@ pub struct Dispatcher {
     privacy: PrivacyRules,
     host: Arc<GatewayHost>,
     decision_log: Option<Arc<DecisionLog>>,
+    live: Option<Arc<LiveFeed>>,
     next_id: AtomicU64,
     id_prefix: u64,
     ledger: Option<Arc<Ledger>>,
@@ -235,6 +237,7 @@ impl Dispatcher {
             },
             privacy: PrivacyRules::default(),
             decision_log: None,
+            live: None,
             next_id: AtomicU64::new(0),
             id_prefix,
             ledger: None,
@@ -293,6 +296,12 @@ impl Dispatcher {
     /// Writes one decision-log record per request to `log`.
     pub fn with_decision_log(mut self, log: Arc<DecisionLog>) -> Self {
         self.decision_log = Some(log);
+        self
+    }
+
+    /// Sends every finished request to `feed`'s watchers (nothing while there are none).
+    pub fn with_live_feed(mut self, feed: Arc<LiveFeed>) -> Self {
+        self.live = Some(feed);
         self
     }
 
@@ -407,16 +416,29 @@ impl Dispatcher {
         let eval = self.rule.decide(&policy_request, self.host.clone()).await;
         let policy = eval.policy.clone();
         crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
-        if let Some(log) = &self.decision_log {
+        let live = self.live.as_ref().filter(|live| live.watched());
+        if self.decision_log.is_some() || live.is_some() {
+            let decision_us = u64::try_from(eval.elapsed.as_micros()).unwrap_or(u64::MAX);
+            let failure = eval.failure.as_deref();
             *record = Some(PendingRecord {
-                log: log.clone(),
-                record: log.record(
-                    &policy_request,
-                    &policy,
-                    &eval.verdict,
-                    eval.failure.as_deref(),
-                    u64::try_from(eval.elapsed.as_micros()).unwrap_or(u64::MAX),
-                ),
+                record: match &self.decision_log {
+                    Some(log) => log.record(
+                        &policy_request,
+                        &policy,
+                        &eval.verdict,
+                        failure,
+                        decision_us,
+                    ),
+                    None => DecisionLogRecord::decided(
+                        &policy_request,
+                        &policy,
+                        &eval.verdict,
+                        failure,
+                        decision_us,
+                    ),
+                },
+                log: self.decision_log.clone(),
+                live: live.cloned(),
                 started,
             });
         }

@@ -1,7 +1,7 @@
 //! Closing a served request's books: the attempt's ledger reservation settled (or
 //! released) exactly once, and the decision-log record completed with what happened
-//! upstream, for whole completions and for streams (when the stream ends or the client
-//! goes away).
+//! upstream (and sent to the live feed's watchers), for whole completions and for streams
+//! (when the stream ends or the client goes away).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +12,7 @@ use super::Routed;
 use crate::backends::{ChatStream, StreamEvent, Usage};
 use crate::decision_log::{DecisionLog, DecisionLogRecord, UsageRecord};
 use crate::ledger::{Ledger, Reservation};
+use crate::live_feed::{LiveDecision, LiveFeed};
 
 /// An attempt's open reservation. [`HeldReservation::close`] settles or releases it;
 /// dropped unclosed (the request went away during the upstream call, which may still be
@@ -62,23 +63,35 @@ pub(super) fn outcome(record: &mut DecisionLogRecord, routed: &Routed, usage: Op
     }
 }
 
-/// A decision-log record waiting for its request's outcome.
+/// A request's record waiting for its outcome: for the decision log, the live feed, or
+/// both.
 pub(super) struct PendingRecord {
-    pub(super) log: Arc<DecisionLog>,
+    pub(super) log: Option<Arc<DecisionLog>>,
+    /// Set when someone watched the live feed as the request was decided.
+    pub(super) live: Option<Arc<LiveFeed>>,
     pub(super) record: DecisionLogRecord,
     pub(super) started: Instant,
 }
 
 impl PendingRecord {
     /// Writes the record with the HTTP `status` the client got (200 with `usage` when
-    /// served) and the request's latency.
+    /// served) and the request's latency, and sends it to the live feed's watchers.
     pub(super) fn write(mut self, routed: Option<&Routed>, status: u16, usage: Option<Usage>) {
         match routed {
             Some(routed) => outcome(&mut self.record, routed, usage),
             None => self.record.status = Some(status),
         }
         self.record.latency_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
-        self.log.write(self.record);
+        if let Some(live) = self.live.filter(|live| live.watched()) {
+            live.publish(LiveDecision::from_record(
+                &self.record,
+                routed.map(|r| r.reason.as_str()),
+                routed.is_some_and(|r| r.attempts.len() > 1),
+            ));
+        }
+        if let Some(log) = self.log {
+            log.write(self.record);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,20 +51,31 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return error(
+    match refusal(state.token.as_deref(), request.headers()) {
+        None => next.run(request).await,
+        Some(refused) => refused,
+    }
+}
+
+/// `None` when `headers` carry `Authorization: Bearer TOKEN` with the admin token; the
+/// 401 response otherwise (and always while no token is set). Every admin route checks it.
+pub fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = token else {
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "the admin API is disabled: set the admin token env var (default SWITCHYARD_ADMIN_TOKEN)",
-        );
+        ));
     };
-    let given = request
-        .headers()
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
-        _ => error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => None,
+        _ => Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )),
     }
 }
 
