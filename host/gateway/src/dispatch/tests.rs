@@ -92,6 +92,7 @@ impl Backend for Scripted {
                     prompt_tokens: 10,
                     completion_tokens: 5,
                 },
+                raw: None,
             }),
             Step::Fail(e) => Err(e),
             Step::Silent => Err(BackendError::Timeout("response headers")),
@@ -117,6 +118,7 @@ fn status(code: u16) -> BackendError {
         status: code,
         message: format!("upstream said {code}"),
         retry_after_s: None,
+        provider: None,
     }
 }
 
@@ -192,6 +194,7 @@ fn request() -> ClientRequest {
         stream: false,
         tenant: "t".to_owned(),
         labels: BTreeMap::new(),
+        passthrough: Default::default(),
     }
 }
 
@@ -237,7 +240,9 @@ async fn the_clients_own_error_stops_at_the_first_target() {
         DispatchError::Upstream {
             backend: "a".into(),
             status: 422,
-            message: "upstream said 422".into()
+            message: "upstream said 422".into(),
+            retry_after_s: None,
+            provider: None,
         }
     );
     assert_eq!((a.calls(), b.calls()), (1, 0));
@@ -325,7 +330,9 @@ async fn a_prompt_no_target_can_hold_is_the_clients_400() {
         DispatchError::Upstream {
             backend: "b".into(),
             status: 400,
-            message: "8192 tokens".into()
+            message: "8192 tokens".into(),
+            retry_after_s: None,
+            provider: None,
         }
     );
     // With a server error among them it is the gateway's failure, not the client's.
@@ -525,6 +532,7 @@ async fn a_local_only_tenant_or_data_class_never_reaches_the_cloud_the_policy_pi
     ));
     let restricted = ClientRequest {
         labels: BTreeMap::from([("data-class".to_owned(), "RESTRICTED".to_owned())]),
+        passthrough: Default::default(),
         ..request()
     };
     for req in [of_tenant("hospital"), restricted] {
