@@ -144,8 +144,14 @@ mod tests {
     #[test]
     fn fields_parts_and_tool_messages_are_refused_by_name() {
         let msg = serde_json::json!([{"role": "user", "content": "hi"}]);
-        let m = refusal(&request(serde_json::json!({"tools": [{"type": "function"}]}), msg.clone()));
-        assert!(m.contains("`tools`") && m.contains("\"claude\"") && m.contains("anthropic"), "{m}");
+        let m = refusal(&request(
+            serde_json::json!({"tools": [{"type": "function"}]}),
+            msg.clone(),
+        ));
+        assert!(
+            m.contains("`tools`") && m.contains("\"claude\"") && m.contains("anthropic"),
+            "{m}"
+        );
         let m = refusal(&request(serde_json::json!({"seed": 3}), msg.clone()));
         assert!(m.contains("`seed`"), "{m}");
         let m = refusal(&request(serde_json::json!({"n": 2}), msg));
@@ -155,7 +161,10 @@ mod tests {
             serde_json::json!([{"role": "user", "content": [{"type": "text", "text": "see"},
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]),
         ));
-        assert!(m.contains("messages[0].content[1]") && m.contains("image_url"), "{m}");
+        assert!(
+            m.contains("messages[0].content[1]") && m.contains("image_url"),
+            "{m}"
+        );
         let m = refusal(&request(
             serde_json::json!({}),
             serde_json::json!([{"role": "user", "content": "q"},

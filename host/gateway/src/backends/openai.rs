@@ -395,7 +395,10 @@ mod tests {
         let v: Value = serde_json::to_value(WireBody::new(&req, true)).unwrap();
         assert_eq!(v["model"], "gpt-4o");
         assert_eq!(v["stream"], true);
-        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "other": 1}));
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "other": 1})
+        );
         // The policy's cap replaces the field the client used, and adds no other.
         assert_eq!(v["max_completion_tokens"], 7);
         assert!(v.get("max_tokens").is_none());
@@ -428,7 +431,8 @@ mod tests {
                 usage_only: false
             }])
         );
-        let data = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let data =
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let out = parse_chunk(&ev(data)).unwrap();
         assert_eq!(
             out,
