@@ -729,3 +729,34 @@ async fn every_attempt_shares_the_request_messages_instead_of_copying_them() {
     assert_eq!(&*sent_b.messages, rewritten.as_slice());
     assert!(Arc::ptr_eq(&sent_a.messages, &sent_b.messages));
 }
+
+#[test]
+fn a_policy_rewrite_keeps_what_the_policy_does_not_see() {
+    let msg = |role, content: &str| ChatMessage {
+        role,
+        content: content.to_owned(),
+    };
+    let raw = vec![
+        serde_json::json!({"role": "user", "name": "alice", "content": [
+            {"type": "text", "text": "mail bob@example.com"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}),
+        serde_json::json!({"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+    ];
+    let original = [
+        msg(Role::User, "mail bob@example.com"),
+        msg(Role::Assistant, ""),
+    ];
+    // The policy redacted the first message's text and left the tool call alone.
+    let replaced = [msg(Role::User, "mail [EMAIL]"), msg(Role::Assistant, "")];
+    let out = super::rewrite_raw(&raw, &original, &replaced).unwrap();
+    assert_eq!(
+        out[0],
+        serde_json::json!({"role": "user", "name": "alice", "content": "mail [EMAIL]"})
+    );
+    assert_eq!(out[1], raw[1]);
+    // A replacement of another shape is sent as the policy's text messages.
+    assert_eq!(super::rewrite_raw(&raw, &original, &replaced[..1]), None);
+    let roles_changed = [msg(Role::System, "x"), msg(Role::Assistant, "")];
+    assert_eq!(super::rewrite_raw(&raw, &original, &roles_changed), None);
+}

@@ -275,12 +275,11 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientRequest, boo
     {
         return Err(ApiError::invalid("`temperature` must be between 0 and 2"));
     }
-    let messages = req
+    let messages: Vec<_> = req
         .messages
         .into_iter()
         .map(wire::RequestMessage::into_domain)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::invalid)?;
+        .collect();
     let (tenant, labels) = routing_inputs(headers, req.user, req.metadata);
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     Ok((
