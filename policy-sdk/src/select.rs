@@ -156,17 +156,25 @@ mod tests {
         assert_eq!(explicit_model(&host, &request, decided()), decided());
         request.model = "scoped-alias".into();
         assert_eq!(explicit_model(&host, &request, decided()), decided());
-        let anthropic = all.iter().find(|b| b.name == "anthropic").unwrap();
-        request.model = anthropic.models[0].clone();
-        let d = explicit_model(&host, &request, decided()).unwrap();
-        assert_eq!(d.backends(), ["anthropic"]);
-        assert_eq!(d.targets[0].model.as_deref(), Some(request.model.as_str()));
-        assert_eq!(d.reason, "why+explicit-model");
+        request.model = "claude-sonnet-4-5".into();
+        let d = explicit_model(&host, &request, decided()).map(|d| {
+            let models: Vec<Option<String>> = d.targets.iter().map(|t| t.model.clone()).collect();
+            (d.backends().join(","), models, d.reason)
+        });
+        assert_eq!(
+            d,
+            Ok((
+                "anthropic".to_owned(),
+                vec![Some("claude-sonnet-4-5".to_owned())],
+                "why+explicit-model".to_owned()
+            ))
+        );
         // The policy's rules left no backend serving it: a clear 4xx, never another model.
         let local_only = decide(&[&all[0]], "privacy:pii:email");
-        let r = explicit_model(&host, &request, local_only).unwrap_err();
-        assert_eq!(r.status, 403);
-        assert!(r.message.contains(&request.model) && r.message.contains("privacy:pii:email"));
+        let r = explicit_model(&host, &request, local_only);
+        assert!(r.is_err_and(|r| r.status == 403
+            && r.message.contains("claude-sonnet-4-5")
+            && r.message.contains("privacy:pii:email")));
     }
 
     #[test]
