@@ -548,19 +548,24 @@ async fn models_health_and_ready() {
 
 #[tokio::test]
 async fn concrete_model_is_sent_to_the_backend_serving_it() {
-    let (a, mock_a) = spawn_mock(Mode::Status(500), "").await;
+    let (a, mock_a) = spawn_mock(Mode::Ok, "from a").await;
     let (b, mock_b) = spawn_mock(Mode::Ok, "from b").await;
     let gw = spawn_gateway(a, b, "").await;
-    let body = json!({"model": "model-b", "messages": [{"role": "developer", "content": "sys"},
-        {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]}]});
+    let messages = json!([{"role": "developer", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]}]);
+    let body = json!({"model": "model-b", "messages": messages});
     let resp = post_chat(gw, &body).await;
     assert_eq!(resp.status(), 200);
-    // a serves only gpt-4o, so it gets its default; b gets the model asked for.
-    assert_eq!(mock_a.seen.lock().unwrap().bodies[0]["model"], "gpt-4o");
+    assert_eq!(resp.headers()["x-switchyard-backend"], "b");
+    assert_eq!(resp.headers()["x-switchyard-model"], "model-b");
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["model"], "model-b");
+    // The static list puts a first, but a does not serve model-b: it is never asked.
+    assert!(mock_a.seen.lock().unwrap().bodies.is_empty());
     let seen = mock_b.seen.lock().unwrap();
     assert_eq!(seen.bodies[0]["model"], "model-b");
-    assert_eq!(seen.bodies[0]["messages"][0]["role"], "system");
-    assert_eq!(seen.bodies[0]["messages"][1]["content"], "hi there");
+    // The messages reach the OpenAI-compatible upstream as the client sent them.
+    assert_eq!(seen.bodies[0]["messages"], messages);
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 use std::cmp::Ordering;
 
 use crate::backend::{BackendKind, BackendStatus};
-use crate::types::{Decision, Rejection};
+use crate::host::Host;
+use crate::types::{Decision, Rejection, Request, Target};
 
 /// The backends named in `names`, in that order; unknown names and repeats are skipped.
 pub fn named<'a>(backends: &'a [BackendStatus], names: &[String]) -> Vec<&'a BackendStatus> {
@@ -63,6 +64,49 @@ pub fn decide(order: &[&BackendStatus], reason: &str) -> Result<Decision, Reject
     Ok(Decision::to_all(names(order)).reason(reason))
 }
 
+/// Honours an explicit model. When the client asked for a model some backend serves (not
+/// an alias such as `auto`), keeps only the decision's targets whose backend serves it,
+/// each asked for that model; when the policy's rules left none (privacy kept the request
+/// local, the budget ruled the cloud out), a 403 naming the model and the decision's
+/// reason. Any other decision, and a rejection, pass unchanged.
+pub fn explicit_model(
+    host: &dyn Host,
+    request: &Request,
+    decided: Result<Decision, Rejection>,
+) -> Result<Decision, Rejection> {
+    let mut d = decided?;
+    if request.model == "auto" {
+        return Ok(d);
+    }
+    let backends = host.backends();
+    let serves = |name: &str| {
+        backends
+            .iter()
+            .any(|b| b.name == name && b.serves(&request.model))
+    };
+    if !backends.iter().any(|b| b.serves(&request.model)) {
+        return Ok(d);
+    }
+    let targets: Vec<Target> = d
+        .targets
+        .iter()
+        .filter(|t| serves(&t.backend))
+        .map(|t| Target::with_model(t.backend.clone(), request.model.clone()))
+        .collect();
+    if targets.is_empty() {
+        return Err(Rejection::new(
+            403,
+            format!(
+                "model {:?} cannot serve this request ({}); ask for model \"auto\" to let the policy choose",
+                request.model, d.reason
+            ),
+        ));
+    }
+    d.targets = targets;
+    d.reason = format!("{}+explicit-model", d.reason);
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +143,38 @@ mod tests {
             names(&by_latency),
             ["gemini", "local", "openai", "anthropic"]
         );
+    }
+
+    #[test]
+    fn an_explicit_model_keeps_only_the_targets_serving_it() {
+        let host = crate::testing::MockHost::new();
+        let all = host.backends();
+        let order: Vec<&BackendStatus> = all.iter().collect();
+        let decided = || decide(&order, "why");
+        let mut request = Request::user("hi");
+        // `auto` and names no backend serves are the policy's to decide.
+        assert_eq!(explicit_model(&host, &request, decided()), decided());
+        request.model = "scoped-alias".into();
+        assert_eq!(explicit_model(&host, &request, decided()), decided());
+        request.model = "claude-sonnet-4-5".into();
+        let d = explicit_model(&host, &request, decided()).map(|d| {
+            let models: Vec<Option<String>> = d.targets.iter().map(|t| t.model.clone()).collect();
+            (d.backends().join(","), models, d.reason)
+        });
+        assert_eq!(
+            d,
+            Ok((
+                "anthropic".to_owned(),
+                vec![Some("claude-sonnet-4-5".to_owned())],
+                "why+explicit-model".to_owned()
+            ))
+        );
+        // The policy's rules left no backend serving it: a clear 4xx, never another model.
+        let local_only = decide(&[&all[0]], "privacy:pii:email");
+        let r = explicit_model(&host, &request, local_only);
+        assert!(r.is_err_and(|r| r.status == 403
+            && r.message.contains("claude-sonnet-4-5")
+            && r.message.contains("privacy:pii:email")));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 # End-to-end tests with real clients: the official openai Python SDK (pinned) against
 # `switchyard serve` on its embedded default. Needs target/debug/switchyard (cargo test
 # builds it; run standalone, this builds it the same way), the default model and
-# target/policies/hybrid.wasm.
+# target/policies/hybrid.wasm; tool_calling.py runs a two-turn tool-calling conversation
+# through an OpenAI-compatible mock upstream.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=target/e2e-venv
@@ -14,3 +15,4 @@ fi
 # package instead of the workspace and compile much of the tree a second time.
 cargo test -q --workspace --all-targets --no-run
 "$venv/bin/python" tests/e2e/openai_sdk.py
+"$venv/bin/python" tests/e2e/tool_calling.py

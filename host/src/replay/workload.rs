@@ -126,11 +126,11 @@ fn from_openai(line: u64, body: OpenAiLine) -> Result<WorkloadRecord, String> {
     if body.messages.is_empty() {
         return Err("`messages` must not be empty".into());
     }
-    let messages = body
+    let messages: Vec<_> = body
         .messages
         .into_iter()
         .map(RequestMessage::into_domain)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let tenant = body.tenant.map(|t| ("tenant".to_owned(), t));
     let (tenant, labels) = routing_inputs(body.user, body.metadata, tenant);
     let timestamp_ms = body.timestamp.as_ref().map(timestamp_ms).transpose()?;

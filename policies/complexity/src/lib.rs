@@ -36,18 +36,23 @@ impl Policy for Complexity {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        let cfg = Config::from_host(host);
-        let class = rules::classify(host, request, &cfg);
-        let backends = host.backends();
-        let order = select::usable(
-            rules::order(&backends, class.level, &cfg),
-            request.prompt_tokens,
-        );
-        Ok(rules::labelled(
-            select::decide(&order, &class.to_string())?,
-            &class,
-        ))
+        select::explicit_model(host, request, decide(host, request))
     }
+}
+
+/// The policy's rules; [`Policy::route`] holds their decision to an explicit model.
+fn decide(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
+    let cfg = Config::from_host(host);
+    let class = rules::classify(host, request, &cfg);
+    let backends = host.backends();
+    let order = select::usable(
+        rules::order(&backends, class.level, &cfg),
+        request.prompt_tokens,
+    );
+    Ok(rules::labelled(
+        select::decide(&order, &class.to_string())?,
+        &class,
+    ))
 }
 
 #[cfg(test)]

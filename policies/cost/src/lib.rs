@@ -34,22 +34,27 @@ impl Policy for Cost {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        let cfg = Config::from_host(host);
-        let budget = rules::assess(host, request, &cfg)?;
-        let backends = host.backends();
-        let order = select::usable(
-            rules::order(&backends, request, &budget, &cfg),
-            request.prompt_tokens,
-        );
-        if budget.tier == Tier::Exhausted && !order.iter().any(|b| b.healthy) {
-            return Err(rules::exhausted(&budget));
-        }
-        let mut d = select::decide(&order, &budget.reason())?;
-        if budget.tier == Tier::Soft && cfg.soft_max_tokens > 0 {
-            d = d.cap_tokens(cfg.soft_max_tokens);
-        }
-        Ok(rules::labelled(d, &budget))
+        select::explicit_model(host, request, decide(host, request))
     }
+}
+
+/// The policy's rules; [`Policy::route`] holds their decision to an explicit model.
+fn decide(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
+    let cfg = Config::from_host(host);
+    let budget = rules::assess(host, request, &cfg)?;
+    let backends = host.backends();
+    let order = select::usable(
+        rules::order(&backends, request, &budget, &cfg),
+        request.prompt_tokens,
+    );
+    if budget.tier == Tier::Exhausted && !order.iter().any(|b| b.healthy) {
+        return Err(rules::exhausted(&budget));
+    }
+    let mut d = select::decide(&order, &budget.reason())?;
+    if budget.tier == Tier::Soft && cfg.soft_max_tokens > 0 {
+        d = d.cap_tokens(cfg.soft_max_tokens);
+    }
+    Ok(rules::labelled(d, &budget))
 }
 
 #[cfg(test)]

@@ -48,87 +48,92 @@ impl Policy for Hybrid {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        // Unset: every stage (the three `on` is asked about).
-        let stages = host.param_list("stages");
-        let on = |stage: &str| stages.as_ref().is_none_or(|l| l.iter().any(|s| s == stage));
-        let backends = host.backends();
-
-        // 1. Privacy.
-        let mut redacted: Option<(Vec<Message>, Vec<PiiKind>)> = None;
-        if on("privacy") {
-            let cfg = privacy::Config::from_host(host);
-            match privacy::assess(host, request, &cfg) {
-                privacy::Verdict::Private { reason, kinds } => {
-                    let reason = format!("privacy:{reason}");
-                    let d = privacy::route_private(&backends, request, &cfg, &reason)?
-                        .label("stage", "privacy")
-                        .label("privacy", "local-only");
-                    return Ok(privacy::with_pii_kinds(d, &kinds));
-                }
-                privacy::Verdict::Redacted { messages, kinds } => {
-                    redacted = Some((messages, kinds));
-                }
-                privacy::Verdict::Clear => {}
-            }
-        }
-
-        // 2. Budget.
-        let budget = if on("budget") {
-            let cfg = cost::Config::from_host(host);
-            let budget = cost::assess(host, request, &cfg)?;
-            if budget.tier == cost::Tier::Exhausted {
-                let order = select::usable(
-                    cost::order(&backends, request, &budget, &cfg),
-                    request.prompt_tokens,
-                );
-                if !order.iter().any(|b| b.healthy) {
-                    return Err(cost::exhausted(&budget));
-                }
-                let d = select::decide(&order, &budget.reason())?.label("stage", "budget");
-                return Ok(finish(cost::labelled(d, &budget), redacted));
-            }
-            Some((budget, cfg))
-        } else {
-            None
-        };
-        let soft = budget.as_ref().filter(|(b, _)| b.tier == cost::Tier::Soft);
-
-        // 3. Complexity (or, with the stage off, every backend local first).
-        let mut cfg = complexity::Config::from_host(host);
-        if soft.is_some() {
-            cfg.complex_order = complexity::CloudOrder::Price;
-        }
-        // Cloud backends this request would push over budget are out of the running.
-        let backends: Vec<BackendStatus> = match &budget {
-            Some((b, cost_cfg)) => backends
-                .into_iter()
-                .filter(|x| x.is_local() || cost::affordable(x, request, &b.spend, cost_cfg))
-                .collect(),
-            None => backends,
-        };
-        let mut d = if on("complexity") {
-            let class = complexity::classify(host, request, &cfg);
-            let order = usable(complexity::order(&backends, class.level, &cfg), request);
-            let d = select::decide(&order, &format!("complexity:{class}"))?;
-            complexity::labelled(d, &class).label("stage", "complexity")
-        } else {
-            let order = usable(
-                complexity::order(&backends, complexity::Level::Simple, &cfg),
-                request,
-            );
-            select::decide(&order, "default")?.label("stage", "default")
-        };
-        if let Some((b, cost_cfg)) = soft {
-            d.reason = format!("{}+{}", d.reason, b.reason());
-            if cost_cfg.soft_max_tokens > 0 {
-                d = d.cap_tokens(cost_cfg.soft_max_tokens);
-            }
-        }
-        if let Some((b, _)) = &budget {
-            d = cost::labelled(d, b);
-        }
-        Ok(finish(d, redacted))
+        select::explicit_model(host, request, decide(host, request))
     }
+}
+
+/// The policy's rules; [`Policy::route`] holds their decision to an explicit model.
+fn decide(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
+    // Unset: every stage (the three `on` is asked about).
+    let stages = host.param_list("stages");
+    let on = |stage: &str| stages.as_ref().is_none_or(|l| l.iter().any(|s| s == stage));
+    let backends = host.backends();
+
+    // 1. Privacy.
+    let mut redacted: Option<(Vec<Message>, Vec<PiiKind>)> = None;
+    if on("privacy") {
+        let cfg = privacy::Config::from_host(host);
+        match privacy::assess(host, request, &cfg) {
+            privacy::Verdict::Private { reason, kinds } => {
+                let reason = format!("privacy:{reason}");
+                let d = privacy::route_private(&backends, request, &cfg, &reason)?
+                    .label("stage", "privacy")
+                    .label("privacy", "local-only");
+                return Ok(privacy::with_pii_kinds(d, &kinds));
+            }
+            privacy::Verdict::Redacted { messages, kinds } => {
+                redacted = Some((messages, kinds));
+            }
+            privacy::Verdict::Clear => {}
+        }
+    }
+
+    // 2. Budget.
+    let budget = if on("budget") {
+        let cfg = cost::Config::from_host(host);
+        let budget = cost::assess(host, request, &cfg)?;
+        if budget.tier == cost::Tier::Exhausted {
+            let order = select::usable(
+                cost::order(&backends, request, &budget, &cfg),
+                request.prompt_tokens,
+            );
+            if !order.iter().any(|b| b.healthy) {
+                return Err(cost::exhausted(&budget));
+            }
+            let d = select::decide(&order, &budget.reason())?.label("stage", "budget");
+            return Ok(finish(cost::labelled(d, &budget), redacted));
+        }
+        Some((budget, cfg))
+    } else {
+        None
+    };
+    let soft = budget.as_ref().filter(|(b, _)| b.tier == cost::Tier::Soft);
+
+    // 3. Complexity (or, with the stage off, every backend local first).
+    let mut cfg = complexity::Config::from_host(host);
+    if soft.is_some() {
+        cfg.complex_order = complexity::CloudOrder::Price;
+    }
+    // Cloud backends this request would push over budget are out of the running.
+    let backends: Vec<BackendStatus> = match &budget {
+        Some((b, cost_cfg)) => backends
+            .into_iter()
+            .filter(|x| x.is_local() || cost::affordable(x, request, &b.spend, cost_cfg))
+            .collect(),
+        None => backends,
+    };
+    let mut d = if on("complexity") {
+        let class = complexity::classify(host, request, &cfg);
+        let order = usable(complexity::order(&backends, class.level, &cfg), request);
+        let d = select::decide(&order, &format!("complexity:{class}"))?;
+        complexity::labelled(d, &class).label("stage", "complexity")
+    } else {
+        let order = usable(
+            complexity::order(&backends, complexity::Level::Simple, &cfg),
+            request,
+        );
+        select::decide(&order, "default")?.label("stage", "default")
+    };
+    if let Some((b, cost_cfg)) = soft {
+        d.reason = format!("{}+{}", d.reason, b.reason());
+        if cost_cfg.soft_max_tokens > 0 {
+            d = d.cap_tokens(cost_cfg.soft_max_tokens);
+        }
+    }
+    if let Some((b, _)) = &budget {
+        d = cost::labelled(d, b);
+    }
+    Ok(finish(d, redacted))
 }
 
 fn usable<'a>(order: Vec<&'a BackendStatus>, request: &Request) -> Vec<&'a BackendStatus> {
@@ -158,6 +163,27 @@ mod tests {
 
     fn soft_host() -> MockHost {
         MockHost::new().with_spend(SpendStatus::new("acme").spent(9.0, 0.0).daily_budget(10.0))
+    }
+
+    #[test]
+    fn an_explicit_model_is_answered_by_the_backend_serving_it() {
+        let host = MockHost::new();
+        let model = host
+            .backends()
+            .into_iter()
+            .find(|b| b.name == "anthropic")
+            .and_then(|b| b.models.first().cloned())
+            .unwrap();
+        // A simple task would go local first; the client named anthropic's model.
+        let mut req = Request::user("Classify the sentiment: I love this product");
+        req.model = model.clone();
+        let d = route(&host, &req).unwrap();
+        assert_eq!(d.backends(), ["anthropic"]);
+        assert_eq!(d.targets[0].model.as_deref(), Some(model.as_str()));
+        // PII keeps it local: a clear refusal instead of another model's answer.
+        let mut req = Request::user("email bob@example.com the plan");
+        req.model = model;
+        assert_eq!(route(&host, &req).unwrap_err().status, 403);
     }
 
     #[test]

@@ -27,37 +27,42 @@ impl Policy for Latency {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        let max_error_rate = host.param_f64("max_error_rate", 0.5);
-        let max_p95_ms = host.param_f64("max_p95_ms", f64::INFINITY);
-        let reserve = host.param_u32("completion_tokens", 0);
-        let needed = request
-            .prompt_tokens
-            .saturating_add(request.max_tokens.unwrap_or(reserve));
-        let backends = host.backends();
-        let degraded = |b: &BackendStatus| {
-            !b.healthy || b.error_rate > max_error_rate || b.latency_p95_ms > max_p95_ms
-        };
-        let (mut good, mut slow): (Vec<&BackendStatus>, Vec<&BackendStatus>) = backends
-            .iter()
-            .filter(|b| b.fits(needed))
-            .partition(|b| !degraded(b));
-        good.sort_by(|a, b| select::compare_latency(a, b));
-        slow.sort_by(|a, b| select::compare_latency(a, b));
-        let first_degraded = good.is_empty();
-        let order = [good, slow].concat();
-        let Some(first) = order.first() else {
-            return Err(Rejection::unavailable(format!(
-                "no backend can hold {needed} tokens (prompt plus completion)"
-            )));
-        };
-        let p95 = format!("{:.0}", first.latency_p95_ms);
-        let d = select::decide(&order, "latency:p95")?.label("p95-ms", p95);
-        Ok(if first_degraded {
-            d.label("latency-degraded", "true")
-        } else {
-            d
-        })
+        select::explicit_model(host, request, decide(host, request))
     }
+}
+
+/// The policy's rules; [`Policy::route`] holds their decision to an explicit model.
+fn decide(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
+    let max_error_rate = host.param_f64("max_error_rate", 0.5);
+    let max_p95_ms = host.param_f64("max_p95_ms", f64::INFINITY);
+    let reserve = host.param_u32("completion_tokens", 0);
+    let needed = request
+        .prompt_tokens
+        .saturating_add(request.max_tokens.unwrap_or(reserve));
+    let backends = host.backends();
+    let degraded = |b: &BackendStatus| {
+        !b.healthy || b.error_rate > max_error_rate || b.latency_p95_ms > max_p95_ms
+    };
+    let (mut good, mut slow): (Vec<&BackendStatus>, Vec<&BackendStatus>) = backends
+        .iter()
+        .filter(|b| b.fits(needed))
+        .partition(|b| !degraded(b));
+    good.sort_by(|a, b| select::compare_latency(a, b));
+    slow.sort_by(|a, b| select::compare_latency(a, b));
+    let first_degraded = good.is_empty();
+    let order = [good, slow].concat();
+    let Some(first) = order.first() else {
+        return Err(Rejection::unavailable(format!(
+            "no backend can hold {needed} tokens (prompt plus completion)"
+        )));
+    };
+    let p95 = format!("{:.0}", first.latency_p95_ms);
+    let d = select::decide(&order, "latency:p95")?.label("p95-ms", p95);
+    Ok(if first_degraded {
+        d.label("latency-degraded", "true")
+    } else {
+        d
+    })
 }
 
 #[cfg(test)]

@@ -35,29 +35,34 @@ impl Policy for Privacy {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        let cfg = Config::from_host(host);
-        let backends = host.backends();
-        match rules::assess(host, request, &cfg) {
-            Verdict::Private { reason, kinds } => {
-                let d = rules::route_private(&backends, request, &cfg, &reason)?
-                    .label("privacy", "local-only");
-                Ok(rules::with_pii_kinds(d, &kinds))
-            }
-            Verdict::Redacted { messages, kinds } => {
-                let reason = format!(
-                    "pii-redacted:{}",
-                    kinds.first().map_or("unknown", |k| k.as_str())
-                );
-                let order = pass_through(host, &backends, request);
-                let d = select::decide(&order, &reason)?
-                    .rewrite(messages)
-                    .label("privacy", "redacted");
-                Ok(rules::with_pii_kinds(d, &kinds))
-            }
-            Verdict::Clear => {
-                let order = pass_through(host, &backends, request);
-                Ok(select::decide(&order, "clear")?.label("privacy", "clear"))
-            }
+        select::explicit_model(host, request, decide(host, request))
+    }
+}
+
+/// The policy's rules; [`Policy::route`] holds their decision to an explicit model.
+fn decide(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
+    let cfg = Config::from_host(host);
+    let backends = host.backends();
+    match rules::assess(host, request, &cfg) {
+        Verdict::Private { reason, kinds } => {
+            let d = rules::route_private(&backends, request, &cfg, &reason)?
+                .label("privacy", "local-only");
+            Ok(rules::with_pii_kinds(d, &kinds))
+        }
+        Verdict::Redacted { messages, kinds } => {
+            let reason = format!(
+                "pii-redacted:{}",
+                kinds.first().map_or("unknown", |k| k.as_str())
+            );
+            let order = pass_through(host, &backends, request);
+            let d = select::decide(&order, &reason)?
+                .rewrite(messages)
+                .label("privacy", "redacted");
+            Ok(rules::with_pii_kinds(d, &kinds))
+        }
+        Verdict::Clear => {
+            let order = pass_through(host, &backends, request);
+            Ok(select::decide(&order, "clear")?.label("privacy", "clear"))
         }
     }
 }

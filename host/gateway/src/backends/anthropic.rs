@@ -83,6 +83,15 @@ impl Backend for Anthropic {
         &self.models
     }
 
+    fn check(&self, request: &ChatRequest) -> Result<(), BackendError> {
+        super::fields::text_only(
+            request,
+            &self.name,
+            "anthropic",
+            &["temperature", "top_p", "stop"],
+        )
+    }
+
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
         async move {
             let response = self.post(&request, false).await?;
@@ -107,6 +116,7 @@ impl Backend for Anthropic {
                     prompt_tokens: wire.usage.input_tokens,
                     completion_tokens: wire.usage.output_tokens,
                 },
+                raw: None,
             })
         }
         .boxed()
@@ -167,6 +177,10 @@ impl StreamTranslator {
                     status,
                     message: error.message,
                     retry_after_s: None,
+                    provider: Some(Box::new(super::ProviderError {
+                        kind: Some(error.kind),
+                        code: None,
+                    })),
                 });
             }
             WireEvent::Other => Vec::new(),
@@ -324,6 +338,7 @@ mod tests {
             top_p: None,
             stop: vec!["END".into()],
             seed: Some(1),
+            passthrough: Default::default(),
         };
         let v = serde_json::to_value(WireRequest::from_request(&req, false)).unwrap();
         assert_eq!(

@@ -104,6 +104,15 @@ impl Backend for Gemini {
         &self.models
     }
 
+    fn check(&self, request: &ChatRequest) -> Result<(), BackendError> {
+        super::fields::text_only(
+            request,
+            &self.name,
+            "gemini",
+            &["temperature", "top_p", "stop", "seed"],
+        )
+    }
+
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
         async move {
             let response = self.post(&request, false).await?;
@@ -123,6 +132,7 @@ impl Backend for Gemini {
                 finish_reason: finish_reason(candidate.finish_reason.as_deref().unwrap_or("STOP"))
                     .to_owned(),
                 usage,
+                raw: None,
             })
         }
         .boxed()
@@ -141,10 +151,12 @@ fn translate(ev: &SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError> {
     let wire: WireResponse = serde_json::from_str(&ev.data)
         .map_err(|e| BackendError::Protocol(format!("bad stream chunk: {e}")))?;
     if let Some(err) = wire.error {
+        let provider = upstream::provider_error(ev.data.as_bytes()).map(Box::new);
         return Err(BackendError::Status {
             status: err.code.unwrap_or(502),
             message: err.message.unwrap_or_else(|| "error in stream".into()),
             retry_after_s: None,
+            provider,
         });
     }
     let mut out = Vec::new();
@@ -326,6 +338,7 @@ mod tests {
             top_p: None,
             stop: vec![],
             seed: None,
+            passthrough: Default::default(),
         };
         let v = serde_json::to_value(WireRequest::from_request(&req)).unwrap();
         assert_eq!(

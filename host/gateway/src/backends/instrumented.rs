@@ -328,6 +328,7 @@ mod tests {
                         status: 500,
                         message: "boom".into(),
                         retry_after_s: None,
+                        provider: None,
                     })
                 } else {
                     Ok(ChatResponse {
@@ -335,6 +336,7 @@ mod tests {
                         content: "ok".into(),
                         finish_reason: "stop".into(),
                         usage: Usage::default(),
+                        raw: None,
                     })
                 }
             }
@@ -359,6 +361,7 @@ mod tests {
             top_p: None,
             stop: vec![],
             seed: None,
+            passthrough: Default::default(),
         }
     }
 

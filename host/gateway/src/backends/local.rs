@@ -112,6 +112,15 @@ impl Backend for LocalBackend {
             .unwrap_or(0)
     }
 
+    fn check(&self, request: &ChatRequest) -> Result<(), BackendError> {
+        super::fields::text_only(
+            request,
+            &self.name,
+            "local",
+            &["temperature", "top_p", "stop", "seed"],
+        )
+    }
+
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
         async move {
             let model = request.model.clone();
@@ -133,6 +142,7 @@ impl Backend for LocalBackend {
                                 prompt_tokens,
                                 completion_tokens,
                             },
+                            raw: None,
                         });
                     }
                     GenerateEvent::Error(e) => {
@@ -226,6 +236,7 @@ mod tests {
                 top_p: None,
                 stop: vec![],
                 seed: None,
+                passthrough: Default::default(),
             })
             .await
             .unwrap_err();

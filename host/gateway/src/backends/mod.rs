@@ -2,6 +2,7 @@
 //! provider-neutral request/response/stream types, and construction from config.
 
 pub mod anthropic;
+pub mod fields;
 pub mod gemini;
 pub mod instrumented;
 pub mod local;
@@ -31,6 +32,23 @@ pub struct ChatRequest {
     pub top_p: Option<f32>,
     pub stop: Vec<String>,
     pub seed: Option<u64>,
+    /// The client's request as OpenAI JSON beyond what the gateway reads (shared by every
+    /// attempt): forwarded unchanged to OpenAI-compatible targets, checked by the other
+    /// connectors ([`Backend::check`]).
+    pub passthrough: Passthrough,
+}
+
+/// The client's chat request as OpenAI JSON, kept so nothing it asked for is lost on the
+/// way to an OpenAI-compatible upstream. Empty for requests the gateway builds itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Passthrough {
+    /// Every top-level field of the client's body except `model`, `messages` and `stream`
+    /// (the gateway sets those per attempt).
+    pub fields: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// The messages as the client sent them (content parts, `tool_calls`, `tool_call_id`,
+    /// `name`), one per entry of [`ChatRequest::messages`]; `None`: build them from the
+    /// domain messages' text.
+    pub messages: Option<Arc<[serde_json::Value]>>,
 }
 
 /// Token usage of one completion.
@@ -49,6 +67,9 @@ pub struct ChatResponse {
     /// OpenAI vocabulary: `stop`, `length`, `content_filter`, `tool_calls`.
     pub finish_reason: String,
     pub usage: Usage,
+    /// The upstream's completion as it came (OpenAI-compatible upstreams): the client gets
+    /// these bytes unchanged (tool calls, logprobs, refusals, every choice).
+    pub raw: Option<bytes::Bytes>,
 }
 
 /// One event of a streamed completion.
@@ -60,6 +81,15 @@ pub enum StreamEvent {
     Finish(String),
     /// Token usage (usually last).
     Usage(Usage),
+    /// One `chat.completion.chunk` of an OpenAI-compatible upstream, its JSON as it came:
+    /// forwarded to the client unchanged. `text_bytes`: the content it adds (an estimate
+    /// when no usage arrives); `usage_only`: the chunk only reports usage (the gateway asks
+    /// for it; a client that did not gets it dropped).
+    Chunk {
+        json: String,
+        text_bytes: usize,
+        usage_only: bool,
+    },
 }
 
 /// A streamed completion; ends after the last event or at the first error.
@@ -77,6 +107,9 @@ pub enum BackendError {
         status: u16,
         message: String,
         retry_after_s: Option<u64>,
+        /// The provider's error type and code (`error.type`, `error.code`), kept for the
+        /// client's error body.
+        provider: Option<Box<ProviderError>>,
     },
     #[error("upstream protocol error: {0}")]
     Protocol(String),
@@ -87,19 +120,35 @@ pub enum BackendError {
     /// The prompt does not fit this backend's context window (another one may fit it).
     #[error("prompt too long: {0}")]
     ContextExceeded(String),
+    /// The request asks for something this backend cannot honour (a field, a content part);
+    /// found before any upstream call, so another target may serve it.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The type and code of a provider's error body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProviderError {
+    pub kind: Option<String>,
+    pub code: Option<String>,
 }
 
 impl BackendError {
-    /// Whether the next target should be tried: connect errors, timeouts, 429, 5xx and an
-    /// unavailable backend. A request the upstream calls invalid is the client's problem.
+    /// Whether the next target should be tried: connect errors, timeouts, a redirect, 401,
+    /// 403 (this target's credentials or address are wrong, not the request), 429, 5xx, an
+    /// unavailable backend, and a request this backend cannot honour. A request the
+    /// upstream calls invalid is the client's problem.
     pub fn is_failover(&self) -> bool {
         match self {
             Self::Connect(_)
             | Self::Timeout(_)
             | Self::Unavailable(_)
             | Self::Protocol(_)
-            | Self::ContextExceeded(_) => true,
-            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            | Self::ContextExceeded(_)
+            | Self::Unsupported(_) => true,
+            Self::Status { status, .. } => {
+                (300..400).contains(status) || matches!(status, 401 | 403 | 429) || *status >= 500
+            }
             Self::InvalidRequest(_) => false,
         }
     }
@@ -143,6 +192,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Requests waiting inside the backend (local queue).
     fn queue_depth(&self) -> u32 {
         0
+    }
+    /// Refuses, before any upstream call, a request that asks for something this backend
+    /// cannot honour ([`BackendError::Unsupported`], naming the field and the backend).
+    /// The default honours everything (OpenAI-compatible upstreams get the request whole).
+    fn check(&self, _request: &ChatRequest) -> Result<(), BackendError> {
+        Ok(())
     }
     /// A whole completion.
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>>;

@@ -1,5 +1,8 @@
 //! OpenAI chat-completions connector; with a `base_url` it also serves OpenAI-compatible
-//! upstreams (Together, Fireworks, Groq, vLLM, Ollama, OpenRouter). Wire types stay here.
+//! upstreams (Together, Fireworks, Groq, vLLM, Ollama, OpenRouter). The client's request
+//! goes up whole (every field, its messages as sent) with only `model`, `stream`,
+//! `stream_options.include_usage` and a policy's `max_tokens` cap set by the gateway; the
+//! upstream's completion and chunks come back as they are. Wire types stay here.
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -10,7 +13,8 @@ use super::{
     ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
 };
 use crate::config::{BackendConfig, Timeouts};
-use crate::domain::{BackendKind, Role};
+use crate::domain::{BackendKind, ChatMessage, Role};
+use serde_json::{Map, Value};
 
 /// Connector for `POST {base_url}/chat/completions`.
 #[derive(Debug)]
@@ -42,8 +46,8 @@ impl OpenAi {
         request: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::Response, BackendError> {
-        let body = WireRequest::from_request(request, stream);
-        let body = serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?;
+        let body = serde_json::to_vec(&WireBody::new(request, stream))
+            .map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
             .post(self.url.clone())
@@ -87,6 +91,7 @@ impl Backend for OpenAi {
                 content: choice.message.and_then(|m| m.content).unwrap_or_default(),
                 finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
                 usage,
+                raw: Some(body),
             })
         }
         .boxed()
@@ -108,25 +113,35 @@ fn parse_chunk(ev: &super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, Ba
     let chunk: WireChunk = serde_json::from_str(&ev.data)
         .map_err(|e| BackendError::Protocol(format!("bad stream chunk: {e}")))?;
     if let Some(err) = chunk.error {
+        let provider = super::upstream::provider_error(ev.data.as_bytes()).map(Box::new);
         return Err(BackendError::Status {
             status: 502,
             message: err
                 .message
                 .unwrap_or_else(|| "error event in stream".into()),
             retry_after_s: None,
+            provider,
         });
     }
-    let mut out = Vec::new();
-    for choice in chunk.choices.unwrap_or_default() {
-        if let Some(text) = choice.delta.and_then(|d| d.content)
-            && !text.is_empty()
-        {
-            out.push(StreamEvent::Delta(text));
-        }
-        if let Some(reason) = choice.finish_reason {
-            out.push(StreamEvent::Finish(reason));
-        }
-    }
+    let choices = chunk.choices.unwrap_or_default();
+    let text_bytes = choices
+        .iter()
+        .filter_map(|c| c.delta.as_ref())
+        .map(|d| {
+            d.content.as_ref().map_or(0, String::len)
+                + d.tool_calls
+                    .iter()
+                    .flatten()
+                    .filter_map(|t| t.function.as_ref()?.arguments.as_ref())
+                    .map(String::len)
+                    .sum::<usize>()
+        })
+        .sum();
+    let mut out = vec![StreamEvent::Chunk {
+        json: ev.data.clone(),
+        text_bytes,
+        usage_only: choices.is_empty() && chunk.usage.is_some(),
+    }];
     if let Some(usage) = chunk.usage {
         out.push(StreamEvent::Usage(usage.into()));
     }
@@ -135,64 +150,120 @@ fn parse_chunk(ev: &super::sse::SseEvent) -> Result<Option<Vec<StreamEvent>>, Ba
 
 // ---------------------------------------------------------------- wire types
 
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    model: &'a str,
-    messages: Vec<WireMessage<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f32>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    stop: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<u64>,
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
+/// The upstream body: the client's fields as sent, with what the gateway sets per attempt
+/// in front (serialized in place: nothing the client sent is copied).
+struct WireBody<'a> {
+    fields: &'a Map<String, Value>,
+    /// Set by the gateway; these replace the client's fields of the same name.
+    set: Vec<(&'static str, Value)>,
+    messages: Messages<'a>,
 }
 
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
+enum Messages<'a> {
+    /// As the client sent them.
+    Raw(&'a [Value]),
+    /// Built from the domain messages' text (a request the gateway built, or messages a
+    /// policy replaced wholesale).
+    Text(&'a [ChatMessage]),
+}
+
+impl<'a> WireBody<'a> {
+    fn new(r: &'a ChatRequest, stream: bool) -> Self {
+        let fields = &*r.passthrough.fields;
+        let mut set: Vec<(&'static str, Value)> = vec![
+            ("model", Value::from(r.model.as_str())),
+            ("stream", Value::Bool(stream)),
+        ];
+        if stream {
+            let mut options = match fields.get("stream_options") {
+                Some(Value::Object(o)) => o.clone(),
+                _ => Map::new(),
+            };
+            options.insert("include_usage".into(), Value::Bool(true));
+            set.push(("stream_options", Value::Object(options)));
+        }
+        if let Some(max) = r.max_tokens {
+            let named: Vec<&'static str> = ["max_tokens", "max_completion_tokens"]
+                .into_iter()
+                .filter(|k| fields.get(*k).is_some_and(|v| !v.is_null()))
+                .collect();
+            if named.is_empty() {
+                set.push(("max_tokens", Value::from(max)));
+            }
+            set.extend(named.into_iter().map(|k| (k, Value::from(max))));
+        }
+        // Requests the gateway built carry their sampling settings only in typed form.
+        let mut typed = |key: &'static str, value: Option<Value>| {
+            if let Some(value) = value
+                && !fields.contains_key(key)
+            {
+                set.push((key, value));
+            }
+        };
+        typed("temperature", r.temperature.map(Value::from));
+        typed("top_p", r.top_p.map(Value::from));
+        typed("seed", r.seed.map(Value::from));
+        typed(
+            "stop",
+            (!r.stop.is_empty()).then(|| Value::from(r.stop.clone())),
+        );
+        let messages = match &r.passthrough.messages {
+            Some(raw) if raw.len() == r.messages.len() => Messages::Raw(raw),
+            _ => Messages::Text(&r.messages),
+        };
+        Self {
+            fields,
+            set,
+            messages,
+        }
+    }
+}
+
+impl Serialize for WireBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in &self.set {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("messages", &self.messages)?;
+        for (key, value) in self.fields {
+            if key != "messages" && !self.set.iter().any(|(k, _)| k == key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Messages<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            Self::Raw(raw) => raw.serialize(s),
+            Self::Text(messages) => {
+                let mut seq = s.serialize_seq(Some(messages.len()))?;
+                for m in messages.iter() {
+                    seq.serialize_element(&WireMessage {
+                        role: match m.role {
+                            Role::System => "system",
+                            Role::User => "user",
+                            Role::Assistant => "assistant",
+                            Role::Tool => "tool",
+                        },
+                        content: &m.content,
+                    })?;
+                }
+                seq.end()
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
     content: &'a str,
-}
-
-impl<'a> WireRequest<'a> {
-    fn from_request(r: &'a ChatRequest, stream: bool) -> Self {
-        Self {
-            model: &r.model,
-            messages: r
-                .messages
-                .iter()
-                .map(|m| WireMessage {
-                    role: match m.role {
-                        Role::System => "system",
-                        Role::User => "user",
-                        Role::Assistant => "assistant",
-                        Role::Tool => "tool",
-                    },
-                    content: &m.content,
-                })
-                .collect(),
-            max_tokens: r.max_tokens,
-            temperature: r.temperature,
-            top_p: r.top_p,
-            stop: &r.stop,
-            seed: r.seed,
-            stream,
-            stream_options: stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -223,8 +294,23 @@ struct WireChunk {
 
 #[derive(Deserialize)]
 struct WireChunkChoice {
-    delta: Option<WireContent>,
-    finish_reason: Option<String>,
+    delta: Option<WireDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    content: Option<String>,
+    tool_calls: Option<Vec<WireToolCallDelta>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCallDelta {
+    function: Option<WireFunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionDelta {
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -252,13 +338,14 @@ impl From<WireUsage> for Usage {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
-    use crate::backends::sse::SseEvent;
-    use crate::domain::ChatMessage;
+    use std::sync::Arc;
 
-    #[test]
-    fn request_carries_sampling_and_stream_options() {
-        let req = ChatRequest {
+    use super::*;
+    use crate::backends::Passthrough;
+    use crate::backends::sse::SseEvent;
+
+    fn request(passthrough: Passthrough) -> ChatRequest {
+        ChatRequest {
             model: "gpt-4o".into(),
             messages: vec![ChatMessage {
                 role: Role::System,
@@ -270,8 +357,14 @@ mod tests {
             top_p: None,
             stop: vec!["\n".into()],
             seed: None,
-        };
-        let v = serde_json::to_value(WireRequest::from_request(&req, true)).unwrap();
+            passthrough,
+        }
+    }
+
+    #[test]
+    fn request_carries_sampling_and_stream_options() {
+        let req = request(Passthrough::default());
+        let v: Value = serde_json::to_value(WireBody::new(&req, true)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"model":"gpt-4o","messages":[{"role":"system","content":"be brief"}],
@@ -281,26 +374,79 @@ mod tests {
     }
 
     #[test]
-    fn chunks_translate_to_events() {
+    fn client_fields_and_messages_pass_unchanged_with_the_gateways_overrides() {
+        let fields = serde_json::json!({"model": "auto", "stream": false,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "tool_choice": "auto", "logprobs": true, "top_logprobs": 2, "x_vendor": {"k": [1]},
+            "temperature": 0.25, "max_completion_tokens": 50,
+            "stream_options": {"include_usage": false, "other": 1}});
+        let Value::Object(fields) = fields else {
+            unreachable!()
+        };
+        let raw = serde_json::json!([{"role": "system", "content": [{"type": "text", "text": "be brief"}],
+            "name": "s"}]);
+        let Value::Array(raw) = raw else {
+            unreachable!()
+        };
+        let req = request(Passthrough {
+            fields: Arc::new(fields),
+            messages: Some(raw.clone().into()),
+        });
+        let v: Value = serde_json::to_value(WireBody::new(&req, true)).unwrap();
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["stream"], true);
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "other": 1})
+        );
+        // The policy's cap replaces the field the client used, and adds no other.
+        assert_eq!(v["max_completion_tokens"], 7);
+        assert!(v.get("max_tokens").is_none());
+        assert_eq!(v["temperature"], 0.25);
+        assert_eq!(v["tool_choice"], "auto");
+        assert_eq!(v["tools"][0]["function"]["name"], "f");
+        assert_eq!(v["top_logprobs"], 2);
+        assert_eq!(v["x_vendor"], serde_json::json!({"k": [1]}));
+        assert_eq!(v["messages"], Value::Array(raw));
+        let text = serde_json::to_string(&WireBody::new(&req, false)).unwrap();
+        assert_eq!(text.matches("\"model\"").count(), 1, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["stream"], false);
+        assert_eq!(v["stream_options"]["include_usage"], false);
+    }
+
+    #[test]
+    fn chunks_pass_through_with_usage_read() {
         let ev = |d: &str| SseEvent {
             event: None,
             data: d.into(),
         };
-        let out = parse_chunk(&ev(
-            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
-        ))
-        .unwrap();
-        assert_eq!(out, Some(vec![StreamEvent::Delta("Hi".into())]));
-        let out = parse_chunk(&ev(
-            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
-        ))
-        .unwrap();
+        let data = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi","tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"finish_reason":null}]}"#;
+        let out = parse_chunk(&ev(data)).unwrap();
         assert_eq!(
             out,
-            Some(vec![StreamEvent::Usage(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 2
-            })])
+            Some(vec![StreamEvent::Chunk {
+                json: data.into(),
+                text_bytes: 4,
+                usage_only: false
+            }])
+        );
+        let data =
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let out = parse_chunk(&ev(data)).unwrap();
+        assert_eq!(
+            out,
+            Some(vec![
+                StreamEvent::Chunk {
+                    json: data.into(),
+                    text_bytes: 0,
+                    usage_only: true
+                },
+                StreamEvent::Usage(Usage {
+                    prompt_tokens: 3,
+                    completion_tokens: 2
+                })
+            ])
         );
         assert_eq!(parse_chunk(&ev("[DONE]")).unwrap(), None);
         assert!(parse_chunk(&ev("{not json")).is_err());

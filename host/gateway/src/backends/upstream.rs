@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
 use super::sse::{SseEvent, SseParser};
-use super::{BackendError, ChatStream, StreamEvent};
+use super::{BackendError, ChatStream, ProviderError, StreamEvent};
 use crate::config::Timeouts;
 
 /// `{base_url}/{path}`, parsed once: each request clones it instead of parsing it.
@@ -61,7 +61,31 @@ pub(crate) async fn check_status(
         status: status.as_u16(),
         message: upstream_message(&body),
         retry_after_s,
+        provider: provider_error(&body).map(Box::new),
     })
+}
+
+/// The provider's error type and code from an error body: OpenAI's and Anthropic's
+/// `error.type` / `error.code`, Gemini's `error.status`. Each is cut to 64 characters of
+/// `A-Z a-z 0-9 _ - .` (they travel into the client's error body).
+pub(crate) fn provider_error(body: &[u8]) -> Option<ProviderError> {
+    let parsed: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = parsed.get("error")?;
+    let text = |v: Option<&serde_json::Value>| {
+        let s = match v? {
+            serde_json::Value::String(s) => s.clone(),
+            _ => return None,
+        };
+        let clean: String = s
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "_-.".contains(*c))
+            .take(64)
+            .collect();
+        (!clean.is_empty()).then_some(clean)
+    };
+    let kind = text(error.get("type")).or_else(|| text(error.get("status")));
+    let code = text(error.get("code"));
+    (kind.is_some() || code.is_some()).then_some(ProviderError { kind, code })
 }
 
 /// The `error.message` (or `message`) of an upstream error body, else its first 300 bytes.
@@ -173,5 +197,23 @@ mod tests {
             "Rate limit"
         );
         assert_eq!(upstream_message(&[b'a'; 1000]).len(), 300);
+    }
+
+    #[test]
+    fn provider_error_type_and_code_are_kept() {
+        let openai = provider_error(
+            br#"{"error":{"message":"m","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(openai.kind.as_deref(), Some("invalid_request_error"));
+        assert_eq!(openai.code.as_deref(), Some("context_length_exceeded"));
+        let gemini =
+            provider_error(br#"{"error":{"code":400,"message":"m","status":"INVALID_ARGUMENT"}}"#)
+                .unwrap_or_default();
+        assert_eq!(gemini.kind.as_deref(), Some("INVALID_ARGUMENT"));
+        assert_eq!(gemini.code, None);
+        let hostile = provider_error(br#"{"error":{"type":"a\nb<script>"}}"#).unwrap_or_default();
+        assert_eq!(hostile.kind.as_deref(), Some("abscript"));
+        assert_eq!(provider_error(b"not json"), None);
     }
 }

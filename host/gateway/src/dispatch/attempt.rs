@@ -120,6 +120,19 @@ impl Dispatcher {
         'targets: for target in plan.targets {
             let backend = &target.backend;
             let name = backend.backend.name();
+            let probe = ChatRequest {
+                model: target.model.clone(),
+                ..plan.request.clone()
+            };
+            if let Err(err) = backend.backend.backend().check(&probe) {
+                tracing::info!(backend = name, error = %err, "target skipped: it cannot honour the request");
+                routed.attempts.push(Attempt {
+                    backend: name.to_owned(),
+                    error: Some(AttemptError::Backend(err.clone())),
+                });
+                last = Some((name.to_owned(), err));
+                continue 'targets;
+            }
             let mut retry = 0u32;
             loop {
                 let chat = ChatRequest {
@@ -136,7 +149,20 @@ impl Dispatcher {
                     Err(err) => err,
                 };
                 settle::close(reservation, None);
-                tracing::warn!(backend = name, error = %err, "attempt failed");
+                match &err {
+                    BackendError::Status { status, .. }
+                        if (300..400).contains(status) || matches!(status, 401 | 403) =>
+                    {
+                        tracing::warn!(
+                            backend = name,
+                            status,
+                            error = %err,
+                            "attempt failed: the upstream refused this backend's credentials or \
+                             redirected (check its api key and base_url); trying the next target"
+                        );
+                    }
+                    _ => tracing::warn!(backend = name, error = %err, "attempt failed"),
+                }
                 routed.attempts.push(Attempt {
                     backend: name.to_owned(),
                     error: Some(AttemptError::Backend(err.clone())),
@@ -214,38 +240,64 @@ impl Dispatcher {
 /// client's own error (the upstream's 4xx, a prompt no target can hold) as it is;
 /// otherwise every target failed, `unavailable` when none could take requests at all.
 fn failed(routed: &mut Routed, last: Option<(String, BackendError)>) -> DispatchError {
-    let only_context = routed.attempts.iter().all(|a| {
+    // Every target was too small for the prompt or could not honour it: the client's request.
+    let only_client = routed.attempts.iter().all(|a| {
         matches!(
             a.error,
             None | Some(AttemptError::UnknownBackend)
-                | Some(AttemptError::Backend(BackendError::ContextExceeded(_)))
+                | Some(AttemptError::Backend(
+                    BackendError::ContextExceeded(_) | BackendError::Unsupported(_)
+                ))
         )
     });
     match last {
         Some((backend, err)) if !err.is_failover() => {
-            let (status, message) = match err {
+            let (status, message, provider) = match err {
                 BackendError::Status {
                     status: s @ (400 | 404 | 413 | 422),
                     message,
+                    provider,
                     ..
-                } => (s, message),
-                BackendError::InvalidRequest(message) => (400, message),
-                other => (502, other.to_string()),
+                } => (s, message, provider),
+                BackendError::InvalidRequest(message) => (400, message, None),
+                other => (502, other.to_string(), None),
             };
             DispatchError::Upstream {
                 backend,
                 status,
                 message,
+                retry_after_s: None,
+                provider,
             }
         }
-        // Every target was too small for the prompt: that is the client's request.
-        Some((backend, BackendError::ContextExceeded(message))) if only_context => {
+        Some((_, BackendError::Unsupported(message))) if only_client => {
+            DispatchError::Unsupported(message)
+        }
+        Some((backend, BackendError::ContextExceeded(message))) if only_client => {
             DispatchError::Upstream {
                 backend,
                 status: 400,
                 message,
+                retry_after_s: None,
+                provider: None,
             }
         }
+        // The last target is rate-limited: the client waits as that upstream asks.
+        Some((
+            backend,
+            BackendError::Status {
+                status: 429,
+                message,
+                retry_after_s,
+                provider,
+            },
+        )) => DispatchError::Upstream {
+            backend,
+            status: 429,
+            message,
+            retry_after_s,
+            provider,
+        },
         _ => {
             let unavailable = routed.attempts.iter().all(|a| {
                 matches!(

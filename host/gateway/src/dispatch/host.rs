@@ -33,6 +33,15 @@ impl GatewayHost {
     pub fn has_backend(&self, name: &str) -> bool {
         self.backends.iter().any(|b| b.name() == name)
     }
+    /// The backends that serve `model` (by its exact name), in name order: empty for an
+    /// alias such as `auto`.
+    pub fn serving(&self, model: &str) -> Vec<&str> {
+        self.backends
+            .iter()
+            .filter(|b| b.backend().models().iter().any(|m| m == model))
+            .map(|b| b.name())
+            .collect()
+    }
     /// Spend and budgets of `scope` (a tenant); zero when no ledger is configured.
     pub fn spend(&self, scope: &str) -> SpendStatus {
         match &self.ledger {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backends::instrumented::{BackendFacts, Instrumented};
-use crate::backends::{ChatRequest, ChatResponse, ChatStream, Usage};
+use crate::backends::{ChatRequest, ChatResponse, ChatStream, Passthrough, ProviderError, Usage};
 use crate::config::{ConnectorKind, Fallback, PrivacyConfig, Retry};
 use crate::decision_log::{DecisionLog, DecisionLogRecord};
 use crate::domain::{ChatMessage, Decision, PolicyRequest, Target, Verdict};
@@ -43,6 +43,8 @@ pub struct ClientRequest {
     pub stream: bool,
     pub tenant: String,
     pub labels: BTreeMap<String, String>,
+    /// The client's request as OpenAI JSON (fields and messages as sent).
+    pub passthrough: Passthrough,
 }
 
 /// How a request was routed (for headers, logs and metrics).
@@ -111,7 +113,15 @@ pub enum DispatchError {
         backend: String,
         status: u16,
         message: String,
+        /// The upstream's `Retry-After` (a 429), passed on to the client.
+        retry_after_s: Option<u64>,
+        /// The provider's error type and code, kept in the client's error body.
+        provider: Option<Box<ProviderError>>,
     },
+    /// No target can honour what the request asks for (a field, a content part); found
+    /// before any upstream call.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Budget(String),
     #[error("spend ledger unavailable: {0}")]
@@ -153,6 +163,7 @@ impl DispatchError {
             Self::Budget(_) => 429,
             Self::Ledger(_) => 503,
             Self::Upstream { status, .. } => *status,
+            Self::Unsupported(_) => 400,
             Self::AllFailed { unavailable, .. } => {
                 if *unavailable {
                     503
@@ -460,7 +471,7 @@ impl Dispatcher {
         let fell_back = eval.failure.is_some() || decision.targets.is_empty();
         let chosen = match (fell_back, &self.fallback) {
             (false, _) => decision.targets,
-            (true, Some(fallback)) => fallback.clone(),
+            (true, Some(fallback)) => self.fallback_for(fallback, &request.model),
             (true, None) if eval.failure.is_some() => {
                 return Err(DispatchError::PolicyFailed { policy });
             }
@@ -481,19 +492,28 @@ impl Dispatcher {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let mut passthrough = request.passthrough.clone();
+        let messages = match decision.messages {
+            None => request.messages.clone(),
+            Some(replaced) => {
+                passthrough.messages = passthrough
+                    .messages
+                    .and_then(|raw| rewrite_raw(&raw, &request.messages, &replaced));
+                Arc::from(replaced)
+            }
+        };
         let plan = Plan {
             targets,
             local_only,
             request: ChatRequest {
                 model: String::new(),
-                messages: decision
-                    .messages
-                    .map_or_else(|| request.messages.clone(), Arc::from),
+                messages,
                 max_tokens,
                 temperature: request.temperature,
                 top_p: request.top_p,
                 stop: request.stop.clone(),
                 seed: request.seed,
+                passthrough,
             },
         };
         let routed = Routed {
@@ -511,6 +531,29 @@ impl Dispatcher {
             usd_per_mtok_out: 0.0,
         };
         Ok((routed, plan))
+    }
+
+    /// The fallback's targets for a request for `model`: for a model some backend serves
+    /// (not an alias), the fallback's backends that serve it, else every backend that does
+    /// (an explicit model is answered by that model or not at all).
+    fn fallback_for(&self, fallback: &[Target], model: &str) -> Vec<Target> {
+        let serving = self.host.serving(model);
+        if serving.is_empty() {
+            return fallback.to_vec();
+        }
+        let listed: Vec<&str> = fallback
+            .iter()
+            .map(|t| t.backend.as_str())
+            .filter(|b| serving.contains(b))
+            .collect();
+        let chosen = if listed.is_empty() { serving } else { listed };
+        chosen
+            .into_iter()
+            .map(|backend| Target {
+                backend: backend.to_owned(),
+                model: Some(model.to_owned()),
+            })
+            .collect()
     }
 
     /// The targets this gateway has, each with the model to ask for (the target's, else
@@ -608,6 +651,41 @@ impl Dispatcher {
             prompt_tokens: self.host.count_tokens(&prompt),
         }
     }
+}
+
+/// The client's messages as OpenAI JSON after a policy replaced `original` (their text)
+/// with `replaced`. When the replacement keeps the conversation's shape (as many messages,
+/// the same roles), each message keeps what the policy does not see (tool calls, names,
+/// the parts of a message it left alone) and takes the policy's text where it changed it;
+/// otherwise `None`: the policy's text messages are sent as they are.
+fn rewrite_raw(
+    raw: &[serde_json::Value],
+    original: &[ChatMessage],
+    replaced: &[ChatMessage],
+) -> Option<Arc<[serde_json::Value]>> {
+    if raw.len() != replaced.len()
+        || original.len() != replaced.len()
+        || original.iter().zip(replaced).any(|(a, b)| a.role != b.role)
+    {
+        return None;
+    }
+    Some(
+        raw.iter()
+            .zip(original.iter().zip(replaced))
+            .map(|(raw, (old, new))| {
+                let mut message = raw.clone();
+                if old.content != new.content
+                    && let serde_json::Value::Object(fields) = &mut message
+                {
+                    fields.insert(
+                        "content".to_owned(),
+                        serde_json::Value::from(new.content.as_str()),
+                    );
+                }
+                message
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

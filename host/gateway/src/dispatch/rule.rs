@@ -36,7 +36,9 @@ pub trait RoutingRule: Send + Sync + 'static {
     ) -> BoxFuture<'a, RouteEvaluation>;
 }
 
-/// A fixed ordered target list (config `policy.static_targets`): primary first.
+/// A fixed ordered target list (config `policy.static_targets`): primary first. A request
+/// for a model some backend serves (not an alias) goes only to the listed backends that
+/// serve it, else to every backend that does.
 #[derive(Debug, Clone)]
 pub struct StaticTargets {
     targets: Vec<String>,
@@ -54,12 +56,31 @@ impl RoutingRule for StaticTargets {
     }
     fn decide<'a>(
         &'a self,
-        _request: &'a PolicyRequest,
-        _host: Arc<GatewayHost>,
+        request: &'a PolicyRequest,
+        host: Arc<GatewayHost>,
     ) -> BoxFuture<'a, RouteEvaluation> {
+        let serving = host.serving(&request.model);
+        let decision = if serving.is_empty() {
+            Decision::to_backends(&self.targets, "static route")
+        } else {
+            let listed: Vec<&String> = self
+                .targets
+                .iter()
+                .filter(|t| serving.contains(&t.as_str()))
+                .collect();
+            let mut decision = if listed.is_empty() {
+                Decision::to_backends(serving, "static route: explicit model")
+            } else {
+                Decision::to_backends(listed, "static route: explicit model")
+            };
+            for target in &mut decision.targets {
+                target.model = Some(request.model.clone());
+            }
+            decision
+        };
         std::future::ready(RouteEvaluation {
             policy: self.label(),
-            verdict: Verdict::Route(Decision::to_backends(&self.targets, "static route")),
+            verdict: Verdict::Route(decision),
             failure: None,
             elapsed: Duration::ZERO,
         })

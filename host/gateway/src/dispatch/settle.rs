@@ -139,6 +139,7 @@ pub(super) fn on_stream_end(
             let finish = &mut finish;
             match item {
                 Ok(StreamEvent::Delta(t)) => finish.text_bytes += t.len(),
+                Ok(StreamEvent::Chunk { text_bytes, .. }) => finish.text_bytes += text_bytes,
                 Ok(StreamEvent::Usage(u)) => finish.usage = Some(*u),
                 _ => {}
             }

@@ -92,6 +92,7 @@ impl Backend for Scripted {
                     prompt_tokens: 10,
                     completion_tokens: 5,
                 },
+                raw: None,
             }),
             Step::Fail(e) => Err(e),
             Step::Silent => Err(BackendError::Timeout("response headers")),
@@ -117,6 +118,7 @@ fn status(code: u16) -> BackendError {
         status: code,
         message: format!("upstream said {code}"),
         retry_after_s: None,
+        provider: None,
     }
 }
 
@@ -192,6 +194,7 @@ fn request() -> ClientRequest {
         stream: false,
         tenant: "t".to_owned(),
         labels: BTreeMap::new(),
+        passthrough: Default::default(),
     }
 }
 
@@ -237,7 +240,9 @@ async fn the_clients_own_error_stops_at_the_first_target() {
         DispatchError::Upstream {
             backend: "a".into(),
             status: 422,
-            message: "upstream said 422".into()
+            message: "upstream said 422".into(),
+            retry_after_s: None,
+            provider: None,
         }
     );
     assert_eq!((a.calls(), b.calls()), (1, 0));
@@ -325,7 +330,9 @@ async fn a_prompt_no_target_can_hold_is_the_clients_400() {
         DispatchError::Upstream {
             backend: "b".into(),
             status: 400,
-            message: "8192 tokens".into()
+            message: "8192 tokens".into(),
+            retry_after_s: None,
+            provider: None,
         }
     );
     // With a server error among them it is the gateway's failure, not the client's.
@@ -525,6 +532,7 @@ async fn a_local_only_tenant_or_data_class_never_reaches_the_cloud_the_policy_pi
     ));
     let restricted = ClientRequest {
         labels: BTreeMap::from([("data-class".to_owned(), "RESTRICTED".to_owned())]),
+        passthrough: Default::default(),
         ..request()
     };
     for req in [of_tenant("hospital"), restricted] {
@@ -720,4 +728,35 @@ async fn every_attempt_shares_the_request_messages_instead_of_copying_them() {
     let sent_b = b.last_request.lock().unwrap().clone().unwrap();
     assert_eq!(&*sent_b.messages, rewritten.as_slice());
     assert!(Arc::ptr_eq(&sent_a.messages, &sent_b.messages));
+}
+
+#[test]
+fn a_policy_rewrite_keeps_what_the_policy_does_not_see() {
+    let msg = |role, content: &str| ChatMessage {
+        role,
+        content: content.to_owned(),
+    };
+    let raw = vec![
+        serde_json::json!({"role": "user", "name": "alice", "content": [
+            {"type": "text", "text": "mail bob@example.com"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}),
+        serde_json::json!({"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+    ];
+    let original = [
+        msg(Role::User, "mail bob@example.com"),
+        msg(Role::Assistant, ""),
+    ];
+    // The policy redacted the first message's text and left the tool call alone.
+    let replaced = [msg(Role::User, "mail [EMAIL]"), msg(Role::Assistant, "")];
+    let out = super::rewrite_raw(&raw, &original, &replaced).unwrap();
+    assert_eq!(
+        out[0],
+        serde_json::json!({"role": "user", "name": "alice", "content": "mail [EMAIL]"})
+    );
+    assert_eq!(out[1], raw[1]);
+    // A replacement of another shape is sent as the policy's text messages.
+    assert_eq!(super::rewrite_raw(&raw, &original, &replaced[..1]), None);
+    let roles_changed = [msg(Role::System, "x"), msg(Role::Assistant, "")];
+    assert_eq!(super::rewrite_raw(&raw, &original, &roles_changed), None);
 }

@@ -8,6 +8,7 @@ pub mod wire;
 
 pub use listener::serve;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
+use serde::Deserialize;
 
-use crate::backends::{ChatResponse, ChatStream, StreamEvent, Usage};
+use crate::backends::{ChatResponse, ChatStream, Passthrough, StreamEvent, Usage};
 use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Routed};
 use crate::log_text::sanitize;
 
@@ -95,6 +97,14 @@ pub fn router(state: AppState) -> Router {
             )
             .with_code("not_found")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method not allowed on this route (chat completions take POST)",
+            )
+            .with_code("method_not_allowed")
+        })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -103,22 +113,25 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    kind: &'static str,
-    code: Option<&'static str>,
+    kind: Cow<'static, str>,
+    code: Option<Cow<'static, str>>,
     message: String,
+    /// Sent as `Retry-After` (an upstream's 429).
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            kind,
+            kind: Cow::Borrowed(kind),
             code: None,
             message: message.into(),
+            retry_after_s: None,
         }
     }
     fn with_code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
+        self.code = Some(Cow::Borrowed(code));
         self
     }
     fn invalid(message: impl Into<String>) -> Self {
@@ -138,9 +151,26 @@ impl From<DispatchError> for ApiError {
             DispatchError::Budget(_) => ("insufficient_quota", "budget_exceeded"),
             DispatchError::Ledger(_) => ("service_unavailable", "ledger_unavailable"),
             DispatchError::Upstream { .. } => ("upstream_error", "upstream_refused"),
+            DispatchError::Unsupported(_) => ("invalid_request_error", "unsupported_parameter"),
             DispatchError::AllFailed { .. } => ("upstream_error", "all_targets_failed"),
         };
-        Self::new(status, kind, err.to_string()).with_code(code)
+        let mut api = Self::new(status, kind, err.to_string()).with_code(code);
+        if let DispatchError::Upstream {
+            retry_after_s,
+            provider,
+            ..
+        } = err
+        {
+            // The provider's own error type and code, where it gave them.
+            api.retry_after_s = retry_after_s;
+            if let Some(provider) = provider {
+                if let Some(kind) = provider.kind {
+                    api.kind = Cow::Owned(kind);
+                }
+                api.code = provider.code.map(Cow::Owned).or(api.code);
+            }
+        }
+        api
     }
 }
 
@@ -149,18 +179,24 @@ impl IntoResponse for ApiError {
         let body = wire::ErrorBody {
             error: wire::ErrorDetail {
                 message: &self.message,
-                kind: self.kind,
-                code: self.code,
+                kind: &self.kind,
+                code: self.code.as_deref(),
                 param: None,
             },
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        (
+        let mut response = (
             self.status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             json,
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -183,6 +219,7 @@ fn decision_headers(headers: &mut HeaderMap, routed: &Routed, cost: Option<f64>)
     put("x-switchyard-reason", &routed.reason);
     if !routed.backend.is_empty() {
         put("x-switchyard-backend", &routed.backend);
+        put("x-switchyard-model", &routed.model);
     }
     if let Some(cost) = cost {
         put("x-switchyard-cost-usd", &format!("{cost:.8}"));
@@ -211,26 +248,38 @@ fn routing_inputs(
     wire::routing_inputs(user, metadata, from_headers)
 }
 
+/// The client's request: the fields the gateway reads, typed, and the whole body kept as
+/// JSON for the targets that take it as sent ([`Passthrough`]).
 fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientRequest, bool), ApiError> {
-    let req: wire::ChatCompletionRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let invalid = |e: serde_json::Error| ApiError::invalid(format!("invalid request body: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    let req = wire::ChatCompletionRequest::deserialize(&value).map_err(invalid)?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    };
+    let raw_messages = match fields.remove("messages") {
+        Some(serde_json::Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
+    for key in ["model", "stream"] {
+        fields.remove(key);
+    }
     if req.messages.is_empty() {
         return Err(ApiError::invalid("`messages` must not be empty"));
     }
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid("only n = 1 is supported"));
+    if req.n == Some(0) {
+        return Err(ApiError::invalid("`n` must be at least 1"));
     }
     if let Some(t) = req.temperature
         && !(0.0..=2.0).contains(&t)
     {
         return Err(ApiError::invalid("`temperature` must be between 0 and 2"));
     }
-    let messages = req
+    let messages: Vec<_> = req
         .messages
         .into_iter()
         .map(wire::RequestMessage::into_domain)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::invalid)?;
+        .collect();
     let (tenant, labels) = routing_inputs(headers, req.user, req.metadata);
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     Ok((
@@ -245,6 +294,10 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientRequest, boo
             stream: req.stream.unwrap_or(false),
             tenant,
             labels,
+            passthrough: Passthrough {
+                fields: Arc::new(fields),
+                messages: Some(raw_messages.into()),
+            },
         },
         include_usage,
     ))
@@ -406,8 +459,29 @@ fn tenant_refused(why: tenants::Refusal) -> ApiError {
     }
 }
 
-/// The JSON body of a whole completion, with the decision headers.
+/// The JSON body of a whole completion (an OpenAI-compatible upstream's as it came),
+/// with the decision headers.
 fn completion_response(routed: &Routed, response: &ChatResponse) -> Response {
+    let json = match &response.raw {
+        Some(raw) => raw.clone(),
+        None => synthesized(routed, response).into(),
+    };
+    let mut resp = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response();
+    decision_headers(
+        resp.headers_mut(),
+        routed,
+        Some(routed.cost_usd(&response.usage)),
+    );
+    resp
+}
+
+/// OpenAI's completion JSON for a connector that translated its upstream's reply.
+fn synthesized(routed: &Routed, response: &ChatResponse) -> Vec<u8> {
     let body = wire::Completion {
         id: &routed.request_id,
         object: "chat.completion",
@@ -423,19 +497,7 @@ fn completion_response(routed: &Routed, response: &ChatResponse) -> Response {
         }],
         usage: wire_usage(response.usage),
     };
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    let mut resp = (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        json,
-    )
-        .into_response();
-    decision_headers(
-        resp.headers_mut(),
-        routed,
-        Some(routed.cost_usd(&response.usage)),
-    );
-    resp
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 fn wire_usage(u: Usage) -> wire::WireUsage {
@@ -453,7 +515,13 @@ struct StreamState {
     created: u64,
     include_usage: bool,
     usage: Option<Usage>,
+    /// The stream's opening is decided: the gateway's role chunk sent, or the upstream's
+    /// chunks passed through.
     sent_role: bool,
+    /// The upstream speaks OpenAI's chunks: they go to the client as they came.
+    passthrough: bool,
+    /// An upstream item read ahead (to decide the opening), not yet handled.
+    held: Option<Option<Result<StreamEvent, crate::backends::BackendError>>>,
     finished: bool,
     phase: Phase,
 }
@@ -497,6 +565,8 @@ fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) ->
         include_usage,
         usage: None,
         sent_role: false,
+        passthrough: false,
+        held: None,
         finished: false,
         phase: Phase::Body,
     };
@@ -524,19 +594,36 @@ fn stream_response(routed: Routed, upstream: ChatStream, include_usage: bool) ->
                     }
                 }
                 Phase::Body => {
+                    let next = match st.held.take() {
+                        Some(next) => next,
+                        None => st.upstream.next().await,
+                    };
                     if !st.sent_role {
                         st.sent_role = true;
-                        let ev = st.chunk(
-                            wire::Delta {
-                                role: Some("assistant"),
-                                content: Some(""),
-                            },
-                            None,
-                            None,
-                        );
-                        return Some((Ok(ev), st));
+                        if !matches!(next, Some(Ok(StreamEvent::Chunk { .. }))) {
+                            st.held = Some(next);
+                            let ev = st.chunk(
+                                wire::Delta {
+                                    role: Some("assistant"),
+                                    content: Some(""),
+                                },
+                                None,
+                                None,
+                            );
+                            return Some((Ok(ev), st));
+                        }
                     }
-                    match st.upstream.next().await {
+                    match next {
+                        Some(Ok(StreamEvent::Chunk {
+                            json, usage_only, ..
+                        })) => {
+                            st.passthrough = true;
+                            // The gateway asks for usage; a client that did not gets none.
+                            if !usage_only || st.include_usage {
+                                return Some((Ok(Event::default().data(json)), st));
+                            }
+                        }
+                        None if st.passthrough => st.phase = Phase::Done,
                         Some(Ok(StreamEvent::Delta(text))) => {
                             let ev = st.chunk(
                                 wire::Delta {

@@ -108,7 +108,8 @@ pub enum WireRole {
     Tool,
 }
 
-/// Message content: a string, or a list of parts of which the text parts are used.
+/// Message content: a string, or a list of parts (text, `image_url`, `input_audio`,
+/// `file`, ...) of which the policy sees the text parts; every part travels on as sent.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Content {
@@ -125,8 +126,8 @@ pub struct ContentPart {
 }
 
 impl RequestMessage {
-    /// The domain message; `Err` names a part type the gateway cannot route.
-    pub fn into_domain(self) -> Result<ChatMessage, String> {
+    /// The domain message: its role and the text the policy sees (text parts joined).
+    pub fn into_domain(self) -> ChatMessage {
         let role = match self.role {
             WireRole::System | WireRole::Developer => Role::System,
             WireRole::User => Role::User,
@@ -136,20 +137,13 @@ impl RequestMessage {
         let content = match self.content {
             None => String::new(),
             Some(Content::Text(t)) => t,
-            Some(Content::Parts(parts)) => {
-                let mut out = String::new();
-                for p in parts {
-                    match (p.kind.as_str(), p.text) {
-                        ("text", Some(t)) => out.push_str(&t),
-                        (kind, _) => {
-                            return Err(format!("content part type {kind:?} is not supported"));
-                        }
-                    }
-                }
-                out
-            }
+            Some(Content::Parts(parts)) => parts
+                .into_iter()
+                .filter(|p| p.kind == "text")
+                .filter_map(|p| p.text)
+                .collect(),
         };
-        Ok(ChatMessage { role, content })
+        ChatMessage { role, content }
     }
 }
 
