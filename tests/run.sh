@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Switchyard test on a fresh machine: installs the wasm target, the default
-# model and the policy toolchains, builds the policies, then runs the Rust test suites,
-# the Python/JS policy unit tests and every policy's case file through the real sandbox.
+# model, the policy toolchains and PostgreSQL's server binaries (the ledger tests start
+# their own server), builds the policies, then runs the Rust test suites, the Python/JS
+# policy unit tests and every policy's case file through the real sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
@@ -14,6 +15,15 @@ bash host/local/fetch-model.sh
 
 step "policies"
 bash policies/build.sh
+
+step "postgresql server binaries (the PostgreSQL ledger tests start their own server)"
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+  echo "present"
+else
+  echo "installing Debian's postgresql package"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
 
 step "cargo test"
 # Gateways under test log everything here; the log scan below searches it for secrets.
