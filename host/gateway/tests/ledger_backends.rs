@@ -32,7 +32,7 @@ fn budgets(cap: f64) -> BTreeMap<String, Budget> {
 /// A way to open a ledger: a SQLite file or a PostgreSQL database.
 enum Backend {
     Sqlite(tempfile::TempDir),
-    Postgres(PostgresUrl),
+    Postgres(Box<PostgresUrl>),
 }
 
 impl Backend {
@@ -42,7 +42,7 @@ impl Backend {
 
     /// A new database on `server`.
     fn postgres(server: &PgServer, db: &str) -> Self {
-        Backend::Postgres(PostgresUrl::parse(&server.database(db)).unwrap())
+        Backend::Postgres(Box::new(PostgresUrl::parse(&server.database(db)).unwrap()))
     }
 
     /// Opens a ledger (another replica, on PostgreSQL); blocking.

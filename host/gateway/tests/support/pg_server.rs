@@ -3,6 +3,9 @@
 //! the server runs as the `postgres` user. Missing binaries fail the test with a clear
 //! message: install Debian's `postgresql` package (`tests/run.sh` does).
 
+// Shared by the gateway's and the host's tests; each uses a part.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
