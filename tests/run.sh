@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Switchyard test on a fresh machine: installs the wasm target, the default
-# model, the policy toolchains and headless Chromium, builds the policies, then runs the
-# Rust test suites (the dashboard's in Chromium: screenshots in target/ui-screenshots/),
-# the Python/JS policy unit tests and every policy's case file through the real sandbox.
+# model, the policy toolchains, headless Chromium and PostgreSQL's server binaries (the
+# ledger tests start their own server), builds the policies, then runs the Rust test
+# suites (the dashboard's in Chromium: screenshots in target/ui-screenshots/), the Python/JS
+# policy unit tests and every policy's case file through the real sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
@@ -21,6 +22,16 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SWITCHYARD_CHROMIUM:-}" ]; t
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium
+fi
+
+step "postgresql server binaries (the PostgreSQL ledger tests start their own server)"
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+  echo "present"
+else
+  echo "installing Debian's postgresql package"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 fi
 
 step "cargo test"

@@ -145,12 +145,20 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     };
     let env = |var: &str| std::env::var(var).ok();
     let (local, tokens) = start_local_backends(&config).await;
-    let ledger = Ledger::open(
-        &config.ledger_path,
-        config.tenants.clone(),
-        Budget::default(),
-    )
-    .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?;
+    let ledger = match config.ledger_url.clone() {
+        Some(url) => {
+            let budgets = config.tenants.clone();
+            tokio::task::spawn_blocking(move || Ledger::connect(&url, budgets, Budget::default()))
+                .await?
+                .context("connecting to the spend ledger database ([ledger] url)")?
+        }
+        None => Ledger::open(
+            &config.ledger_path,
+            config.tenants.clone(),
+            Budget::default(),
+        )
+        .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?,
+    };
     let ledger = Arc::new(ledger);
     let mut dispatcher =
         Dispatcher::from_config(&config, rule, local, tokens, &env)?.with_ledger(ledger.clone());

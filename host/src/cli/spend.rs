@@ -10,7 +10,7 @@ use crate::ledger::{Budget, Ledger};
 
 #[derive(Debug, clap::Args)]
 pub struct SpendArgs {
-    /// Config file whose `[ledger] path` and `[tenants]` budgets to use.
+    /// Config file whose `[ledger]` (`path` or `url`) and `[tenants]` budgets to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Ledger database (overrides the config).
@@ -22,19 +22,29 @@ pub struct SpendArgs {
 }
 
 pub fn run(args: SpendArgs) -> anyhow::Result<ExitCode> {
-    let (path, budgets) = match &args.config {
+    let (path, url, budgets) = match &args.config {
         Some(c) => {
             let config = Config::load(c)?;
-            (config.ledger_path, config.tenants)
+            (config.ledger_path, config.ledger_url, config.tenants)
         }
-        None => (PathBuf::from(defaults::LEDGER_PATH), Default::default()),
+        None => (
+            PathBuf::from(defaults::LEDGER_PATH),
+            None,
+            Default::default(),
+        ),
     };
-    let path = args.ledger.unwrap_or(path);
-    if !path.exists() {
-        anyhow::bail!("no ledger at {}", path.display());
-    }
-    let ledger = Ledger::inspect(&path, budgets, Budget::default())
-        .with_context(|| format!("opening {}", path.display()))?;
+    let ledger = match (args.ledger, url) {
+        (None, Some(url)) => Ledger::inspect_postgres(&url, budgets, Budget::default())
+            .context("reading the spend ledger database ([ledger] url)")?,
+        (path_arg, _) => {
+            let path = path_arg.unwrap_or(path);
+            if !path.exists() {
+                anyhow::bail!("no ledger at {}", path.display());
+            }
+            Ledger::inspect(&path, budgets, Budget::default())
+                .with_context(|| format!("opening {}", path.display()))?
+        }
+    };
     let rows = ledger.tenants()?;
     print(&ledger, &rows, args.json)?;
     Ok(ExitCode::SUCCESS)

@@ -53,8 +53,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub policy: PolicyConfig,
     pub backends: Vec<BackendConfig>,
-    /// Spend ledger database file.
+    /// Spend ledger database file (SQLite; unused with `ledger_url`).
     pub ledger_path: PathBuf,
+    /// The PostgreSQL ledger replicas share (`[ledger] url`), instead of the file.
+    pub ledger_url: Option<crate::ledger::PostgresUrl>,
     /// Budgets by tenant.
     pub tenants: BTreeMap<String, crate::ledger::Budget>,
     pub admin: AdminConfig,

@@ -113,6 +113,7 @@ pub(super) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLedger {
     pub(super) path: Option<PathBuf>,
+    pub(super) url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

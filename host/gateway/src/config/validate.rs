@@ -19,7 +19,7 @@ use super::{
 use crate::decision_log::DecisionLogConfig;
 use crate::domain::BackendKind;
 use crate::hardware::HardwareProfile;
-use crate::ledger::Budget;
+use crate::ledger::{Budget, PostgresUrl};
 
 /// Validates every section in order; the first error wins.
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -31,9 +31,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let privacy = privacy(raw.privacy, &raw.tenants)?;
     let tenants = tenants(raw.tenants)?;
     let hardware = raw.hardware.map(hardware).transpose()?;
+    let (ledger_path, ledger_url) = ledger(raw.ledger)?;
     Ok(Config {
         hardware,
-        ledger_path: ledger(raw.ledger),
+        ledger_path,
+        ledger_url,
         tenants,
         server,
         client_keys,
@@ -381,10 +383,27 @@ fn privacy(
     })
 }
 
-/// `[ledger]`: the spend database file.
-fn ledger(raw: RawLedger) -> PathBuf {
-    raw.path
-        .unwrap_or_else(|| PathBuf::from(defaults::LEDGER_PATH))
+/// `[ledger]`: the spend database: a SQLite file (`path`) or a PostgreSQL URL (`url`).
+fn ledger(raw: RawLedger) -> Result<(PathBuf, Option<PostgresUrl>), ConfigError> {
+    let url = match raw.url {
+        Some(_) if raw.path.is_some() => {
+            return Err(ConfigError::Invalid {
+                key: "ledger".into(),
+                message: "set `path` (SQLite) or `url` (PostgreSQL), not both".into(),
+            });
+        }
+        Some(url) => Some(
+            PostgresUrl::parse(&url).map_err(|message| ConfigError::Invalid {
+                key: "ledger.url".into(),
+                message,
+            })?,
+        ),
+        None => None,
+    };
+    let path = raw
+        .path
+        .unwrap_or_else(|| PathBuf::from(defaults::LEDGER_PATH));
+    Ok((path, url))
 }
 
 /// `[admin]`: the admin token's env var and file watching.

@@ -139,7 +139,7 @@ impl Dispatcher {
                     model: target.model.clone(),
                     ..plan.request.clone()
                 };
-                let reservation = self.reserve(routed, number, backend, &chat)?;
+                let reservation = self.reserve(routed, number, backend, &chat).await?;
                 number = number.saturating_add(1);
                 let err = match call(backend.clone(), chat).await {
                     Ok(output) => {
@@ -200,7 +200,7 @@ impl Dispatcher {
     }
 
     /// Reserves the worst-case cost of attempt `number` (`None` without a ledger).
-    fn reserve(
+    async fn reserve(
         &self,
         routed: &Routed,
         number: u32,
@@ -216,13 +216,16 @@ impl Dispatcher {
             .unwrap_or(crate::config::defaults::ESTIMATE_COMPLETION_TOKENS);
         let estimate = f64::from(routed.prompt_tokens) * facts.usd_per_mtok_in / 1e6
             + f64::from(completion) * facts.usd_per_mtok_out / 1e6;
-        match ledger.reserve(
-            &routed.tenant,
-            &routed.request_id,
-            number,
-            backend.backend.name(),
-            estimate,
-        ) {
+        match ledger
+            .reserve(
+                &routed.tenant,
+                &routed.request_id,
+                number,
+                backend.backend.name(),
+                estimate,
+            )
+            .await
+        {
             Ok(reservation) => Ok(Some(HeldReservation {
                 ledger: ledger.clone(),
                 reservation,
