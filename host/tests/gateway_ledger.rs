@@ -1,5 +1,5 @@
 //! Spend ledger through the gateway: hard cap under 100 concurrent requests, settlement
-//! of streamed requests, and spend surviving a restart.
+//! of streamed requests, spend surviving a restart, and a tenant's token rate limit.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +17,7 @@ use switchyard::config::Config;
 use switchyard::dispatch::{Dispatcher, StaticTargets};
 use switchyard::domain::estimate_tokens;
 use switchyard::http::{self, AppState};
-use switchyard::ledger::{Budget, Ledger};
+use switchyard::ledger::{Budget, Ledger, RateLimit};
 
 /// OpenAI-compatible mock that bills exactly `max_tokens` completion tokens, no prompt.
 async fn spawn_mock() -> SocketAddr {
@@ -187,4 +187,52 @@ async fn streamed_requests_are_settled_and_spend_survives_restart() {
     assert_eq!(t.tenant, "acme");
     assert!((t.total_usd - 0.02).abs() < 1e-9, "{t:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_token_rate_limit_refuses_with_retry_after_and_spares_other_tenants() {
+    let limits = BTreeMap::from([(
+        "acme".to_owned(),
+        RateLimit {
+            requests_per_minute: None,
+            tokens_per_minute: Some(1000),
+        },
+    )]);
+    let ledger = Ledger::in_memory(BTreeMap::new(), Budget::default())
+        .unwrap()
+        .with_rate_limits(limits);
+    let gw = spawn_gateway(spawn_mock().await, Arc::new(ledger)).await;
+    let client = reqwest::Client::new();
+    let send = |tenant: &'static str| {
+        client
+            .post(format!("http://{gw}/v1/chat/completions"))
+            .header("x-switchyard-tenant", tenant)
+            .json(&json!({"model":"auto","max_tokens":400,
+                          "messages":[{"role":"user","content":"hi"}]}))
+            .send()
+    };
+    // Each request is charged its prompt and its 400-token limit: two fit in 1000.
+    for _ in 0..2 {
+        assert_eq!(send("acme").await.unwrap().status(), 200);
+    }
+    let refused = send("acme").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 1000 tokens a minute: the ~200 tokens over take ~12 s to drain.
+    assert!((10..=15).contains(&wait), "Retry-After {wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "tokens");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000 tokens per minute"),
+        "{body}"
+    );
+    assert_eq!(send("globex").await.unwrap().status(), 200);
 }

@@ -150,6 +150,13 @@ pub fn privacy_override(rule: &'static str, refused: bool) {
         .increment(1);
 }
 
+/// A request refused by its tenant's rate limit (`limit`: requests or tokens). Only
+/// tenants named in the config have limits, so the tenant label is bounded.
+pub fn rate_limited(tenant: &str, limit: &'static str) {
+    metrics::counter!("switchyard_rate_limited_total", "tenant" => tenant.to_owned(), "limit" => limit)
+        .increment(1);
+}
+
 /// Tokens and cost of a completion.
 pub fn usage(backend: &str, prompt: u32, completion: u32, cost_usd: f64) {
     metrics::counter!("switchyard_tokens_total", "backend" => backend.to_owned(), "kind" => "prompt")

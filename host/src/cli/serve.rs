@@ -159,7 +159,15 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         )
         .with_context(|| format!("opening the spend ledger {}", config.ledger_path.display()))?,
     };
-    let ledger = Arc::new(ledger);
+    let ledger = Arc::new(
+        ledger
+            .with_rate_limits(config.rate_limits.clone())
+            .when_down(config.ledger_when_down),
+    );
+    if let (Some(set), Some(url)) = (&policies, &config.ledger_url) {
+        // Replicas on one database share policy versions too.
+        policy_set::replicas::share(set.clone(), url.config().clone());
+    }
     let mut dispatcher =
         Dispatcher::from_config(&config, rule, local, tokens, &env)?.with_ledger(ledger.clone());
     if let Some(log) = &config.decision_log {

@@ -57,8 +57,12 @@ pub struct Config {
     pub ledger_path: PathBuf,
     /// The PostgreSQL ledger replicas share (`[ledger] url`), instead of the file.
     pub ledger_url: Option<crate::ledger::PostgresUrl>,
+    /// What requests get while the ledger cannot write its database (`[ledger] when_down`).
+    pub ledger_when_down: crate::ledger::WhenDown,
     /// Budgets by tenant.
     pub tenants: BTreeMap<String, crate::ledger::Budget>,
+    /// Rate limits by tenant (only tenants that set one).
+    pub rate_limits: BTreeMap<String, crate::ledger::RateLimit>,
     pub admin: AdminConfig,
     /// Client API keys by sha256 hex digest → tenant; empty leaves the API open.
     pub client_keys: BTreeMap<String, String>,

@@ -114,6 +114,7 @@ pub(super) struct RawAdmin {
 pub(super) struct RawLedger {
     pub(super) path: Option<PathBuf>,
     pub(super) url: Option<String>,
+    pub(super) when_down: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,8 @@ pub(super) struct RawTenant {
     pub(super) daily_budget_usd: Option<f64>,
     pub(super) monthly_budget_usd: Option<f64>,
     pub(super) hard_cap_usd: Option<f64>,
+    pub(super) requests_per_minute: Option<u32>,
+    pub(super) tokens_per_minute: Option<u32>,
     /// The host keeps every request of this tenant on local backends.
     pub(super) local_only: Option<bool>,
 }

@@ -19,7 +19,7 @@ use super::{
 use crate::decision_log::DecisionLogConfig;
 use crate::domain::BackendKind;
 use crate::hardware::HardwareProfile;
-use crate::ledger::{Budget, PostgresUrl};
+use crate::ledger::{Budget, PostgresUrl, RateLimit, WhenDown};
 
 /// Validates every section in order; the first error wins.
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -29,14 +29,17 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let tenancy = super::limits::tenancy(&raw.auth)?;
     let client_keys = auth(raw.auth)?;
     let privacy = privacy(raw.privacy, &raw.tenants)?;
+    let rate_limits = rate_limits(&raw.tenants)?;
     let tenants = tenants(raw.tenants)?;
     let hardware = raw.hardware.map(hardware).transpose()?;
-    let (ledger_path, ledger_url) = ledger(raw.ledger)?;
+    let (ledger_path, ledger_url, ledger_when_down) = ledger(raw.ledger)?;
     Ok(Config {
         hardware,
         ledger_path,
         ledger_url,
+        ledger_when_down,
         tenants,
+        rate_limits,
         server,
         client_keys,
         tenancy,
@@ -329,6 +332,34 @@ fn tenants(raw: BTreeMap<String, RawTenant>) -> Result<BTreeMap<String, Budget>,
     Ok(tenants)
 }
 
+/// `[tenants.*] requests_per_minute`, `tokens_per_minute`: each at least 1 when set.
+fn rate_limits(
+    raw: &BTreeMap<String, RawTenant>,
+) -> Result<BTreeMap<String, RateLimit>, ConfigError> {
+    let mut limits = BTreeMap::new();
+    for (name, t) in raw {
+        for (field, v) in [
+            ("requests_per_minute", t.requests_per_minute),
+            ("tokens_per_minute", t.tokens_per_minute),
+        ] {
+            if v == Some(0) {
+                return Err(invalid(
+                    format!("tenants.{name}.{field}"),
+                    "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+        }
+        let limit = RateLimit {
+            requests_per_minute: t.requests_per_minute,
+            tokens_per_minute: t.tokens_per_minute,
+        };
+        if limit.is_limited() {
+            limits.insert(name.clone(), limit);
+        }
+    }
+    Ok(limits)
+}
+
 /// `[privacy]` and `[tenants.NAME] local_only`: the tenants and data classes the host
 /// keeps local. Class names are matched case-insensitively, so they are kept lowercase.
 fn privacy(
@@ -384,7 +415,17 @@ fn privacy(
 }
 
 /// `[ledger]`: the spend database: a SQLite file (`path`) or a PostgreSQL URL (`url`).
-fn ledger(raw: RawLedger) -> Result<(PathBuf, Option<PostgresUrl>), ConfigError> {
+fn ledger(raw: RawLedger) -> Result<(PathBuf, Option<PostgresUrl>, WhenDown), ConfigError> {
+    let when_down = match raw.when_down.as_deref() {
+        None | Some("refuse") => WhenDown::Refuse,
+        Some("serve") => WhenDown::Serve,
+        Some(other) => {
+            return Err(invalid(
+                "ledger.when_down",
+                format!("{other:?}: expected \"refuse\" or \"serve\""),
+            ));
+        }
+    };
     let url = match raw.url {
         Some(_) if raw.path.is_some() => {
             return Err(ConfigError::Invalid {
@@ -403,7 +444,7 @@ fn ledger(raw: RawLedger) -> Result<(PathBuf, Option<PostgresUrl>), ConfigError>
     let path = raw
         .path
         .unwrap_or_else(|| PathBuf::from(defaults::LEDGER_PATH));
-    Ok((path, url))
+    Ok((path, url, when_down))
 }
 
 /// `[admin]`: the admin token's env var and file watching.
@@ -686,6 +727,8 @@ mod tests {
                     daily_budget_usd: Some(5.0),
                     monthly_budget_usd: None,
                     hard_cap_usd,
+                    requests_per_minute: None,
+                    tokens_per_minute: None,
                     local_only: None,
                 },
             )])
@@ -699,6 +742,44 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn rate_limits_are_at_least_one_and_only_kept_when_set() {
+        let raw = |requests_per_minute, tokens_per_minute| {
+            BTreeMap::from([
+                (
+                    "acme".to_owned(),
+                    RawTenant {
+                        daily_budget_usd: None,
+                        monthly_budget_usd: None,
+                        hard_cap_usd: None,
+                        requests_per_minute,
+                        tokens_per_minute,
+                        local_only: None,
+                    },
+                ),
+                (
+                    "free".to_owned(),
+                    RawTenant {
+                        daily_budget_usd: Some(1.0),
+                        monthly_budget_usd: None,
+                        hard_cap_usd: None,
+                        requests_per_minute: None,
+                        tokens_per_minute: None,
+                        local_only: None,
+                    },
+                ),
+            ])
+        };
+        let limits = rate_limits(&raw(Some(60), None)).unwrap();
+        assert_eq!(limits.len(), 1, "only acme sets a limit");
+        assert_eq!(limits["acme"].requests_per_minute, Some(60));
+        let err = rate_limits(&raw(None, Some(0))).unwrap_err();
+        assert!(
+            err.to_string().contains("tenants.acme.tokens_per_minute"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use super::privacy::LocalOnly;
-use super::settle::{self, HeldReservation};
+use super::settle::{self, HeldReservation, TokenCharge};
 use super::{DispatchBackend, DispatchError, Dispatcher, Routed};
 use crate::backends::{BackendError, ChatRequest, ChatStream};
 use crate::ledger::LedgerError;
@@ -47,6 +47,8 @@ pub(super) struct Plan {
     /// Set when the host keeps the request local (the targets are all local then).
     pub(super) local_only: Option<LocalOnly>,
     pub(super) request: ChatRequest,
+    /// The request's charge against its tenant's token rate limit, if it has one.
+    pub(super) charge: Option<TokenCharge>,
 }
 
 /// The wait before retry number `retry` (0-based) after `err`, or `None` when the error

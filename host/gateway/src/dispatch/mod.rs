@@ -22,11 +22,11 @@ use crate::backends::{ChatRequest, ChatResponse, ChatStream, Passthrough, Provid
 use crate::config::{ConnectorKind, Fallback, PrivacyConfig, Retry};
 use crate::decision_log::{DecisionLog, DecisionLogRecord};
 use crate::domain::{ChatMessage, Decision, PolicyRequest, Target, Verdict};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::live_feed::LiveFeed;
 use attempt::{Plan, PlannedTarget};
 use privacy::{LocalOnly, PrivacyRules};
-use settle::PendingRecord;
+use settle::{PendingRecord, TokenCharge};
 
 /// A client's chat request after the HTTP layer parsed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +124,13 @@ pub enum DispatchError {
     Unsupported(String),
     #[error("{0}")]
     Budget(String),
+    /// Over the tenant's rate limit (`limit`: "requests" or "tokens").
+    #[error("{message}")]
+    RateLimited {
+        limit: &'static str,
+        retry_after_s: u64,
+        message: String,
+    },
     #[error("spend ledger unavailable: {0}")]
     Ledger(String),
     #[error("all targets failed: {}", describe(.attempts))]
@@ -160,7 +167,7 @@ impl DispatchError {
             Self::UnknownModel(_) => 404,
             Self::Rejected { status, .. } => *status,
             Self::NoTargets { .. } | Self::PolicyFailed { .. } | Self::LocalOnly { .. } => 503,
-            Self::Budget(_) => 429,
+            Self::Budget(_) | Self::RateLimited { .. } => 429,
             Self::Ledger(_) => 503,
             Self::Upstream { status, .. } => *status,
             Self::Unsupported(_) => 400,
@@ -370,13 +377,17 @@ impl Dispatcher {
         request: &ClientRequest,
         record: &mut Option<PendingRecord>,
     ) -> Result<(Routed, ChatResponse), DispatchError> {
-        let (mut routed, plan) = self.plan(request, record).await?;
+        let (mut routed, mut plan) = self.plan(request, record).await?;
+        let charge = plan.charge.take();
         let (response, reservation) = self
             .attempts(&mut routed, plan, |b, chat| async move {
                 b.backend.chat(chat).await
             })
             .await?;
         settle::close(reservation, Some(routed.cost_usd(&response.usage)));
+        if let Some(charge) = charge {
+            charge.used(&response.usage);
+        }
         Ok((routed, response))
     }
 
@@ -389,15 +400,17 @@ impl Dispatcher {
         let mut record = None;
         let result = self.plan(request, &mut record).await;
         let served = match result {
-            Ok((mut routed, plan)) => self
-                .attempts(&mut routed, plan, attempt::first_event)
-                .await
-                .map(|(stream, reservation)| (routed, stream, reservation)),
+            Ok((mut routed, mut plan)) => {
+                let charge = plan.charge.take();
+                self.attempts(&mut routed, plan, attempt::first_event)
+                    .await
+                    .map(|(stream, reservation)| (routed, stream, reservation, charge))
+            }
             Err(e) => Err(e),
         };
         match served {
-            Ok((routed, stream, reservation)) => {
-                let stream = settle::on_stream_end(stream, &routed, reservation, record);
+            Ok((routed, stream, reservation, charge)) => {
+                let stream = settle::on_stream_end(stream, &routed, reservation, record, charge);
                 Ok((routed, stream))
             }
             Err(e) => {
@@ -424,6 +437,7 @@ impl Dispatcher {
             return Err(DispatchError::UnknownModel(request.model.clone()));
         }
         let policy_request = self.policy_request(request);
+        let charge = self.admit(&policy_request).await?;
         let eval = self.rule.decide(&policy_request, self.host.clone()).await;
         let policy = eval.policy.clone();
         crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
@@ -515,6 +529,7 @@ impl Dispatcher {
                 seed: request.seed,
                 passthrough,
             },
+            charge,
         };
         let routed = Routed {
             request_id: policy_request.id,
@@ -531,6 +546,39 @@ impl Dispatcher {
             usd_per_mtok_out: 0.0,
         };
         Ok((routed, plan))
+    }
+
+    /// Admits the request against its tenant's rate limits (before its policy runs):
+    /// its token charge, or 429 with the wait when it is over a limit.
+    async fn admit(&self, request: &PolicyRequest) -> Result<Option<TokenCharge>, DispatchError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(None);
+        };
+        let completion = request
+            .max_tokens
+            .unwrap_or(crate::config::defaults::ESTIMATE_COMPLETION_TOKENS);
+        let tokens = request.prompt_tokens.saturating_add(completion);
+        match ledger.admit(&request.tenant, tokens).await {
+            Ok(0) => Ok(None),
+            Ok(charged) => Ok(Some(TokenCharge {
+                ledger: ledger.clone(),
+                tenant: request.tenant.clone(),
+                charged,
+                used: 0,
+            })),
+            Err(ref e @ LedgerError::RateLimited { ref refused, .. }) => {
+                crate::metrics::rate_limited(&request.tenant, refused.kind.as_str());
+                Err(DispatchError::RateLimited {
+                    limit: refused.kind.as_str(),
+                    retry_after_s: crate::ledger::retry_after_s(refused),
+                    message: e.to_string(),
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rate limit admission failed");
+                Err(DispatchError::Ledger(e.to_string()))
+            }
+        }
     }
 
     /// The fallback's targets for a request for `model`: for a model some backend serves

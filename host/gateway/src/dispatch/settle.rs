@@ -42,6 +42,29 @@ impl Drop for HeldReservation {
     }
 }
 
+/// A request's charge against its tenant's token rate limit (prompt plus completion
+/// limit, taken when it was admitted): corrected to the tokens it used once they are
+/// known ([`TokenCharge::used`]); dropped without them (nothing was served), to none.
+pub(super) struct TokenCharge {
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) tenant: String,
+    pub(super) charged: u32,
+    pub(super) used: u32,
+}
+
+impl TokenCharge {
+    pub(super) fn used(mut self, usage: &Usage) {
+        self.used = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+    }
+}
+
+impl Drop for TokenCharge {
+    fn drop(&mut self) {
+        self.ledger
+            .correct_tokens(&self.tenant, self.charged, self.used);
+    }
+}
+
 /// Settles an attempt's reservation (if any) with `cost`, or releases it (`None`).
 pub(super) fn close(reservation: Option<HeldReservation>, cost: Option<f64>) {
     if let Some(held) = reservation {
@@ -103,13 +126,15 @@ pub(super) fn on_stream_end(
     routed: &Routed,
     reservation: Option<HeldReservation>,
     record: Option<PendingRecord>,
+    charge: Option<TokenCharge>,
 ) -> ChatStream {
-    if reservation.is_none() && record.is_none() {
+    if reservation.is_none() && record.is_none() && charge.is_none() {
         return stream;
     }
     struct Finish {
         reservation: Option<HeldReservation>,
         record: Option<PendingRecord>,
+        charge: Option<TokenCharge>,
         usage: Option<Usage>,
         text_bytes: usize,
         routed: Routed,
@@ -121,6 +146,9 @@ pub(super) fn on_stream_end(
                 completion_tokens: u32::try_from(self.text_bytes.div_ceil(4)).unwrap_or(u32::MAX),
             });
             close(self.reservation.take(), Some(self.routed.cost_usd(&usage)));
+            if let Some(charge) = self.charge.take() {
+                charge.used(&usage);
+            }
             if let Some(record) = self.record.take() {
                 record.write(Some(&self.routed), 200, Some(usage));
             }
@@ -129,6 +157,7 @@ pub(super) fn on_stream_end(
     let mut finish = Finish {
         reservation,
         record,
+        charge,
         usage: None,
         text_bytes: 0,
         routed: routed.clone(),

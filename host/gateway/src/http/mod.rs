@@ -149,12 +149,17 @@ impl From<DispatchError> for ApiError {
             DispatchError::PolicyFailed { .. } => ("service_unavailable", "policy_failed"),
             DispatchError::LocalOnly { .. } => ("service_unavailable", "local_only"),
             DispatchError::Budget(_) => ("insufficient_quota", "budget_exceeded"),
+            DispatchError::RateLimited { limit, .. } => (*limit, "rate_limit_exceeded"),
             DispatchError::Ledger(_) => ("service_unavailable", "ledger_unavailable"),
             DispatchError::Upstream { .. } => ("upstream_error", "upstream_refused"),
             DispatchError::Unsupported(_) => ("invalid_request_error", "unsupported_parameter"),
             DispatchError::AllFailed { .. } => ("upstream_error", "all_targets_failed"),
         };
         let mut api = Self::new(status, kind, err.to_string()).with_code(code);
+        if let DispatchError::RateLimited { retry_after_s, .. } = err {
+            api.retry_after_s = Some(retry_after_s);
+            return api;
+        }
         if let DispatchError::Upstream {
             retry_after_s,
             provider,

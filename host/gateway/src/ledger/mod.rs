@@ -9,16 +9,18 @@
 //! write behind: rows are collected for [`COMMIT_WINDOW`] and committed together.
 
 mod postgres;
+mod rate;
 mod sqlite;
 mod totals;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use postgres::PostgresUrl;
+pub use rate::{LimitKind, RateLimit, Refused};
 
 use crate::domain::SpendStatus;
 use crate::time::now_ms;
@@ -43,12 +45,42 @@ pub enum LedgerError {
         spent: f64,
         estimate: f64,
     },
+    #[error(
+        "tenant {tenant} is over its rate limit of {per_minute} {} per minute; retry in {}s",
+        .refused.kind.as_str(),
+        retry_after_s(.refused)
+    )]
+    RateLimited {
+        tenant: String,
+        per_minute: u32,
+        refused: Refused,
+    },
     #[error("spend ledger cannot write its database (see the log); retrying")]
     Unwritable,
     #[error("spend ledger writer has stopped")]
     Stopped,
     #[error("starting the spend ledger writer thread: {0}")]
     Start(std::io::Error),
+}
+
+/// What the gateway does while the ledger cannot write its database (`[ledger] when_down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenDown {
+    /// Refuse requests (503 `ledger_unavailable`) until the database is back.
+    #[default]
+    Refuse,
+    /// Keep serving: reservations are checked against this replica's view of spend (a hard
+    /// cap holds per replica, not across them) and rate limits per replica; the rows are
+    /// held in memory (at most [`MAX_HELD_WRITES`]) and committed when the database is back.
+    Serve,
+}
+
+/// Most writes held for the database in [`WhenDown::Serve`]; past it requests are refused.
+pub const MAX_HELD_WRITES: usize = 200_000;
+
+/// Whole seconds until a refused request would fit (at least 1), as `Retry-After` says it.
+pub fn retry_after_s(refused: &Refused) -> u64 {
+    refused.retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// Budgets of one tenant, USD. Daily and monthly budgets are shown to the policy (which
@@ -206,6 +238,12 @@ pub struct Ledger {
     next_seq: AtomicU64,
     budgets: BTreeMap<String, Budget>,
     default_budget: Budget,
+    rate_limits: BTreeMap<String, RateLimit>,
+    /// The rate limits' state when this process enforces them alone (SQLite, or
+    /// PostgreSQL while it is down and [`WhenDown::Serve`]).
+    local_rates: rate::Local,
+    held: Arc<AtomicUsize>,
+    when_down: WhenDown,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -213,6 +251,7 @@ impl std::fmt::Debug for Ledger {
         f.debug_struct("Ledger")
             .field("budgets", &self.budgets)
             .field("default_budget", &self.default_budget)
+            .field("rate_limits", &self.rate_limits)
             .finish_non_exhaustive()
     }
 }
@@ -313,9 +352,92 @@ impl Ledger {
             store,
             spend: shared.spend,
             failing: shared.failing,
+            held: shared.held,
+            when_down: WhenDown::Refuse,
             next_seq: AtomicU64::new(0),
             budgets,
             default_budget,
+            rate_limits: BTreeMap::new(),
+            local_rates: rate::Local::default(),
+        }
+    }
+
+    /// Enforces `limits` per tenant (tenants not named are unlimited): across replicas
+    /// on PostgreSQL, in this process on SQLite (where a restart starts them afresh).
+    pub fn with_rate_limits(mut self, limits: BTreeMap<String, RateLimit>) -> Self {
+        self.rate_limits = limits
+            .into_iter()
+            .filter(|(_, limit)| limit.is_limited())
+            .collect();
+        self
+    }
+
+    /// What to do while the database cannot be written ([`WhenDown`]).
+    pub fn when_down(mut self, when_down: WhenDown) -> Self {
+        self.when_down = when_down;
+        self
+    }
+
+    /// Whether a reservation may go ahead while the writer is failing.
+    fn down_but_serving(&self) -> Result<(), LedgerError> {
+        if self.when_down == WhenDown::Serve && self.held.load(Ordering::Relaxed) < MAX_HELD_WRITES
+        {
+            Ok(())
+        } else {
+            Err(LedgerError::Unwritable)
+        }
+    }
+
+    /// Admits one request of `tenant` that may use `tokens` (prompt plus completion
+    /// limit) against its rate limits; [`LedgerError::RateLimited`] when it is over one.
+    /// Returns the tokens charged (0 for an unlimited tenant), to correct with
+    /// [`Ledger::correct_tokens`] once the request's real use is known.
+    pub async fn admit(&self, tenant: &str, tokens: u32) -> Result<u32, LedgerError> {
+        let Some(limit) = self.rate_limits.get(tenant) else {
+            return Ok(0);
+        };
+        let costs = limit.costs(tokens);
+        let local = || {
+            self.local_rates
+                .admit(tenant, now_ms().saturating_mul(1000), costs)
+        };
+        let verdict = match &self.store {
+            Store::Postgres(store) => match store.rate_admit(tenant, costs).await {
+                Ok(verdict) => verdict,
+                Err(e) => {
+                    self.down_but_serving().map_err(|_| e)?;
+                    local()
+                }
+            },
+            Store::Sqlite(_) => local(),
+        };
+        match verdict {
+            Ok(()) => Ok(tokens),
+            Err(refused) => Err(LedgerError::RateLimited {
+                tenant: tenant.to_owned(),
+                per_minute: match refused.kind {
+                    LimitKind::Requests => limit.requests_per_minute,
+                    LimitKind::Tokens => limit.tokens_per_minute,
+                }
+                .unwrap_or(0),
+                refused,
+            }),
+        }
+    }
+
+    /// Corrects a request's token charge from `charged` (what [`Ledger::admit`] returned)
+    /// to `used`.
+    pub fn correct_tokens(&self, tenant: &str, charged: u32, used: u32) {
+        let Some(limit) = self.rate_limits.get(tenant) else {
+            return;
+        };
+        let delta = limit.token_correction_us(charged, used);
+        if delta == 0 {
+            return;
+        }
+        match &self.store {
+            Store::Postgres(store) => store.rate_correct(tenant, delta),
+            Store::Sqlite(_) => self.local_rates.correct_tokens(tenant, delta),
         }
     }
 
@@ -343,7 +465,7 @@ impl Ledger {
         estimate_usd: f64,
     ) -> Result<Reservation, LedgerError> {
         if self.failing.load(Ordering::Acquire) {
-            return Err(LedgerError::Unwritable);
+            self.down_but_serving()?;
         }
         let estimate_usd = if estimate_usd.is_finite() && estimate_usd > 0.0 {
             estimate_usd
@@ -371,11 +493,23 @@ impl Ledger {
             spent: to_usd(spent),
             estimate: estimate_usd,
         };
-        let row = match (&self.store, cap) {
+        // A capped tenant on PostgreSQL: the database admits it, unless it is down and
+        // the gateway serves meanwhile (then this replica's view does, as for the rest).
+        let capped = match (&self.store, cap) {
             (Store::Postgres(store), Some(cap)) => {
-                let Some(row) = store.reserve_capped(&new, to_nanos(cap)).await? else {
-                    return Err(hard_cap(self.month_spend(tenant, day, month), cap));
-                };
+                match store.reserve_capped(&new, to_nanos(cap)).await {
+                    Ok(Some(row)) => Some(row),
+                    Ok(None) => return Err(hard_cap(self.month_spend(tenant, day, month), cap)),
+                    Err(e) => {
+                        self.down_but_serving().map_err(|_| e)?;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let row = match (capped, &self.store, cap) {
+            (Some(row), _, _) => {
                 lock(&self.spend)
                     .entry(tenant.to_owned())
                     .or_default()
@@ -383,7 +517,7 @@ impl Ledger {
                     .add(day, month, amount);
                 Some(row)
             }
-            (store, cap) => {
+            (None, store, cap) => {
                 {
                     let mut spend = lock(&self.spend);
                     let entry = spend.entry(tenant.to_owned()).or_default();
@@ -536,6 +670,7 @@ impl Store {
 struct Shared {
     spend: SpendMap,
     failing: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls, Statement, config::SslMode};
 
+use super::rate::{Costs, LimitKind, Refused, WINDOW_US};
 use super::totals::{Nanos, SpendMap, Totals, replace_committed, to_nanos, to_usd};
 use super::{
     COMMIT_WINDOW, Closing, LedgerError, MAX_BATCH, NewAttempt, REFRESH, RETRY, Shared,
@@ -49,6 +50,12 @@ const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 /// A hard-capped reservation: month total (only within the cap), day total and row, in
 /// one statement. No row comes back when the cap would be passed.
+/// One rate-limit admission (migration V2's function).
+const RATE_ADMIT: &str = "SELECT refused, wait_us FROM rate_admit($1, $2, $3, $4)";
+/// Corrects a tenant's token TAT once a request's real token count is known.
+const RATE_CORRECT: &str =
+    "UPDATE rate_limits SET tokens_tat_us = tokens_tat_us + $2 WHERE tenant = $1";
+
 const RESERVE_CAPPED: &str = "
 WITH cap AS (
     INSERT INTO month_totals AS m (tenant, month, nanos)
@@ -133,6 +140,11 @@ impl PostgresUrl {
         }
         Ok(Self(config))
     }
+
+    /// The parsed connection settings (for other users of the same database).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.0
+    }
 }
 
 /// What a connection is for.
@@ -156,6 +168,8 @@ enum Op {
 struct Reserver {
     client: Client,
     reserve: Statement,
+    rate_admit: Statement,
+    rate_correct: Statement,
 }
 
 /// The PostgreSQL store: the writer task's queue and the reservation connection. The
@@ -251,6 +265,7 @@ impl Store {
             access,
             spend: shared.spend.clone(),
             failing: shared.failing.clone(),
+            held: shared.held.clone(),
             reserver: reserver.clone(),
             conn: None,
             open: HashMap::new(),
@@ -352,6 +367,49 @@ impl Store {
         }
     }
 
+    /// Admits one request of `tenant` against its rate limits in the database, which
+    /// orders every replica's admissions of the tenant.
+    pub(super) async fn rate_admit(
+        &self,
+        tenant: &str,
+        costs: Costs,
+    ) -> Result<Result<(), Refused>, LedgerError> {
+        let reserver = self.reserver()?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&tenant, &costs.requests_us, &costs.tokens_us, &WINDOW_US];
+        let query = reserver.client.query_one(&reserver.rate_admit, &params);
+        let row = tokio::time::timeout(STATEMENT_TIMEOUT, query)
+            .await
+            .map_err(|_| LedgerError::Unwritable)??;
+        let refused: Option<String> = row.try_get(0)?;
+        let wait_us: i64 = row.try_get(1)?;
+        Ok(match refused.as_deref().and_then(LimitKind::parse) {
+            None => Ok(()),
+            Some(kind) => Err(Refused {
+                kind,
+                retry_after: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
+            }),
+        })
+    }
+
+    /// Moves `tenant`'s token TAT by `delta_us` (in the background; a failure is logged
+    /// and only leaves the charge at its estimate).
+    pub(super) fn rate_correct(&self, tenant: &str, delta_us: i64) {
+        let Ok(reserver) = self.reserver() else {
+            return;
+        };
+        let tenant = tenant.to_owned();
+        self.runtime.spawn(async move {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant, &delta_us];
+            let update = reserver.client.execute(&reserver.rate_correct, &params);
+            match tokio::time::timeout(STATEMENT_TIMEOUT, update).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "rate limit token correction failed"),
+                Err(_) => tracing::warn!("rate limit token correction timed out"),
+            }
+        });
+    }
+
     /// Runs `query` on the store's runtime and waits for it (blocking).
     fn blocking<T: Send + 'static>(
         &self,
@@ -446,6 +504,8 @@ struct Writer {
     access: Access,
     spend: SpendMap,
     failing: Arc<AtomicBool>,
+    /// How many writes wait for retry (for [`super::WhenDown::Serve`]'s bound).
+    held: Arc<AtomicUsize>,
     reserver: Arc<ArcSwapOption<Reserver>>,
     conn: Option<WriterConn>,
     /// Rows committed as reserved, by reservation number: where their closing goes.
@@ -489,9 +549,13 @@ impl Writer {
 
     async fn connect_reserver(&self) -> Result<(), tokio_postgres::Error> {
         let client = connect(&self.url).await?;
-        let reserve = client.prepare(RESERVE_CAPPED).await?;
-        self.reserver
-            .store(Some(Arc::new(Reserver { client, reserve })));
+        let reserver = Reserver {
+            reserve: client.prepare(RESERVE_CAPPED).await?,
+            rate_admit: client.prepare(RATE_ADMIT).await?,
+            rate_correct: client.prepare(RATE_CORRECT).await?,
+            client,
+        };
+        self.reserver.store(Some(Arc::new(reserver)));
         Ok(())
     }
 
@@ -629,6 +693,7 @@ impl Writer {
                 }
             }
         }
+        self.held.store(self.retry.len(), Ordering::Relaxed);
     }
 
     /// After a commit: remembers open rows and moves the writes' amounts from queued to

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -149,6 +149,7 @@ impl Store {
             conn,
             spend: shared.spend.clone(),
             failing: shared.failing.clone(),
+            held: shared.held.clone(),
             open: HashMap::new(),
             retry: Vec::new(),
             refreshed: Instant::now(),
@@ -257,6 +258,8 @@ struct Writer {
     conn: Connection,
     spend: SpendMap,
     failing: Arc<AtomicBool>,
+    /// How many writes wait for retry (for [`super::WhenDown::Serve`]'s bound).
+    held: Arc<AtomicUsize>,
     /// Rows committed as reserved, by reservation number: where their closing goes.
     open: HashMap<u64, i64>,
     /// Writes whose commit failed: retried ahead of the next ones.
@@ -375,6 +378,7 @@ impl Writer {
                 self.retry = writes;
             }
         }
+        self.held.store(self.retry.len(), Ordering::Relaxed);
     }
 
     /// After a commit: remembers open rows and moves the writes' amounts from queued to

@@ -8,6 +8,7 @@ pub mod admin;
 mod history;
 mod host;
 mod prepare;
+pub mod replicas;
 mod report;
 mod routing;
 mod update;
@@ -78,6 +79,8 @@ pub enum Origin {
     Rollback,
     /// A candidate made live.
     Promote,
+    /// Made live (or staged) by another replica, through the shared database.
+    Replica,
 }
 
 impl Origin {
@@ -87,6 +90,7 @@ impl Origin {
             Self::Upload => "upload",
             Self::Rollback => "rollback",
             Self::Promote => "promote",
+            Self::Replica => "replica",
         }
     }
 }
@@ -230,6 +234,8 @@ pub struct PolicySet {
     engine: PolicyEngine,
     /// The first slot is the default policy.
     slots: Vec<Arc<Slot>>,
+    /// Set when versions are shared with other replicas ([`replicas::share`]).
+    announcer: std::sync::OnceLock<replicas::Announcer>,
 }
 
 impl PolicySet {
@@ -250,7 +256,11 @@ impl PolicySet {
             let live = Version::new(policy, Origin::File);
             slots.push(Arc::new(Slot::new(config, live)));
         }
-        Ok(Self { engine, slots })
+        Ok(Self {
+            engine,
+            slots,
+            announcer: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn slots(&self) -> &[Arc<Slot>] {
@@ -294,6 +304,7 @@ mod tests {
             Origin::Upload,
             Origin::Rollback,
             Origin::Promote,
+            Origin::Replica,
         ] {
             let json = serde_json::to_value(origin).ok();
             assert_eq!(json, Some(serde_json::Value::from(origin.as_str())));

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::future::BoxFuture;
+
 use super::prepare::prepare;
+use super::replicas::{Blob, Changed, SharedSlot};
 use super::{
     Candidate, CandidateMode, Origin, PolicySet, ReloadOutcome, Slot, SlotConfig, UpdateError,
     Version, lock, unix_ms,
 };
-use crate::policy::{digest_of, policy_label};
+use crate::policy::{LoadedPolicy, digest_of, policy_label};
 
 impl Slot {
     /// Makes `version` live: the one way any version goes live, whichever path brought
@@ -32,6 +35,7 @@ impl Slot {
             Origin::File | Origin::Upload => "ok",
             Origin::Rollback => "rollback",
             Origin::Promote => "promoted",
+            Origin::Replica => "replicated",
         };
         reload_metric(&name, result);
         tracing::info!(policy = %name, from = %from, to = %to, origin = origin.as_str(),
@@ -117,11 +121,13 @@ impl PolicySet {
                 }
             };
             let _guard = slot.update.lock().await;
+            let blob = self.blob_for(&bytes);
             match prepare(&self.engine, &config, bytes).await {
                 Ok(policy) => {
                     slot.config.store(Arc::new(config));
                     slot.commit(Version::new(policy, Origin::File));
                     slot.clear_error();
+                    self.announce(&slot, blob, true);
                 }
                 Err(e) => slot.failed(&e),
             }
@@ -143,6 +149,7 @@ impl PolicySet {
             return Ok(ReloadOutcome::Unchanged { digest });
         }
         let config = slot.config();
+        let blob = self.blob_for(&bytes);
         let policy = prepare(&self.engine, &config, bytes).await.map_err(|e| {
             slot.failed(&e);
             UpdateError::Prepare(e)
@@ -164,6 +171,7 @@ impl PolicySet {
                 ReloadOutcome::Staged { digest: to }
             }
         };
+        self.announce(slot, blob, origin == Origin::File);
         Ok(outcome)
     }
 
@@ -174,7 +182,9 @@ impl PolicySet {
         let previous = lock(&slot.history)
             .pop()
             .ok_or_else(|| UpdateError::Invalid(format!("policy {name} has no earlier version")))?;
-        Ok(slot.commit(Version::new(previous.policy.clone(), Origin::Rollback)))
+        let outcome = slot.commit(Version::new(previous.policy.clone(), Origin::Rollback));
+        self.announce(&slot, None, false);
+        Ok(outcome)
     }
 
     /// Makes the candidate live.
@@ -182,10 +192,12 @@ impl PolicySet {
         let slot = self.slot(name)?.clone();
         let _guard = slot.update.lock().await;
         let candidate = slot.take_candidate()?;
-        Ok(slot.commit(Version::new(
+        let outcome = slot.commit(Version::new(
             candidate.version.policy.clone(),
             Origin::Promote,
-        )))
+        ));
+        self.announce(&slot, None, false);
+        Ok(outcome)
     }
 
     /// Drops the candidate.
@@ -195,9 +207,111 @@ impl PolicySet {
         let candidate = slot.take_candidate()?;
         let digest = policy_label(&candidate.version.policy);
         tracing::info!(candidate = %digest, "policy candidate aborted");
+        self.announce(&slot, None, false);
         Ok(ReloadOutcome::Unchanged {
             digest: policy_label(&slot.live().policy),
         })
+    }
+}
+
+/// Reads a shared version's component by digest (from the replicas' database).
+pub(super) type Fetch<'a> =
+    &'a (dyn Fn(String) -> BoxFuture<'a, Result<Vec<u8>, String>> + Send + Sync);
+
+impl PolicySet {
+    /// A copy of a new component's bytes, when versions are shared with other replicas.
+    fn blob_for(&self, bytes: &[u8]) -> Option<Blob> {
+        self.announcer.get().map(|_| Blob {
+            digest: digest_of(bytes),
+            bytes: Arc::from(bytes),
+        })
+    }
+
+    /// Tells the other replicas (if shared) that `slot` changed here; `from_file` when its
+    /// new component was read from the slot's file.
+    fn announce(&self, slot: &Slot, blob: Option<Blob>, from_file: bool) {
+        if let Some(announcer) = self.announcer.get() {
+            let file_digest = blob
+                .as_ref()
+                .filter(|_| from_file)
+                .map(|b| b.digest.clone());
+            let _ = announcer.send(Changed {
+                slot: slot.name(),
+                blob,
+                file_digest,
+            });
+        }
+    }
+
+    /// Makes slot `name` match the `state` another replica shared: its live version (one
+    /// this replica holds is reused, another is fetched with `fetch` and prepared as any
+    /// version is) and its candidate. A version that does not prepare here is not served:
+    /// the current one keeps serving and the error is reported.
+    pub(super) async fn adopt(&self, name: &str, state: &SharedSlot, fetch: Fetch<'_>) {
+        let Ok(slot) = self.slot(name).cloned() else {
+            return;
+        };
+        let _guard = slot.update.lock().await;
+        let short = |digest: &str| digest.get(..12).unwrap_or(digest).to_owned();
+        if state.live != slot.live().policy.digest() {
+            match self.version_for(&slot, &state.live, fetch).await {
+                Ok(policy) => {
+                    slot.commit(Version::new(policy, Origin::Replica));
+                    slot.clear_error();
+                }
+                Err(e) => slot.failed(&format!(
+                    "version {} from another replica: {e}",
+                    short(&state.live)
+                )),
+            }
+        }
+        let local = slot
+            .candidate()
+            .map(|c| (c.version.policy.digest().to_owned(), c.mode));
+        if local == state.candidate {
+            return;
+        }
+        match &state.candidate {
+            None => slot.candidate.store(None),
+            Some((digest, mode)) => match self.version_for(&slot, digest, fetch).await {
+                Ok(policy) => {
+                    let version = Version::new(policy, Origin::Replica);
+                    slot.candidate
+                        .store(Some(Arc::new(Candidate::new(version, *mode))));
+                }
+                Err(e) => slot.failed(&format!(
+                    "candidate {} from another replica: {e}",
+                    short(digest)
+                )),
+            },
+        }
+    }
+
+    /// The version with `digest`: from the slot's history or candidate, else fetched and
+    /// prepared.
+    async fn version_for(
+        &self,
+        slot: &Slot,
+        digest: &str,
+        fetch: Fetch<'_>,
+    ) -> Result<LoadedPolicy, String> {
+        let held = lock(&slot.history)
+            .newest_first()
+            .find(|v| v.policy.digest() == digest)
+            .map(|v| v.policy.clone());
+        let held = held.or_else(|| {
+            slot.candidate()
+                .filter(|c| c.version.policy.digest() == digest)
+                .map(|c| c.version.policy.clone())
+        });
+        if let Some(policy) = held {
+            return Ok(policy);
+        }
+        let bytes = fetch(digest.to_owned()).await?;
+        if digest_of(&bytes) != digest {
+            return Err(format!("the stored bytes of {digest} do not match it"));
+        }
+        prepare(&self.engine, &slot.config(), bytes).await
     }
 }
 
