@@ -14,7 +14,13 @@
 #   SKIP_LITELLM=1   leave LiteLLM out
 #   WARM_INSTANCES   the policy's warm_instances (default 16, what the embedded default
 #                    gives the shipped hybrid policy; 0 = a fresh instance per decision)
-#   NGINX_PORT / GW_PORT / LITELLM_PORT   (defaults 18181 / 18182 / 18183)
+#   LEDGER_URL       also run a second gateway on this PostgreSQL ledger (`[ledger] url`),
+#                    measured as `gateway_pg` beside the SQLite one; "start" starts a
+#                    throwaway local server (initdb in the temp dir). Both gateways then
+#                    give the `default` tenant a hard cap, so every reservation is the
+#                    capped one (on PostgreSQL, a conditional statement per request).
+#   NGINX_PORT / GW_PORT / LITELLM_PORT / GW_PG_PORT / PG_PORT
+#                    (defaults 18181 / 18182 / 18183 / 18184 / 18185)
 #
 # Installs what is missing: nginx (apt), oha (cargo install into target/bench-tools),
 # litellm[proxy] (venv in target/bench-venv). Writes target/bench-overhead.json.
@@ -30,6 +36,9 @@ GW_PORT="${GW_PORT:-18182}"
 LITELLM_PORT="${LITELLM_PORT:-18183}"
 SKIP_LITELLM="${SKIP_LITELLM:-0}"
 WARM_INSTANCES="${WARM_INSTANCES:-16}"
+LEDGER_URL="${LEDGER_URL:-}"
+GW_PG_PORT="${GW_PG_PORT:-18184}"
+PG_PORT="${PG_PORT:-18185}"
 BIN="${SWITCHYARD_BIN:-$ROOT/target/debug/switchyard}"
 POLICY="$ROOT/target/policies/hybrid.wasm"
 TOOLS="$ROOT/target/bench-tools"
@@ -78,10 +87,12 @@ fi
 # ------------------------------------------------------------------ processes
 TMP="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
 PIDS=()
+PG_STOP=()
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ "${#PG_STOP[@]}" = 0 ] || "${PG_STOP[@]}" >/dev/null 2>&1 || true
   [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -130,6 +141,25 @@ UP="http://127.0.0.1:$NGINX_PORT"
 wait_http "$UP/v1/chat/completions" 10 || { cat "$TMP/nginx/logs/error.log" >&2; die "nginx did not start"; }
 log "nginx upstream on $UP"
 
+if [ "$LEDGER_URL" = start ]; then
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+  [ -x "$PG_BIN/initdb" ] || die "LEDGER_URL=start needs PostgreSQL's server binaries (apt install postgresql)"
+  PG_RUN=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || die "running as root needs the postgres user"
+    chown postgres "$TMP"; PG_RUN=(runuser -u postgres --)
+  fi
+  "${PG_RUN[@]}" "$PG_BIN/initdb" -D "$TMP/pg" -U switchyard --auth=trust >/dev/null
+  "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $TMP" start >/dev/null
+  PG_STOP=("${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -m fast -w stop)
+  "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U switchyard bench
+  LEDGER_URL="postgres://switchyard@127.0.0.1:$PG_PORT/bench"
+  log "throwaway PostgreSQL on port $PG_PORT"
+fi
+TENANTS=""
+[ -n "$LEDGER_URL" ] && TENANTS=$'[tenants.default]\nhard_cap_usd = 1000000'
+
 mkdir -p "$TMP/gw/cache"
 cat >"$TMP/gw/switchyard.toml" <<EOF
 [server]
@@ -149,6 +179,7 @@ models = ["gpt-4o-mini"]
 [ledger]
 path = "$TMP/gw/ledger.db"
 
+$TENANTS
 EOF
 RUST_LOG=warn "$BIN" serve --config "$TMP/gw/switchyard.toml" >"$TMP/gw/log" 2>&1 &
 GW_PID=$!
@@ -165,6 +196,18 @@ RSS_IDLE_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 RSS_IDLE_ANON_KB="$(awk '/^RssAnon/ {print $2}' "/proc/$GW_PID/status")"
 PROFILE="$(case "$BIN" in */release/*) echo release ;; */debug/*) echo "debug (deps opt-level 3, crate opt-level 1)" ;; *) echo custom ;; esac)"
 log "gateway $BIN [$PROFILE] on $GW (warm_instances $WARM_INSTANCES), idle RSS ${RSS_IDLE_KB} kB (anon ${RSS_IDLE_ANON_KB} kB)"
+
+if [ -n "$LEDGER_URL" ]; then
+  mkdir -p "$TMP/gwpg"
+  sed -e "s#^listen = .*#listen = \"127.0.0.1:$GW_PG_PORT\"#" \
+      -e "s#^path = \"$TMP/gw/ledger.db\"#url = \"$LEDGER_URL\"#" \
+      "$TMP/gw/switchyard.toml" >"$TMP/gwpg/switchyard.toml"
+  RUST_LOG=warn "$BIN" serve --config "$TMP/gwpg/switchyard.toml" >"$TMP/gwpg/log" 2>&1 &
+  PIDS+=($!)
+  GWPG="http://127.0.0.1:$GW_PG_PORT"
+  wait_http "$GWPG/readyz" 120 || { tail -20 "$TMP/gwpg/log" >&2; die "PostgreSQL gateway not ready"; }
+  log "gateway on the PostgreSQL ledger on $GWPG"
+fi
 
 GW_BODY='{"model":"auto","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
 UP_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
@@ -224,6 +267,10 @@ TARGETS=(direct gateway)
 run direct 1 "$UP/v1/chat/completions" "$UP_BODY"
 run gateway 1 "$GW/v1/chat/completions" "$GW_BODY"
 gw_metrics c1
+if [ -n "$LEDGER_URL" ]; then
+  TARGETS+=(gateway_pg)
+  run gateway_pg 1 "$GWPG/v1/chat/completions" "$GW_BODY"
+fi
 if [ "$SKIP_LITELLM" != 1 ]; then
   TARGETS+=(litellm)
   run litellm 1 "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
@@ -232,6 +279,7 @@ run direct "$C_HIGH" "$UP/v1/chat/completions" "$UP_BODY"
 gw_metrics pre_high
 run gateway "$C_HIGH" "$GW/v1/chat/completions" "$GW_BODY"
 gw_metrics high
+[ -n "$LEDGER_URL" ] && run gateway_pg "$C_HIGH" "$GWPG/v1/chat/completions" "$GW_BODY"
 [ "$SKIP_LITELLM" != 1 ] && run litellm "$C_HIGH" "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
 sleep 2
 RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
@@ -295,20 +343,27 @@ except OSError:
 json.dump(report, open(out, "w"), indent=2)
 
 print(f"\nSwitchyard overhead benchmark  binary={binary} [{profile}]  cores={cores}  load={load}")
-print(f"{'target':<9}{'c=1 p50 µs':>12}{'c=1 p99 µs':>12}{'added p50':>11}{'added p99':>11}"
+print(f"{'target':<11}{'c=1 p50 µs':>12}{'c=1 p99 µs':>12}{'added p50':>11}{'added p99':>11}"
       f"{f'c={c_high} RPS':>12}{f'c={c_high} p99 ms':>14}{'non-200':>9}")
 for t in targets:
     a, b = res[t]["c1"], res[t][hi]
     add = report["added_latency_us"].get(t)
     fmt = lambda v: f"{v:>11.0f}" if v is not None else f"{'-':>11}"
     bad = a["non_200"] + b["non_200"]
-    print(f"{t:<9}{a['p50_us']:>12.0f}{a['p99_us']:>12.0f}{fmt(add and add['p50'])}{fmt(add and add['p99'])}"
+    print(f"{t:<11}{a['p50_us']:>12.0f}{a['p99_us']:>12.0f}{fmt(add and add['p50'])}{fmt(add and add['p99'])}"
           f"{b['rps']:>12.0f}{b['p99_us']/1000:>14.2f}{bad:>9}")
 for t in targets:
     if res[t][hi]["p99_us"] > 1e6:
         print(f"NOTE: {t} p99 at c={c_high} is > 1 s: its RPS is not sustained under the 1 s bound")
 r = report["ratios"]
 print(f"gateway RPS / direct RPS  = {r['gateway_rps_over_direct']*100:.1f} %   (target >= 15 %)")
+if "gateway_pg" in res:
+    r["gateway_pg_rps_over_gateway"] = res["gateway_pg"][hi]["rps"] / g
+    json.dump(report, open(out, "w"), indent=2)
+    a = report["added_latency_us"]
+    print(f"PostgreSQL ledger vs SQLite: added p50 {a['gateway_pg']['p50']:.0f} vs {a['gateway']['p50']:.0f} µs, "
+          f"p99 {a['gateway_pg']['p99']:.0f} vs {a['gateway']['p99']:.0f} µs at c=1; "
+          f"RPS at c={c_high} {r['gateway_pg_rps_over_gateway']*100:.1f} % of SQLite's")
 if "gateway_rps_over_litellm" in r:
     print(f"gateway RPS / LiteLLM RPS = {r['gateway_rps_over_litellm']:.1f} x   (target >= 100 x)")
 print(f"gateway added p99 at c=1  = {report['added_latency_us']['gateway']['p99']:.0f} µs   (target <= 400 µs)")
