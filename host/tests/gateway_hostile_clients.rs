@@ -369,7 +369,7 @@ async fn client_text_with_newlines_and_megabytes_cannot_flood_or_forge_log_lines
         log.len()
     );
     assert!(
-        log.contains("request failed"),
+        log.contains("request refused"),
         "the unknown model was not logged at all"
     );
     assert!(longest <= 16 << 10, "a log line of {longest} bytes");

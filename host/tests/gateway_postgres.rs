@@ -25,8 +25,8 @@ use gateway_support::{Gateway, built_policy, cache_dir, label, scratch, spawn_up
 use pg_server::PgServer;
 use switchyard::ledger::{Budget, Ledger, PostgresUrl};
 
-/// An upstream that bills exactly `max_tokens` completion tokens and no prompt, after
-/// `delay_ms`.
+/// An upstream that bills exactly `max_tokens` completion tokens (1 without) and no
+/// prompt, after `delay_ms`.
 async fn upstream(delay_ms: u64) -> SocketAddr {
     let handler = move |body: String| async move {
         let body: Value = serde_json::from_str(&body).unwrap();
@@ -35,7 +35,8 @@ async fn upstream(delay_ms: u64) -> SocketAddr {
             "id": "x", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
                          "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": body["max_tokens"]}
+            "usage": {"prompt_tokens": 0,
+                      "completion_tokens": body["max_tokens"].as_u64().unwrap_or(1)}
         }))
     };
     let app = axum::Router::new().route("/v1/chat/completions", post(handler));
@@ -337,33 +338,14 @@ async fn a_rate_limit_holds_across_three_replicas() {
         "{admitted} admitted in {elapsed} s against 60 per minute on three replicas"
     );
     // The next refusal says when to come back, on whichever replica.
-    let refused = client
-        .post(format!("http://{}/v1/chat/completions", gateways[2].addr))
-        .header("x-switchyard-tenant", "acme")
-        .json(&json!({"model": "m", "max_tokens": 1,
-                      "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 429);
-    let wait: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (status, headers, body) = gateways[2].chat(&client, "hi", "acme").await;
+    assert_eq!(status, 429);
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
-    let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["type"], "requests");
     // Another tenant is not limited.
-    let other = client
-        .post(format!("http://{}/v1/chat/completions", gateways[0].addr))
-        .header("x-switchyard-tenant", "globex")
-        .json(&json!({"model": "m", "max_tokens": 1,
-                      "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), 200);
+    let (status, _, body) = gateways[0].chat(&client, "hi", "globex").await;
+    assert_eq!(status, 200, "{body}");
     drop(gateways);
 }
 

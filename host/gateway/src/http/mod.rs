@@ -379,7 +379,15 @@ async fn chat_completions(
             }
         }
         Err(err) => {
-            tracing::warn!(parent: &span, error = %sanitize(&err.to_string(), LOG_ERROR_MAX), "request failed");
+            let message = err.to_string();
+            let error = sanitize(&message, LOG_ERROR_MAX);
+            if err.status() >= 500 {
+                tracing::warn!(parent: &span, %error, "request failed");
+            } else {
+                // The client's own doing (a limit, a budget, a bad field): counted in
+                // the metrics; a client repeating it must not flood the log.
+                tracing::debug!(parent: &span, %error, "request refused");
+            }
             crate::metrics::request(
                 "none",
                 &state.dispatcher.policy_label(),
