@@ -709,6 +709,26 @@ async fn an_oversized_reply_fails_over_and_error_bodies_are_read_bounded() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-switchyard-backend"], "claude");
 
+    // The same without a content-length: 40 chunks of 1 MiB, cut off at the cap.
+    let flood = axum::Router::new().fallback(|| async {
+        let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024]));
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(futures_util::stream::iter(chunks)))
+            .unwrap()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flood_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, flood).await.unwrap() });
+    let gw = spawn_gateway(&[
+        ("flood", "gemini", GEMINI, flood_addr),
+        ("claude", "anthropic", CLAUDE, anthropic),
+    ])
+    .await;
+    let resp = post(gw, &plain).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-backend"], "claude");
+
     // A 500 with a 10 MiB body: the client gets the provider's error, cut short.
     let noisy = format!(
         r#"{{"error":{{"message":"boom","type":"server_error"}},"pad":"{}"}}"#,
