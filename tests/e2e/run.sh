@@ -3,7 +3,7 @@
 # `switchyard serve` on its embedded default. Needs target/debug/switchyard (cargo test
 # builds it; run standalone, this builds it the same way), the default model and
 # target/policies/hybrid.wasm; tool_calling.py runs a two-turn tool-calling conversation
-# through an OpenAI-compatible mock upstream.
+# through OpenAI-compatible, Anthropic and Gemini mock upstreams.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=target/e2e-venv
@@ -14,5 +14,6 @@ fi
 # The test build's own binary: `cargo build -p switchyard` would resolve features for one
 # package instead of the workspace and compile much of the tree a second time.
 cargo test -q --workspace --all-targets --no-run
+export SWITCHYARD_BIN="${SWITCHYARD_BIN:-${CARGO_TARGET_DIR:-target}/debug/switchyard}"
 "$venv/bin/python" tests/e2e/openai_sdk.py
 "$venv/bin/python" tests/e2e/tool_calling.py

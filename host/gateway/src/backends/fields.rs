@@ -1,13 +1,14 @@
-//! Which parts of a client's OpenAI chat request a translating connector (Anthropic,
-//! Gemini, local) honours: anything else is refused by name before any upstream call,
-//! never dropped silently.
+//! Which top-level fields of a client's OpenAI chat request a translating connector
+//! (Anthropic, Gemini, local) honours, and the refusal that names what it cannot: a request
+//! is refused by name before any upstream call, never dropped silently. Local takes text
+//! messages only ([`text_only`]); Anthropic and Gemini read the rest in `chat_input`.
 
 use serde_json::Value;
 
 use super::{BackendError, ChatRequest};
 
 /// Top-level fields every connector honours: the gateway itself reads them (`user` and
-/// `metadata` are routing inputs; `n` must be 1, checked apart).
+/// `metadata` are routing inputs).
 const GATEWAY_FIELDS: &[&str] = &[
     "model",
     "messages",
@@ -17,15 +18,14 @@ const GATEWAY_FIELDS: &[&str] = &[
     "metadata",
     "max_tokens",
     "max_completion_tokens",
-    "n",
 ];
 
-/// Message keys a translating connector honours.
+/// Message keys a text-only connector honours.
 const MESSAGE_KEYS: &[&str] = &["role", "content"];
 
 /// A value that asks for nothing: `null`, `false`, an empty list or object. Clients (and
 /// SDKs echoing a previous reply, e.g. `refusal: null`, `tool_calls: []`) send these.
-fn neutral(v: &Value) -> bool {
+pub(crate) fn neutral(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => true,
         Value::Array(a) => a.is_empty(),
@@ -34,8 +34,44 @@ fn neutral(v: &Value) -> bool {
     }
 }
 
-/// `Ok` when `request` asks only for what a connector that honours `fields` (besides
-/// [`GATEWAY_FIELDS`]) and plain-text messages can do; otherwise
+/// The refusal of `what` (a field, a value, a message part) by `backend`, a `connector`.
+pub(crate) fn unsupported(backend: &str, connector: &str, what: &str) -> BackendError {
+    BackendError::Unsupported(format!(
+        "backend {backend:?} ({connector}) cannot honour {what}: {connector} has no \
+         equivalent (an OpenAI-compatible backend takes it as sent)"
+    ))
+}
+
+/// `Ok` when every top-level field of `request` is one the gateway reads, one of `fields`
+/// (which the connector translates), or neutral; otherwise the refusal naming the first
+/// other field (in name order) and `backend`.
+pub fn known_fields(
+    request: &ChatRequest,
+    backend: &str,
+    connector: &str,
+    fields: &[&str],
+) -> Result<(), BackendError> {
+    let pass = &request.passthrough;
+    let mut names: Vec<&String> = pass.fields.keys().collect();
+    names.sort();
+    for name in names {
+        if GATEWAY_FIELDS.contains(&name.as_str())
+            || fields.contains(&name.as_str())
+            || neutral(&pass.fields[name])
+        {
+            continue;
+        }
+        return Err(unsupported(
+            backend,
+            connector,
+            &format!("the request field `{name}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// `Ok` when `request` asks only for what a connector that honours `fields` (besides the
+/// gateway's, `n` = 1) and plain-text messages can do; otherwise
 /// [`BackendError::Unsupported`] naming the first field it cannot, and `backend`.
 pub fn text_only(
     request: &ChatRequest,
@@ -43,30 +79,16 @@ pub fn text_only(
     connector: &str,
     fields: &[&str],
 ) -> Result<(), BackendError> {
-    let refuse = |what: String| {
-        Err(BackendError::Unsupported(format!(
-            "backend {backend:?} ({connector}) cannot honour {what}; this gateway does not \
-             translate it for {connector} yet (an OpenAI-compatible backend takes it as sent)"
-        )))
-    };
+    let refuse = |what: String| Err(unsupported(backend, connector, &what));
     let pass = &request.passthrough;
-    let mut names: Vec<&String> = pass.fields.keys().collect();
-    names.sort();
-    for name in names {
-        let value = &pass.fields[name];
-        if name == "n" {
-            if value.as_u64().is_some_and(|n| n != 1) {
-                return refuse(format!("`n` = {value} (only 1)"));
-            }
-            continue;
-        }
-        if GATEWAY_FIELDS.contains(&name.as_str()) || fields.contains(&name.as_str()) {
-            continue;
-        }
-        if !neutral(value) {
-            return refuse(format!("the request field `{name}`"));
-        }
+    if let Some(n) = pass.fields.get("n")
+        && n.as_u64().is_some_and(|n| n != 1)
+    {
+        return refuse(format!("`n` = {n} (only 1)"));
     }
+    let mut honoured = fields.to_vec();
+    honoured.push("n");
+    known_fields(request, backend, connector, &honoured)?;
     for (i, message) in pass.messages.iter().flat_map(|m| m.iter()).enumerate() {
         let Some(message) = message.as_object() else {
             continue;

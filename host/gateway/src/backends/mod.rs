@@ -2,6 +2,8 @@
 //! provider-neutral request/response/stream types, and construction from config.
 
 pub mod anthropic;
+mod chat_input;
+mod chat_output;
 pub mod fields;
 pub mod gemini;
 pub mod instrumented;

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::upstream::{self, send, sse_events};
+use super::upstream::{self, MAX_REPLY_BYTES, Step, Translate, reply_body, send, sse_events};
 use super::{
     ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
 };
@@ -74,10 +74,7 @@ impl Backend for OpenAi {
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
         async move {
             let response = self.send(&request, false).await?;
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| BackendError::from_reqwest(e, "response body"))?;
+            let body = reply_body(response, MAX_REPLY_BYTES).await?;
             let wire: WireResponse = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("bad completion JSON: {e}")))?;
             let choice = wire
@@ -100,9 +97,21 @@ impl Backend for OpenAi {
     fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>> {
         async move {
             let response = self.send(&request, true).await?;
-            Ok(sse_events(response.bytes_stream(), false, parse_chunk))
+            Ok(sse_events(response.bytes_stream(), Chunks))
         }
         .boxed()
+    }
+}
+
+/// OpenAI's chunks, passed through ([`parse_chunk`]) until `[DONE]`.
+struct Chunks;
+
+impl Translate for Chunks {
+    fn event(&mut self, event: &super::sse::SseEvent) -> Result<Step, BackendError> {
+        Ok(match parse_chunk(event)? {
+            Some(events) => Step::More(events),
+            None => Step::End(Vec::new()),
+        })
     }
 }
 

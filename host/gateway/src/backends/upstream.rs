@@ -1,6 +1,6 @@
 //! The upstream HTTP plumbing every cloud connector shares: the client, endpoint URLs,
-//! sending with a first-byte timeout, non-2xx statuses as [`BackendError::Status`], and
-//! an upstream SSE body as a stream of [`StreamEvent`]s.
+//! sending with a first-byte timeout, non-2xx statuses as [`BackendError::Status`], reply
+//! bodies read up to a cap, and an upstream SSE body as a stream of [`StreamEvent`]s.
 
 use std::collections::VecDeque;
 
@@ -56,13 +56,62 @@ pub(crate) async fn check_status(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = response.bytes().await.unwrap_or_default();
+    let body = error_body(response).await;
     Err(BackendError::Status {
         status: status.as_u16(),
         message: upstream_message(&body),
         retry_after_s,
         provider: provider_error(&body).map(Box::new),
     })
+}
+
+/// The most of a reply body the gateway reads: a longer one is a protocol error.
+pub(crate) const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most of an error body the gateway reads (the rest is not read).
+pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Reads a reply body of at most `cap` bytes, chunk by chunk; a longer one (by its
+/// `content-length` or as it arrives) is [`BackendError::Protocol`], so the next target
+/// is tried.
+pub(crate) async fn reply_body(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Bytes, BackendError> {
+    let too_long = || BackendError::Protocol(format!("reply body larger than {cap} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+    {
+        return Err(too_long());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BackendError::from_reqwest(e, "response body"))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The first [`MAX_ERROR_BYTES`] of an error body (whatever arrived, on a read error).
+async fn error_body(mut response: reqwest::Response) -> Bytes {
+    let mut body = bytes::BytesMut::new();
+    while body.len() < MAX_ERROR_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_ERROR_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.freeze()
 }
 
 /// The provider's error type and code from an error body: OpenAI's and Anthropic's
@@ -110,21 +159,40 @@ pub(crate) fn upstream_message(body: &[u8]) -> String {
     msg
 }
 
-/// Maps an upstream byte stream through an SSE parser and a per-event translator into
-/// [`StreamEvent`]s. The translator returns `Ok(None)` at the end marker.
-/// With `end_on_eof` (Gemini: no end marker) the end of the body ends the stream cleanly.
-pub(crate) fn sse_events<S, F>(bytes: S, end_on_eof: bool, translate: F) -> ChatStream
+/// What a connector makes of one upstream SSE event.
+pub(crate) enum Step {
+    /// These events; the stream goes on.
+    More(Vec<StreamEvent>),
+    /// These events, then the stream ends (the provider's end marker).
+    End(Vec<StreamEvent>),
+}
+
+/// A connector's translation of its upstream's SSE events into [`StreamEvent`]s.
+pub(crate) trait Translate: Send + 'static {
+    /// One upstream event.
+    fn event(&mut self, event: &SseEvent) -> Result<Step, BackendError>;
+    /// The body ended without an end marker: an error, unless the provider has none
+    /// (Gemini), which then flushes what it holds.
+    fn end_of_body(&mut self) -> Result<Vec<StreamEvent>, BackendError> {
+        Err(BackendError::Protocol(
+            "stream ended before its end marker".into(),
+        ))
+    }
+}
+
+/// Maps an upstream byte stream through an SSE parser and a connector's [`Translate`]
+/// into [`StreamEvent`]s.
+pub(crate) fn sse_events<S, T>(bytes: S, translate: T) -> ChatStream
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-    F: FnMut(&SseEvent) -> Result<Option<Vec<StreamEvent>>, BackendError> + Send + 'static,
+    T: Translate,
 {
-    struct State<S, F> {
+    struct State<S, T> {
         bytes: std::pin::Pin<Box<S>>,
         parser: SseParser,
-        pending: VecDeque<StreamEvent>,
-        translate: F,
+        pending: VecDeque<Result<StreamEvent, BackendError>>,
+        translate: T,
         done: bool,
-        end_on_eof: bool,
     }
     let state = State {
         bytes: Box::pin(bytes),
@@ -132,26 +200,22 @@ where
         pending: VecDeque::new(),
         translate,
         done: false,
-        end_on_eof,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
-                return Some((Ok(ev), st));
+                return Some((ev, st));
             }
             if st.done {
                 return None;
             }
             match st.bytes.next().await {
-                None if st.end_on_eof => return None,
                 None => {
                     st.done = true;
-                    return Some((
-                        Err(BackendError::Protocol(
-                            "stream ended before its end marker".into(),
-                        )),
-                        st,
-                    ));
+                    match st.translate.end_of_body() {
+                        Ok(events) => st.pending.extend(events.into_iter().map(Ok)),
+                        Err(e) => st.pending.push_back(Err(e)),
+                    }
                 }
                 Some(Err(e)) => {
                     st.done = true;
@@ -166,9 +230,10 @@ where
                         }
                     };
                     for ev in &events {
-                        match (st.translate)(ev) {
-                            Ok(Some(out)) => st.pending.extend(out),
-                            Ok(None) => {
+                        match st.translate.event(ev) {
+                            Ok(Step::More(out)) => st.pending.extend(out.into_iter().map(Ok)),
+                            Ok(Step::End(out)) => {
+                                st.pending.extend(out.into_iter().map(Ok));
                                 st.done = true;
                                 break;
                             }
