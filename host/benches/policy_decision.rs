@@ -78,6 +78,7 @@ fn request(text: &str) -> PolicyRequest {
         tenant: "acme".into(),
         labels: BTreeMap::from([("user".to_owned(), "u-42".to_owned())]),
         prompt_tokens: u32::try_from(text.len() / 4).unwrap_or(u32::MAX),
+        needs: Default::default(),
     }
 }
 

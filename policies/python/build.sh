@@ -10,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${SWITCHYARD_POLICY_OUT:-target/policies}"
 case "$out" in /*) ;; *) out="$root/$out" ;; esac
-wit="${SWITCHYARD_WIT:-$root/wit}"
+wit="${SWITCHYARD_WIT:-$root/wit/v0.1}"
 venv="$here/.venv"
 python="${PYTHON:-python3}"
 

@@ -3,11 +3,92 @@
 
 use std::collections::BTreeMap;
 
+use crate::types::{Needs, ResponseFormat};
+
 /// Where a backend runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
     Local,
     Cloud,
+}
+
+/// What one model of a backend can do, as the host's connector can carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCapabilities {
+    pub model: String,
+    /// Tool (function) calling.
+    pub tools: bool,
+    /// JSON mode (`response_format` `json_object`).
+    pub json_object: bool,
+    /// Structured output (`response_format` `json_schema`).
+    pub json_schema: bool,
+    /// Image parts in messages.
+    pub vision: bool,
+    pub logprobs: bool,
+    /// `n` > 1.
+    pub multiple_choices: bool,
+    /// Context window, in tokens.
+    pub context_window: u32,
+    /// USD per million input tokens.
+    pub usd_per_mtok_in: f64,
+    /// USD per million output tokens.
+    pub usd_per_mtok_out: f64,
+}
+
+impl ModelCapabilities {
+    /// A text-only model: no tools, JSON, images, logprobs or several choices.
+    pub fn text_only(model: impl Into<String>, context_window: u32) -> Self {
+        Self {
+            model: model.into(),
+            tools: false,
+            json_object: false,
+            json_schema: false,
+            vision: false,
+            logprobs: false,
+            multiple_choices: false,
+            context_window,
+            usd_per_mtok_in: 0.0,
+            usd_per_mtok_out: 0.0,
+        }
+    }
+
+    /// A model that can do everything the contract names.
+    pub fn full(model: impl Into<String>, context_window: u32) -> Self {
+        Self {
+            tools: true,
+            json_object: true,
+            json_schema: true,
+            vision: true,
+            logprobs: true,
+            multiple_choices: true,
+            ..Self::text_only(model, context_window)
+        }
+    }
+
+    /// The first need of `needs` (with `prompt_tokens`) this model cannot meet, by name
+    /// (`tools`, `json_object`, `json_schema`, `vision`, `logprobs`, `n`,
+    /// `context_window`); `None` when it meets them all.
+    pub fn unmet(&self, needs: &Needs, prompt_tokens: u32) -> Option<&'static str> {
+        let checks = [
+            (!needs.tools.is_empty() && !self.tools, "tools"),
+            (
+                needs.response_format == ResponseFormat::JsonObject && !self.json_object,
+                "json_object",
+            ),
+            (
+                needs.response_format == ResponseFormat::JsonSchema && !self.json_schema,
+                "json_schema",
+            ),
+            (needs.images > 0 && !self.vision, "vision"),
+            (needs.logprobs && !self.logprobs, "logprobs"),
+            (needs.n > 1 && !self.multiple_choices, "n"),
+            (prompt_tokens > self.context_window, "context_window"),
+        ];
+        checks
+            .into_iter()
+            .find(|(unmet, _)| *unmet)
+            .map(|(_, what)| what)
+    }
 }
 
 /// Live status of one backend, as measured by the host.
@@ -36,6 +117,8 @@ pub struct BackendStatus {
     pub context_window: u32,
     /// Operator labels, e.g. `hipaa=true`, `region=eu`.
     pub labels: BTreeMap<String, String>,
+    /// Per model, in `models` order (see [`BackendStatus::model`]).
+    pub capabilities: Vec<ModelCapabilities>,
 }
 
 impl BackendStatus {
@@ -56,7 +139,25 @@ impl BackendStatus {
             usd_per_mtok_out: 0.0,
             context_window: 8192,
             labels: BTreeMap::new(),
+            capabilities: Vec::new(),
         }
+    }
+
+    /// Sets what `model` can do (replacing what was said of it).
+    pub fn capable(mut self, caps: ModelCapabilities) -> Self {
+        self.capabilities.retain(|c| c.model != caps.model);
+        self.capabilities.push(caps);
+        self
+    }
+
+    /// What `model` can do: its entry in `capabilities`, else (a host that reports none)
+    /// text only within the backend's context window.
+    pub fn model(&self, model: &str) -> ModelCapabilities {
+        self.capabilities
+            .iter()
+            .find(|c| c.model == model)
+            .cloned()
+            .unwrap_or_else(|| ModelCapabilities::text_only(model, self.context_window))
     }
 
     /// A local backend (see [`BackendStatus::new`]).

@@ -7,6 +7,9 @@ use crate::backend::{BackendStatus, SpendStatus};
 use crate::pii::PiiMatch;
 use crate::types::{Decision, PolicyInfo, Rejection, Request};
 
+/// What a host without an embedding model answers `embed` and `score` with.
+pub const NO_EMBEDDING_MODEL: &str = "no embedding model loaded";
+
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -36,6 +39,17 @@ pub trait Host {
     fn now_ms(&self) -> u64;
     /// A structured log line.
     fn log(&self, level: LogLevel, message: &str, fields: &[(&str, &str)]);
+    /// The host's sentence embedding of `text` (all-MiniLM-L6-v2: 384 dims,
+    /// L2-normalised); an error when the host has no embedding model.
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        let _ = text;
+        Err(NO_EMBEDDING_MODEL.to_owned())
+    }
+    /// `text` scored 0.0..=1.0 by the classifier the host loaded as `classifier`.
+    fn score(&self, classifier: &str, text: &str) -> Result<f64, String> {
+        let _ = (classifier, text);
+        Err(NO_EMBEDDING_MODEL.to_owned())
+    }
 
     /// The backend named `name`.
     fn backend(&self, name: &str) -> Option<BackendStatus> {

@@ -4,7 +4,7 @@
 //!
 //! A policy implements [`Policy`]: `info()` says what it is, `route()` reads the
 //! [`Request`] and live host facts through [`Host`] (backends, PII, tokens, spend,
-//! params, clock, log) and returns a [`Decision`] (ordered targets, reason, optional
+//! params, clock, log, embeddings) and returns a [`Decision`] (ordered targets, reason, optional
 //! rewritten messages, token cap, labels) or a [`Rejection`] (HTTP status + message).
 //! [`export_policy!`] turns it into the component's `router` export; the crate needs
 //! no `wit-bindgen` of its own, only `crate-type = ["cdylib", "rlib"]` and a build for
@@ -103,10 +103,12 @@ pub mod wasm;
 #[doc(hidden)]
 pub use wasm as __wasm;
 
-pub use backend::{BackendKind, BackendStatus, SpendStatus};
+pub use backend::{BackendKind, BackendStatus, ModelCapabilities, SpendStatus};
 pub use host::{Host, LogLevel, Policy};
 pub use pii::{PiiKind, PiiMatch};
-pub use types::{Decision, Message, PolicyInfo, Rejection, Request, Role, Target};
+pub use types::{
+    Decision, Message, Needs, PolicyInfo, Rejection, Request, ResponseFormat, Role, Target,
+};
 #[cfg(target_arch = "wasm32")]
 pub use wasm::WasmHost;
 

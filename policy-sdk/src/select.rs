@@ -107,7 +107,60 @@ pub fn explicit_model(
     Ok(d)
 }
 
+/// What every shipped policy does with its rules' decision: [`explicit_model`], then
+/// [`capable_targets`].
+pub fn honour_request(
+    host: &dyn Host,
+    request: &Request,
+    decided: Result<Decision, Rejection>,
+) -> Result<Decision, Rejection> {
+    capable_targets(host, request, explicit_model(host, request, decided))
+}
+
+/// Skips the decision's targets whose model cannot serve the request: tools, JSON mode or
+/// a JSON schema, images, logprobs or `n` > 1 it cannot do, or a prompt over its context
+/// window ([`ModelCapabilities::unmet`](crate::ModelCapabilities::unmet); a target without
+/// a model is its backend's default). What was skipped is named in label `skipped`
+/// (`local:tools,anthropic:tools`). When no target can serve the request the decision is
+/// left as it was: the host then refuses the request itself, naming the field it cannot
+/// honour (400 `unsupported_parameter`). A rejection passes unchanged.
+pub fn capable_targets(
+    host: &dyn Host,
+    request: &Request,
+    decided: Result<Decision, Rejection>,
+) -> Result<Decision, Rejection> {
+    let mut d = decided?;
+    let backends = host.backends();
+    let mut skipped: Vec<String> = Vec::new();
+    let kept: Vec<Target> = d
+        .targets
+        .iter()
+        .filter(|t| {
+            let Some(b) = backends.iter().find(|b| b.name == t.backend) else {
+                return true;
+            };
+            let Some(model) = t.model.as_deref().or(b.default_model()) else {
+                return true;
+            };
+            match b.model(model).unmet(&request.needs, request.prompt_tokens) {
+                None => true,
+                Some(need) => {
+                    skipped.push(format!("{}:{need}", t.backend));
+                    false
+                }
+            }
+        })
+        .cloned()
+        .collect();
+    if skipped.is_empty() || kept.is_empty() {
+        return Ok(d);
+    }
+    d.targets = kept;
+    Ok(d.label("skipped", skipped.join(",")))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testing::demo_backends;
@@ -175,6 +228,89 @@ mod tests {
         assert!(r.is_err_and(|r| r.status == 403
             && r.message.contains("claude-sonnet-4-5")
             && r.message.contains("privacy:pii:email")));
+    }
+
+    #[test]
+    fn targets_that_cannot_serve_the_needs_are_skipped() {
+        use crate::types::{Needs, ResponseFormat};
+        let host = crate::testing::MockHost::new();
+        let all = host.backends();
+        let order: Vec<&BackendStatus> = all.iter().collect();
+        let decided = || decide(&order, "why");
+        let plain = Request::user("hi");
+        assert_eq!(capable_targets(&host, &plain, decided()), decided());
+
+        let tools = Request::user("weather?").needs(Needs {
+            tools: vec!["get_weather".into()],
+            ..Needs::default()
+        });
+        let d = capable_targets(&host, &tools, decided()).unwrap();
+        assert_eq!(d.backends(), ["openai"]);
+        assert_eq!(
+            d.labels.get("skipped").map(String::as_str),
+            Some("local:tools,anthropic:tools,gemini:tools")
+        );
+        // Each need on its own: JSON mode and schema, images, logprobs, n.
+        for needs in [
+            Needs {
+                response_format: ResponseFormat::JsonObject,
+                ..Needs::default()
+            },
+            Needs {
+                response_format: ResponseFormat::JsonSchema,
+                ..Needs::default()
+            },
+            Needs {
+                images: 1,
+                ..Needs::default()
+            },
+            Needs {
+                logprobs: true,
+                ..Needs::default()
+            },
+            Needs {
+                n: 2,
+                ..Needs::default()
+            },
+        ] {
+            let r = Request::user("x").needs(needs.clone());
+            let d = capable_targets(&host, &r, decided()).unwrap();
+            assert_eq!(d.backends(), ["openai"], "{needs:?}");
+        }
+        // The target's own model counts: a capable model on a backend whose default is not.
+        let host = host.update_backend("gemini", |b| {
+            b.models.push("gemini-vision".into());
+            b.capabilities
+                .push(crate::ModelCapabilities::full("gemini-vision", 1_000_000));
+        });
+        let images = Request::user("x").needs(Needs {
+            images: 2,
+            ..Needs::default()
+        });
+        let d = Decision::to("local")
+            .then_target(Target::with_model("gemini", "gemini-vision"))
+            .then("gemini");
+        let d = capable_targets(&host, &images, Ok(d)).unwrap();
+        assert_eq!(d.targets, [Target::with_model("gemini", "gemini-vision")]);
+        // A prompt over a model's window is skipped too.
+        let long = Request::user("x").prompt_tokens(150_000);
+        let d = capable_targets(&host, &long, decided()).unwrap();
+        assert_eq!(d.backends(), ["anthropic", "gemini"]);
+        // Nobody can: left as decided, for the host to refuse by field name.
+        let host = host.without_backend("openai");
+        let all = host.backends();
+        let order: Vec<&BackendStatus> = all.iter().collect();
+        assert_eq!(
+            capable_targets(&host, &tools, decide(&order, "why")),
+            decide(&order, "why")
+        );
+        // An explicit model first narrows the targets, then the needs are checked.
+        let host = crate::testing::MockHost::new();
+        let all = host.backends();
+        let order: Vec<&BackendStatus> = all.iter().collect();
+        let explicit = tools.clone().explicit("gpt-4o-mini");
+        let d = honour_request(&host, &explicit, decide(&order, "why")).unwrap();
+        assert_eq!(d.targets, [Target::with_model("openai", "gpt-4o-mini")]);
     }
 
     #[test]

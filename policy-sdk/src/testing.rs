@@ -4,34 +4,64 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::backend::{BackendStatus, SpendStatus};
-use crate::host::{Host, LogLevel, estimate_tokens};
+use crate::backend::{BackendStatus, ModelCapabilities, SpendStatus};
+use crate::host::{Host, LogLevel, NO_EMBEDDING_MODEL, estimate_tokens};
 use crate::pii::{self, PiiMatch};
 
 /// The demo backends, the same set as the host's `StaticHost::default()`: `local`
 /// (smollm2-135m-instruct, free, 8192 ctx, 400/1200 ms), `openai` (gpt-4o, gpt-4o-mini;
 /// $2.50/$10, 128k, 700/1500 ms), `anthropic` (claude-sonnet-4-5; $3/$15, 200k,
-/// 900/1800 ms), `gemini` (gemini-2.0-flash; $0.10/$0.40, 1M, 500/900 ms).
+/// 900/1800 ms), `gemini` (gemini-2.0-flash; $0.10/$0.40, 1M, 500/900 ms). Capabilities
+/// as the gateway's connectors report them: OpenAI's models can do everything (tools,
+/// JSON, vision, logprobs, `n`), the others text only.
 pub fn demo_backends() -> Vec<BackendStatus> {
+    let priced = |caps: ModelCapabilities, b: &BackendStatus| ModelCapabilities {
+        usd_per_mtok_in: b.usd_per_mtok_in,
+        usd_per_mtok_out: b.usd_per_mtok_out,
+        ..caps
+    };
+    let text_only = |b: BackendStatus| {
+        let caps = ModelCapabilities::text_only(b.models[0].clone(), b.context_window);
+        let caps = priced(caps, &b);
+        b.capable(caps)
+    };
+    let openai = BackendStatus::cloud("openai", "gpt-4o")
+        .also_serves("gpt-4o-mini")
+        .price(2.5, 10.0)
+        .context(128_000)
+        .latency(700.0, 1500.0);
+    let gpt4o = priced(ModelCapabilities::full("gpt-4o", 128_000), &openai);
+    let mini = ModelCapabilities {
+        usd_per_mtok_in: 0.15,
+        usd_per_mtok_out: 0.60,
+        ..ModelCapabilities::full("gpt-4o-mini", 128_000)
+    };
     vec![
-        BackendStatus::local("local", "smollm2-135m-instruct")
-            .context(8192)
-            .latency(400.0, 1200.0),
-        BackendStatus::cloud("openai", "gpt-4o")
-            .also_serves("gpt-4o-mini")
-            .price(2.5, 10.0)
-            .context(128_000)
-            .latency(700.0, 1500.0),
-        BackendStatus::cloud("anthropic", "claude-sonnet-4-5")
-            .price(3.0, 15.0)
-            .context(200_000)
-            .latency(900.0, 1800.0),
-        BackendStatus::cloud("gemini", "gemini-2.0-flash")
-            .price(0.10, 0.40)
-            .context(1_000_000)
-            .latency(500.0, 900.0),
+        text_only(
+            BackendStatus::local("local", "smollm2-135m-instruct")
+                .context(8192)
+                .latency(400.0, 1200.0),
+        ),
+        openai.capable(gpt4o).capable(mini),
+        text_only(
+            BackendStatus::cloud("anthropic", "claude-sonnet-4-5")
+                .price(3.0, 15.0)
+                .context(200_000)
+                .latency(900.0, 1800.0),
+        ),
+        text_only(
+            BackendStatus::cloud("gemini", "gemini-2.0-flash")
+                .price(0.10, 0.40)
+                .context(1_000_000)
+                .latency(500.0, 900.0),
+        ),
     ]
 }
+
+/// A fake embedding model or classifier for [`MockHost::with_embed`] / [`MockHost::with_score`].
+pub type EmbedFn = fn(&str) -> Result<Vec<f32>, String>;
+/// A fake classifier: `(classifier, text)` → score.
+pub type ScoreFn = fn(&str, &str) -> Result<f64, String>;
 
 /// One recorded log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +91,8 @@ pub struct MockHost {
     params: BTreeMap<String, String>,
     pii: fn(&str) -> Vec<PiiMatch>,
     tokens: fn(&str) -> u32,
+    embed: Option<EmbedFn>,
+    score: Option<ScoreFn>,
     now_ms: u64,
     logs: RefCell<Vec<LogLine>>,
 }
@@ -80,6 +112,8 @@ impl MockHost {
             params: BTreeMap::new(),
             pii: pii::detect,
             tokens: estimate_tokens,
+            embed: None,
+            score: None,
             now_ms: 1_767_225_600_000,
             logs: RefCell::new(Vec::new()),
         }
@@ -140,6 +174,18 @@ impl MockHost {
         self
     }
 
+    /// Answers `embed` with `embed` (without it: "no embedding model loaded").
+    pub fn with_embed(mut self, embed: EmbedFn) -> Self {
+        self.embed = Some(embed);
+        self
+    }
+
+    /// Answers `score` with `score` (without it: "no embedding model loaded").
+    pub fn with_score(mut self, score: ScoreFn) -> Self {
+        self.score = Some(score);
+        self
+    }
+
     /// Fixes the clock at `now_ms` (milliseconds since the Unix epoch).
     pub fn at(mut self, now_ms: u64) -> Self {
         self.now_ms = now_ms;
@@ -192,6 +238,20 @@ impl Host for MockHost {
         self.now_ms
     }
 
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        match self.embed {
+            Some(embed) => embed(text),
+            None => Err(NO_EMBEDDING_MODEL.to_owned()),
+        }
+    }
+
+    fn score(&self, classifier: &str, text: &str) -> Result<f64, String> {
+        match self.score {
+            Some(score) => score(classifier, text),
+            None => Err(NO_EMBEDDING_MODEL.to_owned()),
+        }
+    }
+
     fn log(&self, level: LogLevel, message: &str, fields: &[(&str, &str)]) {
         self.logs.borrow_mut().push(LogLine {
             level,
@@ -219,6 +279,33 @@ mod tests {
         assert_eq!(host.spend("acme").scope, "acme");
         assert_eq!(host.now_ms(), 1_767_225_600_000);
         assert!(host.params().is_empty());
+        assert_eq!(host.embed("hi"), Err(NO_EMBEDDING_MODEL.to_owned()));
+        assert_eq!(
+            host.score("router", "hi"),
+            Err(NO_EMBEDDING_MODEL.to_owned())
+        );
+        let openai = host.backend("openai").map(|b| b.model("gpt-4o-mini"));
+        assert!(openai.is_some_and(|c| c.tools && c.vision && c.usd_per_mtok_in == 0.15));
+        let local = host
+            .backend("local")
+            .map(|b| b.model("smollm2-135m-instruct"));
+        assert!(local.is_some_and(|c| !c.tools && c.context_window == 8192));
+    }
+
+    #[test]
+    fn fake_embeddings_and_classifier() {
+        let host = MockHost::new()
+            .with_embed(|text| Ok(vec![text.len() as f32, 0.0]))
+            .with_score(|name, _| {
+                if name == "router" {
+                    Ok(0.9)
+                } else {
+                    Err("unknown".into())
+                }
+            });
+        assert_eq!(host.embed("abc"), Ok(vec![3.0, 0.0]));
+        assert_eq!(host.score("router", "x"), Ok(0.9));
+        assert!(host.score("other", "x").is_err());
     }
 
     #[test]

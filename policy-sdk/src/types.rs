@@ -44,6 +44,45 @@ impl Message {
     }
 }
 
+/// The output format a client asked for (`response_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ResponseFormat {
+    /// Plain text.
+    #[default]
+    Text,
+    /// JSON mode (`json_object`).
+    JsonObject,
+    /// Structured output (`json_schema`).
+    JsonSchema,
+}
+
+/// What a request needs from the model that serves it, read by the host from the
+/// client's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// Names of the tools (functions) offered; empty: none.
+    pub tools: Vec<String>,
+    pub response_format: ResponseFormat,
+    /// The client asked for `logprobs`.
+    pub logprobs: bool,
+    /// Image parts across all messages.
+    pub images: u32,
+    /// Choices asked for (`n`).
+    pub n: u32,
+}
+
+impl Default for Needs {
+    fn default() -> Self {
+        Self {
+            tools: Vec::new(),
+            response_format: ResponseFormat::Text,
+            logprobs: false,
+            images: 0,
+            n: 1,
+        }
+    }
+}
+
 /// What the policy sees of a client request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -63,6 +102,10 @@ pub struct Request {
     pub labels: BTreeMap<String, String>,
     /// Prompt tokens of all messages, counted by the host.
     pub prompt_tokens: u32,
+    /// What the request needs from the model (tools, JSON, logprobs, images, `n`).
+    pub needs: Needs,
+    /// `model` names a model a configured backend serves (not an alias such as `auto`).
+    pub explicit_model: bool,
 }
 
 impl Request {
@@ -83,7 +126,22 @@ impl Request {
             tenant: "default".to_owned(),
             labels: BTreeMap::new(),
             prompt_tokens,
+            needs: Needs::default(),
+            explicit_model: false,
         }
+    }
+
+    /// Sets what the request needs.
+    pub fn needs(mut self, needs: Needs) -> Self {
+        self.needs = needs;
+        self
+    }
+
+    /// Asks for `model` explicitly (sets `explicit_model`).
+    pub fn explicit(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self.explicit_model = true;
+        self
     }
 
     /// A request holding one user message (see [`Request::new`]).

@@ -5,10 +5,10 @@
 use std::cell::OnceCell;
 use std::marker::PhantomData;
 
-use crate::backend::{BackendKind, BackendStatus, SpendStatus};
+use crate::backend::{BackendKind, BackendStatus, ModelCapabilities, SpendStatus};
 use crate::host::{Host, LogLevel, Policy};
 use crate::pii::{PiiKind, PiiMatch};
-use crate::types::{Decision, Message, PolicyInfo, Request, Role, Target};
+use crate::types::{Decision, Message, Needs, PolicyInfo, Request, ResponseFormat, Role, Target};
 
 /// The bindings generated from `wit/` (world `policy`). Policies never use them directly.
 #[doc(hidden)]
@@ -24,7 +24,9 @@ pub mod bindings {
 }
 
 use bindings::exports::switchyard::policy::router::Guest;
-use bindings::switchyard::policy::{backends, clock, logging, params, pii, spend, tokens, types};
+use bindings::switchyard::policy::{
+    backends, clock, embeddings, logging, params, pii, spend, tokens, types,
+};
 
 /// The [`Host`] of a running component: every call goes to the gateway through the
 /// WIT imports, except parameter reads: the first one fetches every parameter
@@ -101,6 +103,14 @@ impl Host for WasmHost {
 
     fn now_ms(&self) -> u64 {
         clock::now_ms()
+    }
+
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        embeddings::embed(text)
+    }
+
+    fn score(&self, classifier: &str, text: &str) -> Result<f64, String> {
+        embeddings::score(classifier, text)
     }
 
     fn log(&self, level: LogLevel, message: &str, fields: &[(&str, &str)]) {
@@ -191,6 +201,18 @@ fn request_from_wit(r: types::Request) -> Request {
         tenant: r.tenant,
         labels: r.labels.into_iter().map(|l| (l.key, l.value)).collect(),
         prompt_tokens: r.prompt_tokens,
+        needs: Needs {
+            tools: r.needs.tools,
+            response_format: match r.needs.response_format {
+                types::ResponseFormat::Text => ResponseFormat::Text,
+                types::ResponseFormat::JsonObject => ResponseFormat::JsonObject,
+                types::ResponseFormat::JsonSchema => ResponseFormat::JsonSchema,
+            },
+            logprobs: r.needs.logprobs,
+            images: r.needs.images,
+            n: r.needs.n,
+        },
+        explicit_model: r.explicit_model,
     }
 }
 
@@ -233,6 +255,22 @@ fn backend_from_wit(b: backends::BackendStatus) -> BackendStatus {
         usd_per_mtok_out: b.usd_per_mtok_out,
         context_window: b.context_window,
         labels: b.labels.into_iter().map(|l| (l.key, l.value)).collect(),
+        capabilities: b
+            .capabilities
+            .into_iter()
+            .map(|c| ModelCapabilities {
+                model: c.model,
+                tools: c.tools,
+                json_object: c.json_object,
+                json_schema: c.json_schema,
+                vision: c.vision,
+                logprobs: c.logprobs,
+                multiple_choices: c.multiple_choices,
+                context_window: c.context_window,
+                usd_per_mtok_in: c.usd_per_mtok_in,
+                usd_per_mtok_out: c.usd_per_mtok_out,
+            })
+            .collect(),
     }
 }
 

@@ -353,6 +353,7 @@ mod tests {
             tenant: "acme".into(),
             labels: Default::default(),
             prompt_tokens: 7,
+            needs: Default::default(),
         }
     }
 

@@ -42,6 +42,103 @@ pub struct PolicyRequest {
     /// Prompt tokens counted by the host.
     #[serde(default)]
     pub prompt_tokens: u32,
+    /// What the request needs from the model (contract 0.2 shows it to policies).
+    #[serde(default)]
+    pub needs: RequestNeeds,
+}
+
+/// The output format a client asked for (`response_format.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    JsonObject,
+    JsonSchema,
+}
+
+/// What a request needs from the model that serves it, read from the client's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestNeeds {
+    /// Names of the tools (functions) offered.
+    pub tools: Vec<String>,
+    pub response_format: ResponseFormat,
+    pub logprobs: bool,
+    /// Image parts across all messages.
+    pub images: u32,
+    /// Choices asked for (`n`).
+    pub n: u32,
+    /// The model asked for is one a configured backend serves (not an alias).
+    pub explicit_model: bool,
+}
+
+impl Default for RequestNeeds {
+    fn default() -> Self {
+        Self {
+            tools: Vec::new(),
+            response_format: ResponseFormat::Text,
+            logprobs: false,
+            images: 0,
+            n: 1,
+            explicit_model: false,
+        }
+    }
+}
+
+/// What one model of a backend can do, as its connector can carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCapabilities {
+    pub model: String,
+    #[serde(default)]
+    pub tools: bool,
+    #[serde(default)]
+    pub json_object: bool,
+    #[serde(default)]
+    pub json_schema: bool,
+    #[serde(default)]
+    pub vision: bool,
+    #[serde(default)]
+    pub logprobs: bool,
+    /// `n` > 1.
+    #[serde(default)]
+    pub multiple_choices: bool,
+    pub context_window: u32,
+    #[serde(default)]
+    pub usd_per_mtok_in: f64,
+    #[serde(default)]
+    pub usd_per_mtok_out: f64,
+}
+
+impl ModelCapabilities {
+    /// A text-only model: no tools, JSON, images, logprobs or several choices.
+    pub fn text_only(model: &str, context_window: u32, price: (f64, f64)) -> Self {
+        Self {
+            model: model.to_owned(),
+            tools: false,
+            json_object: false,
+            json_schema: false,
+            vision: false,
+            logprobs: false,
+            multiple_choices: false,
+            context_window,
+            usd_per_mtok_in: price.0,
+            usd_per_mtok_out: price.1,
+        }
+    }
+
+    /// A model the connector passes everything to (OpenAI-compatible upstreams).
+    pub fn full(model: &str, context_window: u32, price: (f64, f64)) -> Self {
+        Self {
+            tools: true,
+            json_object: true,
+            json_schema: true,
+            vision: true,
+            logprobs: true,
+            multiple_choices: true,
+            ..Self::text_only(model, context_window, price)
+        }
+    }
 }
 
 /// One place to send a request.
@@ -136,6 +233,9 @@ pub struct BackendStatus {
     pub context_window: u32,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Per model, in `models` order (empty from old records: policies then see none).
+    #[serde(default)]
+    pub capabilities: Vec<ModelCapabilities>,
 }
 
 /// Spend for a scope (tenant), USD.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decision_log;
 pub mod dispatch;
 pub mod domain;
+pub mod embeddings;
 pub mod hardware;
 pub mod http;
 pub mod ledger;

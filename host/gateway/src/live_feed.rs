@@ -175,6 +175,7 @@ mod tests {
             tenant: "acme".into(),
             labels: Default::default(),
             prompt_tokens: 3,
+            needs: Default::default(),
         };
         DecisionLogRecord::decided(&request, "hybrid@abc", verdict, None, 10)
     }

@@ -197,9 +197,10 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 fn print_check(policy: &LoadedPolicy) {
     let info = policy.info();
     println!(
-        "ok: {}@{} info: name={:?} version={:?} description={:?}",
+        "ok: {}@{} contract: {} info: name={:?} version={:?} description={:?}",
         policy.name(),
         policy.short_digest(),
+        policy.contract(),
         info.name,
         info.version,
         info.description

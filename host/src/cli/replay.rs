@@ -121,6 +121,7 @@ pub fn backend_status(b: &crate::config::BackendConfig) -> BackendStatus {
         usd_per_mtok_out: b.usd_per_mtok_out,
         context_window: b.context_window,
         labels: b.labels.clone(),
+        capabilities: crate::backends::fields::capabilities(b),
     }
 }
 

@@ -86,6 +86,7 @@ pub(super) fn prepare(rec: WorkloadRecord) -> Prepared {
             tenant: rec.tenant,
             labels: rec.labels,
             prompt_tokens,
+            needs: Default::default(),
         },
     }
 }

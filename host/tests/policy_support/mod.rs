@@ -85,6 +85,7 @@ pub fn request(id: &str, text: &str, labels: &[(&str, &str)]) -> PolicyRequest {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         prompt_tokens: 8,
+        needs: Default::default(),
     }
 }
 

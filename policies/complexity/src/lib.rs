@@ -36,7 +36,7 @@ impl Policy for Complexity {
     }
 
     fn route(host: &dyn Host, request: &Request) -> Result<Decision, Rejection> {
-        select::explicit_model(host, request, decide(host, request))
+        select::honour_request(host, request, decide(host, request))
     }
 }
 

@@ -2,10 +2,98 @@
 //! (Anthropic, Gemini, local) honours, and the refusal that names what it cannot: a request
 //! is refused by name before any upstream call, never dropped silently. Local takes text
 //! messages only ([`text_only`]); Anthropic and Gemini read the rest in `chat_input`.
+//! From the same rules, what each configured model can do ([`capabilities`], what
+//! contract 0.2 policies read).
 
 use serde_json::Value;
 
-use super::{BackendError, ChatRequest};
+use super::{BackendError, ChatRequest, Passthrough};
+use crate::config::{BackendConfig, ConnectorKind, defaults};
+use crate::domain::{ModelCapabilities, RequestNeeds, ResponseFormat};
+
+/// What a client's request needs from the model that serves it, read from its OpenAI
+/// body: the tools offered (by name), the `response_format` type, `logprobs`, image parts
+/// and `n`. `explicit_model` is left false (the caller knows the backends).
+pub fn needs(pass: &Passthrough) -> RequestNeeds {
+    let field = |name: &str| pass.fields.get(name).filter(|v| !neutral(v));
+    let tools = field("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .map(|t| {
+                    let name = t.pointer("/function/name").or_else(|| t.get("name"));
+                    name.and_then(Value::as_str).unwrap_or("").to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let response_format = match field("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
+        Some("json_object") => ResponseFormat::JsonObject,
+        Some("json_schema") => ResponseFormat::JsonSchema,
+        _ => ResponseFormat::Text,
+    };
+    let images = pass
+        .messages
+        .iter()
+        .flat_map(|m| m.iter())
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .filter(|part| part.get("type").and_then(Value::as_str) == Some("image_url"))
+        .count();
+    RequestNeeds {
+        tools,
+        response_format,
+        logprobs: field("logprobs").is_some_and(|v| v.as_bool() != Some(false)),
+        images: u32::try_from(images).unwrap_or(u32::MAX),
+        n: field("n")
+            .and_then(Value::as_u64)
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        explicit_model: false,
+    }
+}
+
+/// What each model of a configured backend can do, one entry per model in order. OpenAI
+/// and OpenAI-compatible connectors forward the request whole: every capability (the
+/// upstream decides). Anthropic translates tools, JSON output and images, not `logprobs`
+/// or `n` > 1; Gemini all of them (images as `data:` URLs); local takes text only
+/// ([`text_only`]). Context
+/// window and prices: the backend's configured ones for its default model, the price
+/// table's ([`defaults::model_card`]) for the others, else the backend's.
+pub fn capabilities(cfg: &BackendConfig) -> Vec<ModelCapabilities> {
+    cfg.models
+        .iter()
+        .enumerate()
+        .map(|(i, model)| {
+            let card = defaults::model_card(model).filter(|_| cfg.kind != ConnectorKind::Local);
+            let (usd_in, usd_out, window) = match card {
+                Some(card) if i > 0 => card,
+                _ => (
+                    cfg.usd_per_mtok_in,
+                    cfg.usd_per_mtok_out,
+                    cfg.context_window,
+                ),
+            };
+            match cfg.kind {
+                ConnectorKind::Openai | ConnectorKind::OpenaiCompatible => {
+                    ModelCapabilities::full(model, window, (usd_in, usd_out))
+                }
+                ConnectorKind::Gemini => ModelCapabilities::full(model, window, (usd_in, usd_out)),
+                ConnectorKind::Anthropic => ModelCapabilities {
+                    logprobs: false,
+                    multiple_choices: false,
+                    ..ModelCapabilities::full(model, window, (usd_in, usd_out))
+                },
+                ConnectorKind::Local => {
+                    ModelCapabilities::text_only(model, window, (usd_in, usd_out))
+                }
+            }
+        })
+        .collect()
+}
 
 /// Top-level fields every connector honours: the gateway itself reads them (`user` and
 /// `metadata` are routing inputs).
@@ -150,6 +238,26 @@ mod tests {
             Err(BackendError::Unsupported(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn needs_are_read_from_the_body() {
+        let r = request(
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "get_weather"}}],
+                "response_format": {"type": "json_schema", "json_schema": {}}, "logprobs": true, "n": 3}),
+            serde_json::json!([{"role": "user", "content": [{"type": "text", "text": "see"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]),
+        );
+        let n = needs(&r.passthrough);
+        assert_eq!(n.tools, ["get_weather"]);
+        assert_eq!(n.response_format, ResponseFormat::JsonSchema);
+        assert!(n.logprobs);
+        assert_eq!((n.images, n.n), (1, 3));
+        let plain = request(
+            serde_json::json!({"tools": [], "logprobs": false, "response_format": {"type": "text"}}),
+            serde_json::json!([{"role": "user", "content": "hi"}]),
+        );
+        assert_eq!(needs(&plain.passthrough), RequestNeeds::default());
     }
 
     #[test]

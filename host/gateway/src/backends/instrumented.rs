@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use super::{Backend, BackendError, ChatRequest, ChatResponse, ChatStream};
 use crate::config::BackendConfig;
-use crate::domain::BackendStatus;
+use crate::domain::{BackendStatus, ModelCapabilities};
 
 /// Samples kept for percentiles.
 const WINDOW: usize = 256;
@@ -49,6 +49,8 @@ pub struct BackendFacts {
     pub usd_per_mtok_in: f64,
     pub usd_per_mtok_out: f64,
     pub labels: BTreeMap<String, String>,
+    /// Per model, in order ([`super::fields::capabilities`]).
+    pub capabilities: Vec<ModelCapabilities>,
 }
 
 impl From<&BackendConfig> for BackendFacts {
@@ -58,6 +60,7 @@ impl From<&BackendConfig> for BackendFacts {
             usd_per_mtok_in: c.usd_per_mtok_in,
             usd_per_mtok_out: c.usd_per_mtok_out,
             labels: c.labels.clone(),
+            capabilities: super::fields::capabilities(c),
         }
     }
 }
@@ -262,6 +265,7 @@ impl Instrumented {
             usd_per_mtok_out: self.facts.usd_per_mtok_out,
             context_window: self.facts.context_window,
             labels: self.facts.labels.clone(),
+            capabilities: self.facts.capabilities.clone(),
         }
     }
 
@@ -378,6 +382,7 @@ mod tests {
                 usd_per_mtok_in: 1.0,
                 usd_per_mtok_out: 2.0,
                 labels: BTreeMap::new(),
+                capabilities: Vec::new(),
             },
         );
         for _ in 0..BREAKER_FAILURES {
@@ -428,6 +433,7 @@ mod tests {
                 usd_per_mtok_in: 0.0,
                 usd_per_mtok_out: 0.0,
                 labels: BTreeMap::new(),
+                capabilities: Vec::new(),
             },
         );
         for ms in [10, 20, 30] {
@@ -454,6 +460,7 @@ mod tests {
                 usd_per_mtok_in: 0.0,
                 usd_per_mtok_out: 0.0,
                 labels: BTreeMap::new(),
+                capabilities: Vec::new(),
             },
         );
         let stream = inst.chat_stream(req()).await.unwrap();

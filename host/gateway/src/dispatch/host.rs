@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::backends::instrumented::Instrumented;
 use crate::domain::{BackendStatus, SpendStatus};
+use crate::embeddings::{NoEmbeddings, TextScorer};
 use crate::ledger::Ledger;
 
 /// Counts prompt tokens for the policy.
@@ -15,6 +16,8 @@ pub struct GatewayHost {
     pub(super) backends: Vec<Arc<Instrumented>>,
     pub(super) tokens: TokenCounter,
     pub(super) ledger: Option<Arc<Ledger>>,
+    /// Embeddings and classifiers (`embeddings` import); [`NoEmbeddings`] by default.
+    pub(super) scorer: Arc<dyn TextScorer>,
 }
 
 impl std::fmt::Debug for GatewayHost {
@@ -54,5 +57,13 @@ impl GatewayHost {
     }
     pub fn count_tokens(&self, text: &str) -> u32 {
         (self.tokens)(text)
+    }
+    /// What a policy's `embeddings` calls reach.
+    pub fn scorer(&self) -> &dyn TextScorer {
+        &*self.scorer
+    }
+    /// The scorer of a host without an embedding model.
+    pub(super) fn no_scorer() -> Arc<dyn TextScorer> {
+        Arc::new(NoEmbeddings)
     }
 }

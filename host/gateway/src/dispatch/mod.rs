@@ -243,6 +243,7 @@ impl Dispatcher {
                 backends: backends.iter().map(|b| b.backend.clone()).collect(),
                 tokens,
                 ledger: None,
+                scorer: GatewayHost::no_scorer(),
             }),
             backends: backends
                 .into_iter()
@@ -306,8 +307,20 @@ impl Dispatcher {
             backends: self.host.backends.clone(),
             tokens: self.host.tokens.clone(),
             ledger: Some(ledger.clone()),
+            scorer: self.host.scorer.clone(),
         });
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Answers policies' `embeddings` calls with `scorer` (each recent text embedded once).
+    pub fn with_text_scorer(mut self, scorer: Arc<dyn crate::embeddings::TextScorer>) -> Self {
+        self.host = Arc::new(GatewayHost {
+            backends: self.host.backends.clone(),
+            tokens: self.host.tokens.clone(),
+            ledger: self.host.ledger.clone(),
+            scorer: Arc::new(crate::embeddings::Memoized::new(scorer)),
+        });
         self
     }
 
@@ -687,6 +700,8 @@ impl Dispatcher {
             .map(|m| m.content.as_str())
             .collect::<Vec<_>>()
             .join("\n");
+        let mut needs = crate::backends::fields::needs(&request.passthrough);
+        needs.explicit_model = !self.host.serving(&request.model).is_empty();
         PolicyRequest {
             id: self.new_request_id(),
             model: request.model.clone(),
@@ -697,6 +712,7 @@ impl Dispatcher {
             tenant: request.tenant.clone(),
             labels: request.labels.clone(),
             prompt_tokens: self.host.count_tokens(&prompt),
+            needs,
         }
     }
 }

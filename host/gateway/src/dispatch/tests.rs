@@ -161,6 +161,7 @@ fn with_rule(
                     usd_per_mtok_in: 1.0,
                     usd_per_mtok_out: 2.0,
                     labels: BTreeMap::new(),
+                    capabilities: Vec::new(),
                 },
             )),
             first_byte_timeout: Duration::from_millis(100),

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Evaluation, FailureKind, HostState, LoadedPolicy, PolicySpec, StaticHost};
-use crate::domain::{BackendKind, BackendStatus, ChatMessage, PolicyRequest, SpendStatus, Verdict};
+use crate::domain::{
+    BackendKind, BackendStatus, ChatMessage, PolicyRequest, RequestNeeds, SpendStatus, Verdict,
+};
 
 /// A whole case file.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +55,10 @@ pub struct CaseRequest {
     #[serde(default)]
     pub streaming: bool,
     pub prompt_tokens: Option<u32>,
+    /// What the request needs (tools, JSON, logprobs, images, `n`); `explicit_model` is
+    /// also set when a backend of the case serves `model`.
+    #[serde(default)]
+    pub needs: RequestNeeds,
 }
 
 /// Expectations; every key optional, all must hold.
@@ -110,9 +116,12 @@ pub fn build_request(case: &Case, host: &StaticHost) -> PolicyRequest {
             .map(|m| host.count_tokens(&m.content))
             .fold(0u32, u32::saturating_add)
     });
+    let model = r.model.clone().unwrap_or_else(|| "auto".to_owned());
+    let mut needs = r.needs.clone();
+    needs.explicit_model |= host.backends.iter().any(|b| b.models.contains(&model));
     PolicyRequest {
         id: r.id.clone().unwrap_or_else(|| case.name.clone()),
-        model: r.model.clone().unwrap_or_else(|| "auto".to_owned()),
+        model,
         messages: r.messages.clone(),
         max_tokens: r.max_tokens,
         temperature: r.temperature,
@@ -120,6 +129,7 @@ pub fn build_request(case: &Case, host: &StaticHost) -> PolicyRequest {
         tenant: r.tenant.clone().unwrap_or_else(|| "default".to_owned()),
         labels: r.labels.clone(),
         prompt_tokens,
+        needs,
     }
 }
 

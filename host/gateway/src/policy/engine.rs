@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::v0_1::PolicyPre;
+use super::bindings::{ContractVersion, Pre};
 use super::imports::{self, HostCtx};
 use super::loaded::digest_of;
 use super::ticker::Ticker;
@@ -144,13 +144,20 @@ impl PolicyEngine {
         cache::check_component_header(bytes)?;
         let digest = digest_of(bytes);
         let component = self.component(bytes, &digest)?;
+        let version = ContractVersion::of(&component).ok_or_else(|| {
+            PolicyError::WrongWorld(
+                "the component exports no `switchyard:policy/router` of a known version \
+                 (0.2.0, 0.1.0)"
+                    .to_owned(),
+            )
+        })?;
+        let wrong = |e: wasmtime::Error| PolicyError::WrongWorld(format!("{version}: {e:#}"));
         let instance_pre = self
             .inner
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            PolicyPre::new(instance_pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+            .map_err(wrong)?;
+        let pre = Pre::new(version, instance_pre).map_err(wrong)?;
         LoadedPolicy::new(self.clone(), pre, digest, spec)
     }
 }

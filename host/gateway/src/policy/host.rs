@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::domain::{BackendKind, BackendStatus, SpendStatus};
+use crate::domain::{BackendKind, BackendStatus, ModelCapabilities, SpendStatus};
+use crate::embeddings::{NoEmbeddings, TextScorer};
 
 /// Live facts a policy may read through its host imports.
 pub trait HostState: Send + Sync + 'static {
@@ -19,6 +20,11 @@ pub trait HostState: Send + Sync + 'static {
     /// request's messages may answer from that scan.
     fn detect_pii(&self, text: &str) -> Vec<policy_sdk::pii::PiiMatch> {
         super::pii::detect(text)
+    }
+    /// What the `embeddings` import reaches; by default no model ("no embedding model
+    /// loaded").
+    fn scorer(&self) -> &dyn TextScorer {
+        &NoEmbeddings
     }
     fn now_ms(&self) -> u64 {
         SystemTime::now()
@@ -55,6 +61,18 @@ fn backend(
     context_window: u32,
     latency: (f64, f64),
 ) -> BackendStatus {
+    // The connectors on main: OpenAI takes everything, the others translate text only.
+    let capabilities = models
+        .iter()
+        .map(|m| {
+            let card = crate::config::defaults::model_card(m).map_or(price, |c| (c.0, c.1));
+            if name == "openai" {
+                ModelCapabilities::full(m, context_window, card)
+            } else {
+                ModelCapabilities::text_only(m, context_window, card)
+            }
+        })
+        .collect();
     BackendStatus {
         name: name.to_owned(),
         kind,
@@ -69,6 +87,7 @@ fn backend(
         usd_per_mtok_out: price.1,
         context_window,
         labels: BTreeMap::new(),
+        capabilities,
     }
 }
 

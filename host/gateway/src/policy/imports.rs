@@ -1,6 +1,6 @@
 //! What a guest's imports reach: the per-store context ([`HostCtx`]) and its answers to
-//! the contract's imports (backends, pii, tokens, spend, params, clock, logging), plus
-//! the ban on WASI timers.
+//! contract 0.1's imports (backends, pii, tokens, spend, params, clock, logging; 0.2's
+//! are in `bindings/v0_2.rs`), plus the ban on WASI timers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::HostState;
-use super::bindings::v0_1::{self, backends, clock, logging, params, pii, spend, tokens, types};
+use super::bindings::v0_1::{backends, clock, logging, params, pii, spend, tokens, types};
+use super::bindings::{self, v0_1};
 use super::budget;
 use super::guest_log::LogBudget;
 use super::wasi::SeededRandom;
@@ -164,7 +165,7 @@ fn truncate(s: &str, max: usize) -> &str {
 pub(super) fn link(linker: &mut Linker<HostCtx>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     forbid_sleep(linker)?;
-    v0_1::add_to_linker(linker)
+    bindings::add_to_linker(linker)
 }
 
 /// The WASI monotonic clock whose subscriptions [`forbid_sleep`] replaces (the version

@@ -10,7 +10,7 @@ use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::bindings::v0_1::Policy;
+use super::bindings::Guest;
 use super::imports::HostCtx;
 use super::loaded::classify;
 use super::ticker::ticks;
@@ -28,7 +28,7 @@ const MAX_RANDOM_BYTES: u64 = 64 << 10;
 /// An instance kept for the next decision, with the store it lives in.
 pub(super) struct Warm {
     pub(super) store: Store<HostCtx>,
-    pub(super) policy: Policy,
+    pub(super) policy: Guest,
 }
 
 /// Idle instances of one policy under one spec (see [`EngineConfig::warm_instances`]).

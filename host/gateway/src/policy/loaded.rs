@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::Trap;
 
-use super::bindings::v0_1::{self, PolicyPre};
+use super::bindings::{ContractVersion, Pre};
 use super::budget::OverBudget;
 use super::guest_log::LogBudget;
-use super::imports::{HostCtx, MAX_LOG_LINES};
+use super::imports::MAX_LOG_LINES;
 use super::instance::{WarmPool, flush_stdio};
 use super::quarantine::{Admission, Change, Quarantine};
 use super::ticker::ticks;
@@ -43,7 +43,7 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 pub(super) struct LoadedInner {
     pub(super) engine: PolicyEngine,
-    pub(super) pre: PolicyPre<HostCtx>,
+    pub(super) pre: Pre,
     digest: String,
     info: PolicyInfo,
     /// Moving average of this component's decision run time, ns (`u64::MAX` before the
@@ -84,7 +84,7 @@ impl LoadedPolicy {
     /// Wraps a linked component and asks it for its `info()`.
     pub(super) fn new(
         engine: PolicyEngine,
-        pre: PolicyPre<HostCtx>,
+        pre: Pre,
         digest: String,
         spec: PolicySpec,
     ) -> Result<Self, PolicyError> {
@@ -130,6 +130,10 @@ impl LoadedPolicy {
     pub fn info(&self) -> &PolicyInfo {
         &self.inner.info
     }
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> ContractVersion {
+        self.inner.pre.version()
+    }
     pub fn spec(&self) -> &PolicySpec {
         &self.spec
     }
@@ -159,7 +163,7 @@ impl LoadedPolicy {
         let result = self.inner.pre.instantiate(&mut store).and_then(|p| {
             store.set_epoch_deadline(ticks(INFO_DEADLINE));
             store.data_mut().deadline = Instant::now() + INFO_DEADLINE;
-            v0_1::info(&p, &mut store)
+            p.info(&mut store)
         });
         flush_stdio(&store);
         result.map_err(|e| format!("{e:#}"))
@@ -355,7 +359,7 @@ impl LoadedPolicy {
         };
         warm.store.set_epoch_deadline(ticks(deadline));
         warm.store.data_mut().deadline = Instant::now() + deadline;
-        let result = v0_1::route(&warm.policy, &mut warm.store, request);
+        let result = warm.policy.route(&mut warm.store, request);
         let quiet = !flush_stdio(&warm.store) && warm.store.data().logs <= MAX_LOG_LINES;
         self.log_budget.summarize(&self.name);
         let limits = &self.inner.engine.inner.config.decision_limits;

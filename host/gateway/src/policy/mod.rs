@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use crate::domain::{Decision, Verdict};
 
-pub use budget::SCAN_BYTES_PER_MS;
+pub use bindings::ContractVersion;
+pub use budget::{EMBED_BYTES_PER_MS, SCAN_BYTES_PER_MS};
 pub use cache::COMPILE_FAILED_EXIT;
 pub use engine::PolicyEngine;
 pub use host::{HostState, StaticHost};
@@ -198,7 +199,7 @@ pub enum PolicyError {
     NotComponent(String),
     #[error("compiling the policy component failed (truncated or invalid?): {0}")]
     Compile(String),
-    #[error("policy does not fit world `switchyard:policy/policy@0.1.0`: {0}")]
+    #[error("policy does not fit world `switchyard:policy/policy` (0.2.0 or 0.1.0): {0}")]
     WrongWorld(String),
     #[error("policy info() call failed: {0}")]
     Info(String),

@@ -3,6 +3,7 @@
 
 use crate::dispatch::GatewayHost;
 use crate::domain::{BackendStatus, SpendStatus};
+use crate::embeddings::TextScorer;
 use crate::policy::HostState;
 
 impl HostState for GatewayHost {
@@ -17,5 +18,8 @@ impl HostState for GatewayHost {
     }
     fn count_tokens(&self, text: &str) -> u32 {
         GatewayHost::count_tokens(self, text)
+    }
+    fn scorer(&self) -> &dyn TextScorer {
+        GatewayHost::scorer(self)
     }
 }

@@ -88,6 +88,7 @@ fn smoke_requests() -> Vec<PolicyRequest> {
             tenant: crate::config::defaults::TENANT.to_owned(),
             labels: BTreeMap::new(),
             prompt_tokens: crate::domain::estimate_tokens(prompt),
+            needs: Default::default(),
         })
         .collect()
 }

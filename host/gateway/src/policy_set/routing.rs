@@ -184,6 +184,7 @@ mod tests {
             tenant: tenant.to_owned(),
             labels: BTreeMap::new(),
             prompt_tokens: 0,
+            needs: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::policy::pii::Kind;
 mod generated {
     wasmtime::component::bindgen!({
         world: "policy",
-        path: "../../wit",
+        path: "../../wit/v0.1",
         // The imports whose cost scales with guest input: refused (a trap) once the
         // decision's deadline has passed or when the text is too big for what is left.
         imports: {
