@@ -144,13 +144,17 @@ impl PolicyEngine {
         cache::check_component_header(bytes)?;
         let digest = digest_of(bytes);
         let component = self.component(bytes, &digest)?;
-        let version = ContractVersion::of(&component).ok_or_else(|| {
-            PolicyError::WrongWorld(
+        let Some(version) = ContractVersion::of(&component) else {
+            // Name what it imports that the host does not provide, too.
+            let imports = match self.inner.linker.instantiate_pre(&component) {
+                Err(e) => format!("; {e:#}"),
+                Ok(_) => String::new(),
+            };
+            return Err(PolicyError::WrongWorld(format!(
                 "the component exports no `switchyard:policy/router` of a known version \
-                 (0.2.0, 0.1.0)"
-                    .to_owned(),
-            )
-        })?;
+                 (0.2.0, 0.1.0){imports}"
+            )));
+        };
         let wrong = |e: wasmtime::Error| PolicyError::WrongWorld(format!("{version}: {e:#}"));
         let instance_pre = self
             .inner
