@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use postgres::PostgresUrl;
+pub(crate) use postgres::replica_id;
 pub use rate::{LimitKind, RateLimit, Refused};
 
 use crate::domain::SpendStatus;

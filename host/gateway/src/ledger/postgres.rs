@@ -184,7 +184,7 @@ pub(super) struct Store {
 }
 
 /// This process's replica name: unique per start.
-fn replica_id() -> String {
+pub(crate) fn replica_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_default();
     let host: String = host
         .chars()

@@ -95,13 +95,7 @@ pub fn share(set: Arc<PolicySet>, url: tokio_postgres::Config) {
         tracing::warn!("policy versions are already shared");
         return;
     }
-    let replica = format!(
-        "{}-{}",
-        std::process::id(),
-        digest_of(&now_ms().to_le_bytes())
-            .get(..8)
-            .unwrap_or_default()
-    );
+    let replica = crate::ledger::replica_id();
     tokio::spawn(
         Sync {
             set,
