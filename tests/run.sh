@@ -61,7 +61,8 @@ for cases in policies/*/cases.json policies/python/*/cases.json policies/js/*/ca
   name=$(basename "$(dirname "$cases")")
   echo "--- $name"
   # --warm: every shipped policy must decide the same on reused instances.
-  target/debug/switchyard policy test --warm "$out/$name.wasm" "$cases" || failed=$((failed + 1))
+  target/debug/switchyard policy test --warm --cache-dir target/policy-test-cache \
+    "$out/$name.wasm" "$cases" || failed=$((failed + 1))
 done
 if [ "$failed" -ne 0 ]; then
   echo "$failed policy case file(s) failed" >&2

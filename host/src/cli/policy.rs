@@ -23,6 +23,8 @@ pub enum PolicyCommand {
         /// check a policy must pass before it runs with `warm_instances`.
         #[arg(long)]
         warm: bool,
+        #[command(flatten)]
+        run: RunOptions,
     },
     /// Route one request (a case-file `request` object) with the demo backends; print JSON.
     Route {
@@ -31,6 +33,8 @@ pub enum PolicyCommand {
         /// Policy parameter KEY=VALUE (repeatable).
         #[arg(long = "param", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        #[command(flatten)]
+        run: RunOptions,
     },
     /// Internal: compile the component on stdin into the compiled-policy cache. `serve`
     /// runs this in a child process so that the server never maps the compiler.
@@ -43,6 +47,50 @@ pub enum PolicyCommand {
         #[arg(long)]
         max_instances: u32,
     },
+}
+
+/// How `test` and `route` run the component.
+#[derive(Debug, clap::Args)]
+pub struct RunOptions {
+    /// Epoch deadline of one decision, ms. Tests check what a policy decides, not how
+    /// fast, so the default is generous; pass the gateway's (`[policy] deadline_ms`,
+    /// 5 by default) to check that every case also decides in time.
+    #[arg(long, default_value_t = 1000)]
+    deadline_ms: u64,
+    /// Compiled-component cache (default: `$XDG_CACHE_HOME/switchyard/policies`, else
+    /// `~/.cache/switchyard/policies`): a rerun of an unchanged component skips the
+    /// compile (about a minute for a Python or JS component).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    fn engine_config(&self) -> EngineConfig {
+        let deadline = std::time::Duration::from_millis(self.deadline_ms.max(1));
+        let defaults = EngineConfig::default();
+        EngineConfig {
+            deadline,
+            outer_timeout: defaults.outer_timeout.max(deadline * 2),
+            cache_dir: self.cache_dir.clone().or_else(user_cache_dir),
+            ..defaults
+        }
+    }
+}
+
+/// The user's cache folder for compiled policies; `None` without `XDG_CACHE_HOME` or
+/// `HOME` (then every run compiles).
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    let dir = base.join("switchyard").join("policies");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -137,19 +185,24 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             print_check(&policy);
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test { file, cases, warm } => {
+        PolicyCommand::Test {
+            file,
+            cases,
+            warm,
+            run,
+        } => {
             let text = std::fs::read_to_string(&cases)
                 .with_context(|| format!("reading {}", cases.display()))?;
             let case_file =
                 CaseFile::parse(&text).with_context(|| format!("parsing {}", cases.display()))?;
-            let policy = load(&file, BTreeMap::new())?;
+            let policy = load_with(&file, BTreeMap::new(), run.engine_config())?;
             let results = cases::run(&policy, &case_file).await;
             let mut failed = results.iter().filter(|r| !r.passed()).count();
-            print_results(&results);
+            print_results(&results, run.deadline_ms);
             if warm {
                 let config = EngineConfig {
                     warm_instances: 1,
-                    ..EngineConfig::default()
+                    ..run.engine_config()
                 };
                 let reused = load_with(&file, BTreeMap::new(), config)?;
                 let differences = cases::warm_differences(&reused, &case_file, &results).await;
@@ -166,6 +219,7 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             file,
             request,
             params,
+            run,
         } => {
             let text = std::fs::read_to_string(&request)
                 .with_context(|| format!("reading {}", request.display()))?;
@@ -181,7 +235,7 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             };
             let host = StaticHost::default();
             let req: PolicyRequest = cases::build_request(&case, &host);
-            let policy = load(&file, params.into_iter().collect())?;
+            let policy = load_with(&file, params.into_iter().collect(), run.engine_config())?;
             let eval = policy.decide(&req, Arc::new(host)).await;
             print_route(
                 &eval.verdict,
@@ -208,7 +262,7 @@ fn print_check(policy: &LoadedPolicy) {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_results(results: &[cases::CaseResult]) {
+fn print_results(results: &[cases::CaseResult], deadline_ms: u64) {
     for r in results {
         if r.passed() {
             println!("PASS {}", r.name);
@@ -224,6 +278,13 @@ fn print_results(results: &[cases::CaseResult]) {
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     println!("{} passed, {} failed", results.len() - failed, failed);
+    if let Some(slowest) = results.iter().max_by_key(|r| r.elapsed) {
+        println!(
+            "slowest decision: {:.2} ms ({}; fresh instance, deadline {deadline_ms} ms)",
+            slowest.elapsed.as_secs_f64() * 1e3,
+            slowest.name
+        );
+    }
 }
 
 #[allow(clippy::print_stdout)]

@@ -85,6 +85,8 @@ pub struct CaseResult {
     /// Empty when the case passed.
     pub problems: Vec<String>,
     pub verdict: Verdict,
+    /// How long the (last) decision took, instantiation included.
+    pub elapsed: std::time::Duration,
 }
 
 impl CaseResult {
@@ -207,6 +209,7 @@ pub async fn run(policy: &LoadedPolicy, file: &CaseFile) -> Vec<CaseResult> {
             name: case.name.clone(),
             problems,
             verdict: eval.verdict,
+            elapsed: eval.elapsed,
         });
     }
     results
