@@ -151,54 +151,65 @@ struct Pattern {
     needs: Needs,
 }
 
-/// Patterns in priority order: on equal start and length the earlier one wins.
-const SOURCES: &[(PiiKind, &str, Validator, Needs)] = &[
+/// Patterns in priority order (kind, regex, validator, the validator's name in
+/// `policy-sdk/pii/patterns.json`, prefilter): on equal start and length the earlier one
+/// wins. The Python and JavaScript SDKs read the same table from that file; a test keeps
+/// the two equal.
+const SOURCES: &[(PiiKind, &str, Validator, &str, Needs)] = &[
     (
         PiiKind::ApiKey,
         r"sk-ant-[A-Za-z0-9_\-]{20,}",
         always,
+        "none",
         Needs::literal("sk-ant-"),
     ),
     (
         PiiKind::ApiKey,
         r"sk-(?:proj-)?[A-Za-z0-9_\-]{20,}",
         always,
+        "none",
         Needs::literal("sk-"),
     ),
     (
         PiiKind::ApiKey,
         r"AKIA[0-9A-Z]{16}",
         always,
+        "none",
         Needs::literal("AKIA"),
     ),
     (
         PiiKind::ApiKey,
         r"gh[pousr]_[A-Za-z0-9]{36,}",
         always,
+        "none",
         Needs::literal("_"),
     ),
     (
         PiiKind::ApiKey,
         r"xox[bpars]-[A-Za-z0-9\-]{10,}",
         always,
+        "none",
         Needs::literal("xox"),
     ),
     (
         PiiKind::ApiKey,
         r"AIza[0-9A-Za-z_\-]{35}",
         always,
+        "none",
         Needs::literal("AIza"),
     ),
     (
         PiiKind::Email,
         r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
         always,
+        "none",
         Needs::literal("@"),
     ),
     (
         PiiKind::Iban,
         r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?",
         iban_ok,
+        "iban-mod97",
         // `[A-Z]{2}[0-9]{2}`.
         Needs {
             upper_digit: true,
@@ -209,24 +220,28 @@ const SOURCES: &[(PiiKind, &str, Validator, Needs)] = &[
         PiiKind::UsSsn,
         r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
         ssn_ok,
+        "us-ssn",
         Needs::digits(9, 4),
     ),
     (
         PiiKind::CreditCard,
         r"[0-9](?:[ \-]?[0-9]){12,18}",
         card_ok,
+        "luhn",
         Needs::digits(13, 1),
     ),
     (
         PiiKind::Phone,
         r"(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}",
         always,
+        "none",
         Needs::digits(10, 4),
     ),
     (
         PiiKind::Phone,
         r"\+[0-9]{1,3}(?:[ .\-]?[0-9]{2,4}){2,5}",
         phone_intl_ok,
+        "phone-intl-digits",
         // `phone_intl_ok` wants 8 digits.
         Needs {
             literal: "+",
@@ -237,6 +252,7 @@ const SOURCES: &[(PiiKind, &str, Validator, Needs)] = &[
         PiiKind::IpAddress,
         r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
         ipv4_ok,
+        "ipv4",
         Needs {
             dotted_digits: true,
             ..Needs::digits(4, 1)
@@ -246,6 +262,7 @@ const SOURCES: &[(PiiKind, &str, Validator, Needs)] = &[
         PiiKind::IpAddress,
         r"[0-9A-Fa-f:]{2,39}",
         ipv6_ok,
+        "ipv6",
         // `ipv6_ok` wants two colons.
         Needs {
             colons: 2,
@@ -259,7 +276,7 @@ fn patterns() -> &'static [Pattern] {
     PATTERNS.get_or_init(|| {
         SOURCES
             .iter()
-            .filter_map(|(kind, src, validate, needs)| {
+            .filter_map(|(kind, src, validate, _, needs)| {
                 Regex::new(src).ok().map(|regex| Pattern {
                     kind: *kind,
                     regex,
@@ -428,6 +445,66 @@ mod tests {
             .into_iter()
             .map(|m| (m.kind, &text[m.start..m.end]))
             .collect()
+    }
+
+    /// `policy-sdk/pii/fixtures.json`: texts and the findings every mock host (Rust,
+    /// Python, JavaScript) and the runtime's `pii.detect` must report.
+    #[test]
+    fn shared_fixtures() {
+        let fixtures: serde_json::Value =
+            serde_json::from_str(include_str!("../pii/fixtures.json")).unwrap_or_default();
+        let cases = fixtures["cases"].as_array().cloned().unwrap_or_default();
+        assert!(cases.len() >= 30, "fixtures missing");
+        let mut actual = Vec::new();
+        for case in &cases {
+            let text = case["text"].as_str().unwrap_or_default();
+            let findings: Vec<serde_json::Value> = detect(text)
+                .iter()
+                .map(|m| {
+                    serde_json::json!({"kind": m.kind.as_str(), "start": m.start, "end": m.end,
+                        "match": &text[m.start..m.end]})
+                })
+                .collect();
+            actual.push(serde_json::json!({"text": text, "findings": findings}));
+        }
+        assert!(
+            actual == cases,
+            "detect() differs from pii/fixtures.json; it reports:\n{}",
+            serde_json::to_string_pretty(&actual).unwrap_or_default()
+        );
+    }
+
+    /// `policy-sdk/pii/patterns.json` (what the Python and JavaScript SDKs compile) lists
+    /// exactly this detector's patterns, in order.
+    #[test]
+    fn shared_patterns() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../pii/patterns.json")).unwrap_or_default();
+        let listed: Vec<(String, String, String)> = file["patterns"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                        (field("kind"), field("regex"), field("check"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ours: Vec<(String, String, String)> = SOURCES
+            .iter()
+            .map(|(kind, regex, _, check, _)| {
+                (
+                    kind.as_str().to_owned(),
+                    (*regex).to_owned(),
+                    (*check).to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(listed, ours);
+        for check in ours.iter().map(|(_, _, c)| c) {
+            assert!(file["checks"][check].is_string(), "{check} undocumented");
+        }
     }
 
     #[test]
