@@ -68,3 +68,13 @@ if [ "$failed" -ne 0 ]; then
   echo "$failed policy case file(s) failed" >&2
   exit 1
 fi
+
+step "policy new: each language's generated project passes its tests and its case file"
+rm -rf target/policy-new
+for lang in rust; do
+  dir="target/policy-new/$lang"
+  target/debug/switchyard policy new "team-router" --lang "$lang" --dir "$dir"
+  # The generated project's own build, kept apart from the workspace's target folder.
+  (cd "$dir" && SWITCHYARD="$OLDPWD/target/debug/switchyard" \
+    CARGO_TARGET_DIR="$PWD/../$lang-target" bash test.sh)
+done

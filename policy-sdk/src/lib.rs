@@ -88,6 +88,8 @@
 //! ```
 
 pub mod backend;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cases;
 pub mod fnv;
 pub mod host;
 pub mod pii;

@@ -1,7 +1,9 @@
 //! Command-line surface: one submodule per command group, each with its own clap `Args`.
 
+#[cfg(feature = "local-model")]
 pub mod local;
 pub mod policy;
+mod policy_new;
 pub mod replay;
 pub mod serve;
 pub mod spend;
@@ -34,6 +36,7 @@ pub enum Command {
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Use the local model directly.
+    #[cfg(feature = "local-model")]
     #[command(subcommand)]
     Local(local::LocalCommand),
     /// Print spend per tenant from the ledger.
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        #[cfg(feature = "local-model")]
         Command::Local(cmd) => local::run(cmd),
         Command::Spend(args) => spend::run(args),
         Command::Replay(args) => replay::run(*args),

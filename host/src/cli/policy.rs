@@ -7,12 +7,24 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::policy_new;
 use crate::domain::{Decision, PolicyRequest, Verdict};
 use crate::policy::cases::{self, Case, CaseFile};
 use crate::policy::{EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
+    /// Write a standalone policy project (template, SDK, WIT contract) that builds and
+    /// passes its unit tests and case file on the first run.
+    New {
+        /// Policy name: ASCII letters, digits, '-' or '_'.
+        name: String,
+        #[arg(long, value_enum, default_value_t = policy_new::Lang::Rust)]
+        lang: policy_new::Lang,
+        /// Project folder (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Load a component: compile, link against the world, call info().
     Check { file: PathBuf },
     /// Run a case file through the real sandbox; exit 1 when any case fails.
@@ -62,9 +74,21 @@ pub struct RunOptions {
     /// compile (about a minute for a Python or JS component).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// A gateway config: decision times are compared with its `[policy] deadline_ms`
+    /// (else the gateway's 5 ms default); `route` also takes its backends and
+    /// `[policy.params]`.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 impl RunOptions {
+    fn gateway_config(&self) -> anyhow::Result<Option<crate::config::Config>> {
+        self.config
+            .as_deref()
+            .map(|path| crate::config::Config::load(path).map_err(anyhow::Error::from))
+            .transpose()
+    }
+
     fn engine_config(&self) -> EngineConfig {
         let deadline = std::time::Duration::from_millis(self.deadline_ms.max(1));
         let defaults = EngineConfig::default();
@@ -107,6 +131,15 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     } = cmd
     {
         return compile_cache(cache_dir, memory_limit_bytes, max_instances);
+    }
+    if let PolicyCommand::New { name, lang, dir } = cmd {
+        let dir = policy_new::create(&name, lang, dir)?;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("created {}", dir.display());
+            println!("next: {}", policy_new::next_steps(lang, &dir));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -195,10 +228,14 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", cases.display()))?;
             let case_file =
                 CaseFile::parse(&text).with_context(|| format!("parsing {}", cases.display()))?;
+            let gateway_deadline = run
+                .gateway_config()?
+                .map_or(EngineConfig::default().deadline, |c| c.policy.deadline);
             let policy = load_with(&file, BTreeMap::new(), run.engine_config())?;
             let results = cases::run(&policy, &case_file).await;
             let mut failed = results.iter().filter(|r| !r.passed()).count();
-            print_results(&results, run.deadline_ms);
+            print_results(&results);
+            print_timing(&results, gateway_deadline);
             if warm {
                 let config = EngineConfig {
                     warm_instances: 1,
@@ -233,9 +270,19 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 spend: BTreeMap::new(),
                 expect: cases::Expect::default(),
             };
-            let host = StaticHost::default();
+            let mut host = StaticHost::default();
+            let mut all_params = BTreeMap::new();
+            if let Some(config) = run.gateway_config()? {
+                host.backends = config
+                    .backends
+                    .iter()
+                    .map(crate::cli::replay::backend_status)
+                    .collect();
+                all_params = config.policy.params;
+            }
+            all_params.extend(params);
             let req: PolicyRequest = cases::build_request(&case, &host);
-            let policy = load_with(&file, params.into_iter().collect(), run.engine_config())?;
+            let policy = load_with(&file, all_params, run.engine_config())?;
             let eval = policy.decide(&req, Arc::new(host)).await;
             print_route(
                 &eval.verdict,
@@ -243,7 +290,9 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::CompileCache { .. } => anyhow::bail!("compile-cache runs without a runtime"),
+        PolicyCommand::CompileCache { .. } | PolicyCommand::New { .. } => {
+            anyhow::bail!("this command runs without a runtime")
+        }
     }
 }
 
@@ -262,7 +311,7 @@ fn print_check(policy: &LoadedPolicy) {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_results(results: &[cases::CaseResult], deadline_ms: u64) {
+fn print_results(results: &[cases::CaseResult]) {
     for r in results {
         if r.passed() {
             println!("PASS {}", r.name);
@@ -278,11 +327,38 @@ fn print_results(results: &[cases::CaseResult], deadline_ms: u64) {
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     println!("{} passed, {} failed", results.len() - failed, failed);
-    if let Some(slowest) = results.iter().max_by_key(|r| r.elapsed) {
+}
+
+/// Each case's decision time (a fresh instance each: instantiation included), their
+/// p50/p99, and a warning when p99 is above half of the gateway's deadline.
+#[allow(clippy::print_stdout)]
+fn print_timing(results: &[cases::CaseResult], gateway_deadline: std::time::Duration) {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let mut times: Vec<std::time::Duration> = results.iter().map(|r| r.elapsed).collect();
+    if times.is_empty() {
+        return;
+    }
+    times.sort();
+    let at = |q: f64| {
+        let rank = (q * times.len() as f64).ceil() as usize;
+        times[rank.clamp(1, times.len()) - 1]
+    };
+    let (p50, p99) = (at(0.50), at(0.99));
+    println!("decision time per case (fresh instance, instantiation included):");
+    for r in results {
+        println!("  {:>8.2} ms  {}", ms(r.elapsed), r.name);
+    }
+    println!(
+        "decision time: p50 {:.2} ms, p99 {:.2} ms; the gateway's deadline is {:.0} ms",
+        ms(p50),
+        ms(p99),
+        ms(gateway_deadline)
+    );
+    if p99 * 2 > gateway_deadline {
         println!(
-            "slowest decision: {:.2} ms ({}; fresh instance, deadline {deadline_ms} ms)",
-            slowest.elapsed.as_secs_f64() * 1e3,
-            slowest.name
+            "WARNING: p99 is above half of the gateway's deadline: under load some live \
+             decisions would miss it and take the fallback. Raise `[policy] deadline_ms`, or \
+             run the policy with `warm_instances` once `policy test --warm` passes."
         );
     }
 }

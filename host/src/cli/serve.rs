@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::backends::Backend;
+#[cfg(feature = "local-model")]
 use crate::backends::local::LocalBackend;
 use crate::config::{Config, PolicySource};
 use crate::decision_log::DecisionLog;
@@ -23,6 +24,7 @@ use crate::policy::{Compiler, DecisionLimits, EngineConfig, PolicyEngine};
 use crate::policy_set::admin::{self, AdminState};
 use crate::policy_set::{self, ConfigReader, PolicySet, SlotConfig};
 use crate::ui::{self, UiState};
+#[cfg(feature = "local-model")]
 use switchyard_local::{LocalConfig, LocalEngine};
 
 /// How long shutdown waits for in-flight requests.
@@ -144,7 +146,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         (None, PolicySource::Wasm(_)) => anyhow::bail!("no policy loaded"),
     };
     let env = |var: &str| std::env::var(var).ok();
-    let (local, tokens) = start_local_backends(&config).await;
+    let (local, tokens) = start_local_backends(&config).await?;
     let ledger = match config.ledger_url.clone() {
         Some(url) => {
             let budgets = config.tenants.clone();
@@ -248,12 +250,14 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     Ok(())
 }
 
+/// The local backends' engines, and the prompt-token counter.
+type LocalBackends = (BTreeMap<String, Arc<dyn Backend>>, TokenCounter);
+
 /// Starts every local backend's engine. A model that is missing or fails to load is
 /// logged and its backend reported unhealthy; the gateway still serves. Prompt tokens are
 /// counted with the first loaded model's tokenizer, else estimated.
-async fn start_local_backends(
-    config: &Config,
-) -> (BTreeMap<String, Arc<dyn Backend>>, TokenCounter) {
+#[cfg(feature = "local-model")]
+async fn start_local_backends(config: &Config) -> anyhow::Result<LocalBackends> {
     let mut out: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
     let mut tokens: TokenCounter = Arc::new(estimate_tokens);
     let mut have_tokenizer = false;
@@ -295,7 +299,22 @@ async fn start_local_backends(
             )),
         );
     }
-    (out, tokens)
+    Ok((out, tokens))
+}
+
+/// A build without the `local-model` feature (the policy toolkit) serves cloud backends
+/// only: a config with a local backend is refused at start, naming it.
+#[cfg(not(feature = "local-model"))]
+async fn start_local_backends(config: &Config) -> anyhow::Result<LocalBackends> {
+    if let Some(local) = config.backends.iter().find(|b| b.local.is_some()) {
+        anyhow::bail!(
+            "backend {:?} is local, but this switchyard was built without the local model \
+             (cargo feature `local-model`): build it with default features, or serve a \
+             config with cloud backends only",
+            local.name
+        );
+    }
+    Ok((BTreeMap::new(), Arc::new(estimate_tokens)))
 }
 
 async fn shutdown_signal() {

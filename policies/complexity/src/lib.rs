@@ -63,6 +63,12 @@ mod tests {
     use policy_sdk::{BackendStatus, Message};
     use rules::{Level, contains_word, has_keyword, words_of};
 
+    /// The case file `policy test` runs through the sandbox, natively on the mock host.
+    #[test]
+    fn case_file() {
+        policy_sdk::cases::assert_cases::<Complexity>(include_str!("../cases.json"));
+    }
+
     fn route(host: &MockHost, text: &str) -> Decision {
         Complexity::route(host, &Request::user(text)).unwrap()
     }

@@ -64,6 +64,12 @@ mod tests {
     use policy_sdk::SpendStatus;
     use policy_sdk::testing::MockHost;
 
+    /// The case file `policy test` runs through the sandbox, natively on the mock host.
+    #[test]
+    fn case_file() {
+        policy_sdk::cases::assert_cases::<Cost>(include_str!("../cases.json"));
+    }
+
     fn host_at(today: f64, month: f64) -> MockHost {
         MockHost::new().with_spend(
             SpendStatus::new("acme")

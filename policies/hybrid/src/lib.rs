@@ -157,6 +157,12 @@ mod tests {
     use policy_sdk::SpendStatus;
     use policy_sdk::testing::MockHost;
 
+    /// The case file `policy test` runs through the sandbox, natively on the mock host.
+    #[test]
+    fn case_file() {
+        policy_sdk::cases::assert_cases::<Hybrid>(include_str!("../cases.json"));
+    }
+
     fn route(host: &MockHost, request: &Request) -> Result<Decision, Rejection> {
         Hybrid::route(host, request)
     }

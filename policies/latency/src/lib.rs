@@ -71,6 +71,12 @@ mod tests {
     use super::*;
     use policy_sdk::testing::MockHost;
 
+    /// The case file `policy test` runs through the sandbox, natively on the mock host.
+    #[test]
+    fn case_file() {
+        policy_sdk::cases::assert_cases::<Latency>(include_str!("../cases.json"));
+    }
+
     fn route(host: &MockHost, request: &Request) -> Result<Decision, Rejection> {
         Latency::route(host, request)
     }

@@ -91,6 +91,12 @@ mod tests {
     use policy_sdk::testing::MockHost;
     use policy_sdk::{BackendStatus, Message, PiiKind, PiiMatch};
 
+    /// The case file `policy test` runs through the sandbox, natively on the mock host.
+    #[test]
+    fn case_file() {
+        policy_sdk::cases::assert_cases::<Privacy>(include_str!("../cases.json"));
+    }
+
     fn route(host: &MockHost, request: &Request) -> Result<Decision, Rejection> {
         Privacy::route(host, request)
     }

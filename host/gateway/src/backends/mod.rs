@@ -7,6 +7,7 @@ mod chat_output;
 pub mod fields;
 pub mod gemini;
 pub mod instrumented;
+#[cfg(feature = "local-model")]
 pub mod local;
 pub mod openai;
 pub mod sse;
