@@ -5,6 +5,7 @@ answer (known, non-empty targets; a status in 400..=599).
     results = run_file(MyPolicy, "cases.json")      # CaseResult per case
     assert_file(MyPolicy, "cases.json")              # AssertionError naming each failed case
     check_file(self, MyPolicy, "cases.json")         # unittest: one subTest per case
+    run_file(app.Router, "cases.json")               # through the component glue (see harness)
 """
 
 from __future__ import annotations
@@ -128,8 +129,13 @@ def check(expect: Dict[str, Any], answer: Union[Decision, Rejection], backends: 
 
 
 def run_case(policy: Any, file: casefile.CaseFile, case: casefile.Case) -> CaseResult:
-    """Runs one case of `file` against `policy` (see `policy.resolve`)."""
-    route, _ = resolve(policy)
+    """Runs one case of `file` against `policy` (see `policy.resolve`), or against an exported
+    `Router` class (`app.Router`) through the generated bindings (`harness.load_bindings` first)."""
+    if getattr(policy, "switchyard_export", False):
+        from .harness import component_route
+        route = component_route(policy)
+    else:
+        route, _ = resolve(policy)
     host = setup(file, case)
     request = build_request(case, host)
     backends = host.backends()

@@ -19,15 +19,23 @@ from .policy import describe_error, resolve
 from .types import PolicyInfo, Rejection
 
 
-class WasmHost(Host):
-    """The Host of a running component: every call goes to the gateway through the WIT
-    imports, except parameter reads, answered from one `params.all` call made on the first
-    read. One WasmHost serves one decision."""
+def wit_modules() -> Dict[str, Any]:
+    """The generated import modules and `Err`, by name. Import them all at build time (when
+    componentize-py pre-initialises `app`): an import at decision time reads files, and
+    every file access traps inside the component."""
+    from componentize_py_types import Err
+    from wit_world.imports import backends, clock, embeddings, logging, params, pii, spend, tokens, types
+    return {"backends": backends, "clock": clock, "embeddings": embeddings, "logging": logging, "params": params,
+            "pii": pii, "spend": spend, "tokens": tokens, "types": types, "Err": Err}
 
-    def __init__(self) -> None:
-        from wit_world.imports import backends, clock, embeddings, logging, params, pii, spend, tokens, types
-        self._wit = {"backends": backends, "clock": clock, "embeddings": embeddings, "logging": logging,
-                     "params": params, "pii": pii, "spend": spend, "tokens": tokens, "types": types}
+
+class WasmHost(Host):
+    """The Host of a running component over `wit` (from `wit_modules`): every call goes to
+    the gateway through the WIT imports, except parameter reads, answered from one
+    `params.all` call made on the first read. One WasmHost serves one decision."""
+
+    def __init__(self, wit: Dict[str, Any]) -> None:
+        self._wit = wit
         self._params: Optional[Dict[str, str]] = None
 
     def backends(self) -> List[BackendStatus]:
@@ -59,17 +67,15 @@ class WasmHost(Host):
         self._wit["logging"].log(wit_level, message, [types.Label(k, v) for k, v in field_pairs(fields)])
 
     def embed(self, text: str) -> List[float]:
-        from componentize_py_types import Err
         try:
             return list(self._wit["embeddings"].embed(text))
-        except Err as e:
+        except self._wit["Err"] as e:
             raise HostError(str(e.value)) from None
 
     def score(self, classifier: str, text: str) -> float:
-        from componentize_py_types import Err
         try:
             return self._wit["embeddings"].score(classifier, text)
-        except Err as e:
+        except self._wit["Err"] as e:
             raise HostError(str(e.value)) from None
 
 
@@ -81,10 +87,10 @@ def export(policy: Any, info: Optional[PolicyInfo] = None) -> type:
     or returns something the contract cannot carry, gets an error log line naming the
     problem and then traps, so the host uses its fallback decision.
     """
-    from componentize_py_types import Err
     from wit_world import exports
-    from wit_world.imports import types
 
+    wit = wit_modules()
+    types, Err = wit["types"], wit["Err"]
     route, policy_info = resolve(policy, info)
 
     class Router(exports.Router):
@@ -92,7 +98,7 @@ def export(policy: Any, info: Optional[PolicyInfo] = None) -> type:
             return convert.info_to_wit(policy_info, types)
 
         def route(self, request: Any) -> Any:
-            host = WasmHost()
+            host = WasmHost(wit)
             try:
                 answer = route(convert.request_from_wit(request), host)
                 convert.check_answer(answer)
@@ -104,4 +110,5 @@ def export(policy: Any, info: Optional[PolicyInfo] = None) -> type:
                 raise Err(convert.rejection_to_wit(answer, types))
             return convert.decision_to_wit(answer, types)
 
+    Router.switchyard_export = True  # what cases.run_file recognises to run it through harness
     return Router

@@ -4,7 +4,6 @@ a fixed clock, recorded logs)."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -145,7 +144,9 @@ class MockHost(Host):
         return any(text in line.message for line in self._logs)
 
     def backends(self) -> List[BackendStatus]:
-        return copy.deepcopy(self._backends)
+        """Copies: a policy that changes them changes nothing here (as across the WIT boundary)."""
+        return [replace(b, models=list(b.models), labels=dict(b.labels),
+                        capabilities=[replace(c) for c in b.capabilities]) for b in self._backends]
 
     def detect_pii(self, text: str) -> List[pii.PiiMatch]:
         return self._pii(text)
