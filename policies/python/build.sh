@@ -3,7 +3,8 @@
 # (relative to the repository root) with componentize-py, against world `policy` of
 # the WIT package in <repo>/wit (contract 0.2; override with SWITCHYARD_WIT), with the
 # SDK (policy-sdk/python, package switchyard_policy) on the module path. Installs the
-# pinned toolchain (requirements.txt) into policies/python/.venv on first run; idempotent.
+# pinned toolchain (requirements.txt) into policies/python/.venv on first run (venv.sh);
+# idempotent.
 # Needs: python3 >= 3.9 with the venv module (Debian: apt-get install python3-venv).
 # Args: policy names to build (default: every policies/python/<name>/app.py).
 set -euo pipefail
@@ -13,35 +14,7 @@ out="${SWITCHYARD_POLICY_OUT:-target/policies}"
 case "$out" in /*) ;; *) out="$root/$out" ;; esac
 wit="${SWITCHYARD_WIT:-$root/wit}"
 sdk="$root/policy-sdk/python"
-venv="$here/.venv"
-python="${PYTHON:-python3}"
-
-command -v "$python" >/dev/null || { echo "[py] error: $python not found" >&2; exit 1; }
-if [ ! -x "$venv/bin/python" ]; then
-  echo "[py] creating virtualenv $venv ..."
-  if ! "$python" -m venv "$venv"; then
-    rm -rf "$venv"
-    # Debian's python3 lacks ensurepip unless python3-venv is installed; the
-    # virtualenv package (from PyPI) bundles its own pip and works without it.
-    if "$python" -m virtualenv --version >/dev/null 2>&1; then
-      echo "[py] '$python -m venv' failed; using virtualenv instead"
-      "$python" -m virtualenv -q "$venv"
-    else
-      echo "[py] error: '$python -m venv' failed. Install the venv module" \
-        "(Debian/Ubuntu: apt-get install python3-venv) or virtualenv" \
-        "($python -m pip install --user virtualenv) and run again." >&2
-      exit 1
-    fi
-  fi
-fi
-stamp="$venv/.switchyard-requirements"
-if [ ! -f "$stamp" ] || ! cmp -s "$here/requirements.txt" "$stamp"; then
-  echo "[py] installing toolchain ($(grep -v '^#' "$here/requirements.txt" | xargs)) ..."
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  cp "$here/requirements.txt" "$stamp"
-else
-  echo "[py] toolchain up to date ($("$venv/bin/componentize-py" --version))"
-fi
+source "$here/venv.sh"
 
 if [ "$#" -gt 0 ]; then
   names=("$@")
