@@ -10,6 +10,7 @@ needs Python >= 3.11).
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import shutil
@@ -41,7 +42,9 @@ def load_bindings(wit_dir: str, out_dir: Optional[str] = None) -> SimpleNamespac
     """Generates the bindings of world `policy` in `wit_dir` (into `out_dir`, default a fresh
     temporary folder), puts them on sys.path and returns the `wit_world.imports` modules."""
     if "wit_world" not in sys.modules:
-        out_dir = out_dir or tempfile.mkdtemp(prefix="switchyard-bindings-")
+        if out_dir is None:
+            out_dir = tempfile.mkdtemp(prefix="switchyard-bindings-")
+            atexit.register(shutil.rmtree, out_dir, True)
         done = subprocess.run([componentize_py(), "-d", wit_dir, "-w", "policy", "bindings", out_dir],
                               capture_output=True, text=True)
         if done.returncode != 0:
