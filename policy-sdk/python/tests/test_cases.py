@@ -1,13 +1,14 @@
 """The native case runner: the shipped ab_split cases, the host's checks (cases.rs `check`),
 host refusals and fallbacks, request defaults, and errors that name the case."""
 
+import importlib.util
 import json
 import os
 import sys
 import tempfile
 import unittest
 
-from support import AB_SPLIT, WIT
+from support import AB_SPLIT, TEMPLATE, WIT
 from switchyard_policy import BackendKind, Decision, Message, Rejection, Target, cases, casefile, harness
 
 sys.path.insert(0, AB_SPLIT)
@@ -48,6 +49,15 @@ class ShippedCases(unittest.TestCase):
         text = str(caught.exception)
         self.assertIn("case 'tenant hashed into arm B goes to cloud first': targets ['local'], expected", text)
         self.assertIn("case 'no backend can hold the prompt: 503': expected rejection 503, got a route", text)
+
+
+    def test_the_template_policy_passes_its_cases(self):
+        # The template's placeholders sit in strings only, so its policy module loads as it is.
+        spec = importlib.util.spec_from_file_location("template_policy", os.path.join(TEMPLATE, "policy.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        results = cases.check_file(self, module.RoutingPolicy, os.path.join(TEMPLATE, "cases.json"))
+        self.assertEqual(len(results), 9)
 
 
 class Check(unittest.TestCase):
