@@ -4,7 +4,7 @@ venv="$here/.venv"
 python="${PYTHON:-python3}"
 command -v "$python" >/dev/null || { echo "error: $python not found" >&2; exit 1; }
 [ -f "$here/sdk/switchyard_policy/__init__.py" ] || {
-  echo "error: $here/sdk/switchyard_policy is missing (copy policy-sdk/python/switchyard_policy there)" >&2
+  echo "error: $here/sdk/switchyard_policy is missing (copy policy-sdk/python there as sdk/)" >&2
   exit 1
 }
 if [ ! -x "$venv/bin/python" ]; then
