@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Python policies into ${SWITCHYARD_POLICY_OUT:-target/policies}/<name>.wasm
 # (relative to the repository root) with componentize-py, against world `policy` of
-# the WIT package in <repo>/wit (override with SWITCHYARD_WIT). Installs the pinned
-# toolchain (requirements.txt) into policies/python/.venv on first run; idempotent.
+# the WIT package in <repo>/wit (contract 0.2; override with SWITCHYARD_WIT), with the
+# SDK (policy-sdk/python, package switchyard_policy) on the module path. Installs the
+# pinned toolchain (requirements.txt) into policies/python/.venv on first run (venv.sh);
+# idempotent.
 # Needs: python3 >= 3.9 with the venv module (Debian: apt-get install python3-venv).
 # Args: policy names to build (default: every policies/python/<name>/app.py).
 set -euo pipefail
@@ -10,36 +12,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${SWITCHYARD_POLICY_OUT:-target/policies}"
 case "$out" in /*) ;; *) out="$root/$out" ;; esac
-wit="${SWITCHYARD_WIT:-$root/wit/v0.1}"
-venv="$here/.venv"
-python="${PYTHON:-python3}"
-
-command -v "$python" >/dev/null || { echo "[py] error: $python not found" >&2; exit 1; }
-if [ ! -x "$venv/bin/python" ]; then
-  echo "[py] creating virtualenv $venv ..."
-  if ! "$python" -m venv "$venv"; then
-    rm -rf "$venv"
-    # Debian's python3 lacks ensurepip unless python3-venv is installed; the
-    # virtualenv package (from PyPI) bundles its own pip and works without it.
-    if "$python" -m virtualenv --version >/dev/null 2>&1; then
-      echo "[py] '$python -m venv' failed; using virtualenv instead"
-      "$python" -m virtualenv -q "$venv"
-    else
-      echo "[py] error: '$python -m venv' failed. Install the venv module" \
-        "(Debian/Ubuntu: apt-get install python3-venv) or virtualenv" \
-        "($python -m pip install --user virtualenv) and run again." >&2
-      exit 1
-    fi
-  fi
-fi
-stamp="$venv/.switchyard-requirements"
-if [ ! -f "$stamp" ] || ! cmp -s "$here/requirements.txt" "$stamp"; then
-  echo "[py] installing toolchain ($(grep -v '^#' "$here/requirements.txt" | xargs)) ..."
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  cp "$here/requirements.txt" "$stamp"
-else
-  echo "[py] toolchain up to date ($("$venv/bin/componentize-py" --version))"
-fi
+wit="${SWITCHYARD_WIT:-$root/wit}"
+sdk="$root/policy-sdk/python"
+source "$here/venv.sh"
 
 if [ "$#" -gt 0 ]; then
   names=("$@")
@@ -57,11 +32,11 @@ for name in "${names[@]}"; do
   start=$(date +%s)
   echo "[py] componentizing $name ..."
   # componentize-py generates the `wit_world` bindings itself; -p adds the policy's
-  # own directory to the module search path, and `app` is its entry module.
+  # own directory and the SDK to the module search path, and `app` is its entry module.
   # --stub-wasi replaces every WASI import with a trapping stub, so the component
   # imports only the switchyard:policy interfaces (the host grants no WASI anyway);
   # a policy that prints or reads the clock through WASI traps and gets the fallback.
-  "$venv/bin/componentize-py" -d "$wit" -w policy componentize --stub-wasi -p "$dir" -o "$out/$name.wasm" app
+  "$venv/bin/componentize-py" -d "$wit" -w policy componentize --stub-wasi -p "$dir" -p "$sdk" -o "$out/$name.wasm" app
   size=$(wc -c < "$out/$name.wasm")
   echo "[py] $out/$name.wasm: $size bytes in $(( $(date +%s) - start ))s"
 done

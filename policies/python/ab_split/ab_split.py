@@ -1,9 +1,6 @@
-"""A/B (canary) split: the routing logic, free of WIT imports.
-
-`app.py` adapts the componentize-py bindings to this module; the unit tests
-(`test_ab_split.py`) drive it with a mock host. Plain data in, plain data out:
-backends and requests are duck-typed objects with the WIT field names
-(snake_case, as componentize-py generates them), `kind` a string "local"/"cloud".
+"""A/B (canary) split, written with the switchyard_policy SDK: `AbSplit.route(request, host)`
+returns a Decision or a Rejection. `app.py` exports it as the component's router; the unit
+tests (`test_ab_split.py`) and the native case runner drive it with the SDK's MockHost.
 
 Params (all optional):
   a_share        percent of traffic in arm A, 0..100, decimals allowed (default 50)
@@ -18,17 +15,13 @@ Params (all optional):
   experiment     name put in the `ab-experiment` label (default "ab")
 """
 
+from switchyard_policy import Decision, LogLevel, Policy, Rejection, Target, split_list
+
 BUCKETS = 10_000
 
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MASK64 = 0xFFFFFFFFFFFFFFFF
-
-INFO = {
-    "name": "ab_split",
-    "version": "0.1.0",
-    "description": "A/B or canary split by a stable hash of the tenant (Python).",
-}
 
 
 def fnv1a64(data: bytes) -> int:
@@ -73,8 +66,8 @@ class Config:
             "b": _choice(params.get("b_kind"), ("local", "cloud", "any"), "cloud"),
         }
         self.names = {
-            "a": split_list(params.get("a_backends")),
-            "b": split_list(params.get("b_backends")),
+            "a": split_list(params.get("a_backends") or ""),
+            "b": split_list(params.get("b_backends") or ""),
         }
         self.models = {"a": params.get("a_model") or None, "b": params.get("b_model") or None}
         self.key = _choice(params.get("key"), ("tenant", "user", "request"), "tenant")
@@ -87,19 +80,13 @@ def _choice(value, allowed, default):
     return value if value in allowed else default
 
 
-def split_list(value):
-    if not value:
-        return []
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
 def hash_key(request, key_kind):
     """(what, value) hashed for this request: tenant, else user label, else request id.
 
     The unauthenticated tenant "default" is shared by everyone, so it is not a
     useful split key: such requests fall through to the `user` label, then the id.
     """
-    labels = {label.key: label.value for label in request.labels}
+    labels = request.labels
     order = {"tenant": ("tenant", "user", "request"), "user": ("user", "request"), "request": ("request",)}[key_kind]
     for what in order:
         if what == "tenant" and request.tenant and request.tenant != "default":
@@ -118,7 +105,7 @@ def arm_backends(arm, config, backends):
         by_name = {b.name: b for b in backends}
         return [by_name[n] for n in names if n in by_name]
     kind = config.kinds[arm]
-    return [b for b in backends if kind == "any" or b.kind == kind]
+    return [b for b in backends if kind == "any" or b.kind.value == kind]
 
 
 def fits(backend, request):
@@ -126,53 +113,46 @@ def fits(backend, request):
     return backend.context_window == 0 or needed <= backend.context_window
 
 
-def decide(request, host):
-    """Route `request`. `host` has backends(), params() -> dict, log(level, msg, fields).
+class AbSplit(Policy):
+    name = "ab_split"
+    version = "0.1.0"
+    description = "A/B or canary split by a stable hash of the tenant (Python)."
 
-    Returns ("ok", decision dict) or ("err", rejection dict).
-    """
-    def warn(message, detail):
-        host.log("warn", message, [("detail", str(detail))])
+    def route(self, request, host):
+        """Route `request`: the arm's usable backends, then the other arm's, unhealthy last."""
 
-    config = Config(host.params(), warn)
-    key_kind, key = hash_key(request, config.key)
-    bucket = bucket_of(key, config.salt)
-    arm = "a" if bucket < config.a_share * (BUCKETS // 100) else "b"
-    other = "b" if arm == "a" else "a"
+        def warn(message, detail):
+            host.log(LogLevel.WARN, message, [("detail", str(detail))])
 
-    backends = host.backends()
-    own = [b for b in arm_backends(arm, config, backends) if fits(b, request)]
-    alt = [b for b in arm_backends(other, config, backends) if fits(b, request)]
+        config = Config(host.params(), warn)
+        key_kind, key = hash_key(request, config.key)
+        bucket = bucket_of(key, config.salt)
+        arm = "a" if bucket < config.a_share * (BUCKETS // 100) else "b"
+        other = "b" if arm == "a" else "a"
 
-    ordered = []
-    for group in (
-        [b for b in own if b.healthy],
-        [b for b in alt if b.healthy],
-        [b for b in own if not b.healthy],
-        [b for b in alt if not b.healthy],
-    ):
-        for b in group:
-            if all(b.name != seen.name for seen, _ in ordered):
-                ordered.append((b, arm if b in own else other))
-    if not ordered:
-        return "err", {"status": 503, "message": "ab_split: no backend fits this request"}
+        backends = host.backends()
+        own = [b for b in arm_backends(arm, config, backends) if fits(b, request)]
+        alt = [b for b in arm_backends(other, config, backends) if fits(b, request)]
 
-    targets = []
-    for b, which in ordered:
-        model = config.models[which]
-        targets.append({"backend": b.name, "model": model if model and model in b.models else None})
+        ordered = []
+        for group in (
+            [b for b in own if b.healthy],
+            [b for b in alt if b.healthy],
+            [b for b in own if not b.healthy],
+            [b for b in alt if not b.healthy],
+        ):
+            for b in group:
+                if all(b.name != seen.name for seen, _ in ordered):
+                    ordered.append((b, arm if any(b is o for o in own) else other))
+        if not ordered:
+            return Rejection(503, "ab_split: no backend fits this request")
 
-    served = ordered[0][1]
-    labels = [
-        ("ab-experiment", config.experiment),
-        ("ab-arm", arm),
-        ("ab-bucket", str(bucket)),
-        ("ab-key", key_kind),
-    ]
-    if served != arm:
-        labels.append(("ab-degraded", "true"))
-    return "ok", {
-        "targets": targets,
-        "reason": "ab:%s:%s" % (config.experiment, arm),
-        "labels": labels,
-    }
+        decision = Decision(reason="ab:%s:%s" % (config.experiment, arm))
+        for b, which in ordered:
+            model = config.models[which]
+            decision.targets.append(Target(b.name, model if model and model in b.models else None))
+        decision.label("ab-experiment", config.experiment).label("ab-arm", arm)
+        decision.label("ab-bucket", str(bucket)).label("ab-key", key_kind)
+        if ordered[0][1] != arm:
+            decision.label("ab-degraded", "true")
+        return decision
