@@ -276,3 +276,6 @@ export declare function decide(order: BackendStatus[], reason: string): Decision
 export declare function explicitModel(host: Host, request: Request, decided: Decision | Rejection): Decision | Rejection;
 export declare function capableTargets(host: Host, request: Request, decided: Decision | Rejection): Decision | Rejection;
 export declare function honourRequest(host: Host, request: Request, decided: Decision | Rejection): Decision | Rejection;
+
+/** `new RegExp` as the component's engine compiles it: `\p{..}` with `u`, and the `v` flag, throw SyntaxError. */
+export declare function compileRegExp(source: string, flags?: string): RegExp;

@@ -237,3 +237,21 @@ export class Rejection {
     return { status: this.status, message: this.message };
   }
 }
+
+// ---- regular expressions -----------------------------------------------------
+
+const PROPERTY_ESCAPE = /(^|[^\\])(\\\\)*\\[pP]\{/;
+
+/**
+ * `new RegExp(source, flags)` as the component's engine (StarlingMonkey's SpiderMonkey,
+ * built without ICU) compiles it: Unicode property escapes (`\p{L}` with the `u` flag) and
+ * the `v` flag are a SyntaxError there, so they are one here too, and node tests see what
+ * the sandbox does. Use it for patterns from params.
+ */
+export function compileRegExp(source, flags = '') {
+  if (flags.includes('v')) throw new SyntaxError('invalid regular expression flag v (the policy engine has no `v` flag)');
+  if (flags.includes('u') && PROPERTY_ESCAPE.test(source)) {
+    throw new SyntaxError('invalid property name in regular expression (the policy engine has no Unicode property escapes)');
+  }
+  return new RegExp(source, flags);
+}

@@ -14,7 +14,7 @@
 //   fallback_other_kind  "true" (default) | "false": append the other route's
 //                                    backends as fallback targets
 
-import { Decision, Rejection, definePolicy, named, ofKind, splitList } from '../../../policy-sdk/js/index.js';
+import { Decision, Rejection, compileRegExp, definePolicy, named, ofKind, splitList } from '../../../policy-sdk/js/index.js';
 
 export const POLICY_INFO = Object.freeze({
   name: 'keyword',
@@ -65,7 +65,8 @@ function compileSide(keywords, patterns, warn) {
   for (const kw of keywords) matchers.push({ label: kw, re: keywordMatcher(kw) });
   for (const p of patterns) {
     try {
-      matchers.push({ label: `/${p}/`, re: new RegExp(p, 'iu') });
+      // As the component's engine compiles it: `\p{..}` is refused there, so here too.
+      matchers.push({ label: `/${p}/`, re: compileRegExp(p, 'iu') });
     } catch (e) {
       warn(`invalid pattern skipped: ${p}`, e && e.message ? e.message : String(e));
     }

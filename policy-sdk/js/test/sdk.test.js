@@ -6,7 +6,7 @@ import {
   Decision, Rejection, budgetFraction, callRoute, capableTargets, compareLatency, costUsd, decide,
   definePolicy, explicitModel, fullModel, lastUserText, loadDepth, named, names, neededContext, ofKind,
   overHardCap, remainingUsd, requestLabel, requestText, sortByPrice, toWitDecision, usable, dailyFraction,
-  monthlyFraction, backendLabel, fits, serves, defaultModel,
+  monthlyFraction, backendLabel, fits, serves, defaultModel, compileRegExp,
 } from '../index.js';
 import { MockHost, backendStatus, demoBackends, request, spendStatus, userRequest } from '../testing.js';
 
@@ -154,4 +154,14 @@ test('definePolicy checks its input', () => {
   assert.throws(() => definePolicy({ info: { name: 'a' }, route() {} }), /`version` must be a string/);
   assert.throws(() => definePolicy({ info: { name: 'a', version: '1', description: 'd' } }), /route/);
   assert.deepEqual(definePolicy({ info: () => ({ name: 'a', version: '1', description: 'd' }), route() {} }).info, { name: 'a', version: '1', description: 'd' });
+});
+
+test('compileRegExp refuses what the component engine refuses, and only that', () => {
+  assert.throws(() => compileRegExp('\\p{L}+', 'u'), { name: 'SyntaxError', message: /invalid property name in regular expression/ });
+  assert.throws(() => compileRegExp('x\\P{Lu}', 'iu'), SyntaxError);
+  assert.throws(() => compileRegExp('[a--b]', 'v'), SyntaxError);
+  assert.ok(compileRegExp('\\\\p\\{L\\}', 'u').test('\\p{L}'), 'an escaped backslash before p is no property escape');
+  assert.ok(compileRegExp('\\p{L}').test('p{L}'), 'without u, \\p is a plain p (both engines)');
+  assert.ok(compileRegExp('(?<=a)b', 'iu').test('AB'));
+  assert.throws(() => compileRegExp('(', 'u'), SyntaxError);
 });

@@ -163,3 +163,10 @@ test('helpers: phrase and punctuation keywords, pattern parsing', () => {
   assert.deepEqual(splitPatterns('["a,b", "c"]'), ['a,b', 'c']);
   assert.deepEqual(splitPatterns('a\n\n b \n'), ['a', 'b']);
 });
+
+test('a \\p{..} pattern is skipped with a warning, as the component engine refuses it', () => {
+  const host = mockHost({ params: { cloud_patterns: '\\p{Lu}{3}', cloud_keywords: '' } });
+  const out = decide(req('ABC'), host);
+  assert.equal(label(out, 'keyword-rule'), 'default');
+  assert.match(host.logs()[0].fields.detail, /invalid property name/);
+});
