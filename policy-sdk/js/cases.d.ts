@@ -1,4 +1,4 @@
-// Types of cases.js: the native case runner (node only).
+// Types of cases.js (and the case-file.js it re-exports): the native case runner (node only).
 import type { BackendKind, BackendStatus, Message, Policy, Request, SpendStatus, Target, WitRejection } from './index.js';
 import type { MockHost } from './testing.js';
 
