@@ -1,6 +1,8 @@
 // Componentizes every JS policy (policies/js/<name>/policy.js) against the
 // switchyard:policy WIT world, with the optional StarlingMonkey features that
 // need WASI capabilities the host does not grant disabled. Usage: node build.mjs WIT_DIR OUT_DIR [NAME...]
+// Runs from the repository root: componentize-js maps only the working directory into the
+// engine, and policies import the SDK by a relative path (../../../policy-sdk/js/).
 import { componentize } from '@bytecodealliance/componentize-js';
 import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
 import { readdir, writeFile, mkdir, stat } from 'node:fs/promises';
@@ -8,11 +10,13 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const [witPath, outDir, ...only] = process.argv.slice(2);
-if (!witPath || !outDir) {
+const [witArg, outArg, ...only] = process.argv.slice(2);
+if (!witArg || !outArg) {
   console.error('usage: node build.mjs WIT_DIR OUT_DIR [NAME...]');
   process.exit(2);
 }
+const [witPath, outDir] = [resolve(witArg), resolve(outArg)];
+process.chdir(resolve(here, '../..'));
 
 async function policyNames() {
   const names = [];
@@ -43,18 +47,25 @@ console.log(`[js] disabled engine features: ${disableFeatures.join(', ')}`);
 
 const names = only.length > 0 ? only : await policyNames();
 await mkdir(outDir, { recursive: true });
+let failed = 0;
 for (const name of names) {
   const started = Date.now();
   console.log(`[js] componentizing ${name} ...`);
-  const { component, imports } = await componentize({
-    sourcePath: join(here, name, 'policy.js'),
-    witPath: resolve(witPath),
-    worldName: 'policy',
-    disableFeatures,
-  });
-  const out = join(outDir, `${name}.wasm`);
-  await writeFile(out, component);
-  const secs = ((Date.now() - started) / 1000).toFixed(1);
-  console.log(`[js] ${out}: ${component.length} bytes in ${secs}s`);
-  console.log(`[js]   world imports: ${[...new Set(imports.map((i) => (Array.isArray(i) ? i[0] : i)))].join(', ')}`);
+  try {
+    const { component, imports } = await componentize({
+      sourcePath: join(here, name, 'policy.js'),
+      witPath,
+      worldName: 'policy',
+      disableFeatures,
+    });
+    const out = join(outDir, `${name}.wasm`);
+    await writeFile(out, component);
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    console.log(`[js] ${out}: ${component.length} bytes in ${secs}s`);
+    console.log(`[js]   world imports: ${[...new Set(imports.map((i) => (Array.isArray(i) ? i[0] : i)))].join(', ')}`);
+  } catch (e) {
+    failed += 1;
+    console.error(`[js] error: ${name} did not build: ${e && e.message ? e.message : e}`);
+  }
 }
+if (failed > 0) process.exit(1);

@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${SWITCHYARD_POLICY_OUT:-target/policies}"
 case "$out" in /*) ;; *) out="$root/$out" ;; esac
-wit="${SWITCHYARD_WIT:-$root/wit/v0.1}"
+wit="${SWITCHYARD_WIT:-$root/wit}"
 
 command -v node >/dev/null || { echo "[js] error: node not found (need node >= 18 and npm)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "[js] error: npm not found" >&2; exit 1; }

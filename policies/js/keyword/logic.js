@@ -1,5 +1,5 @@
-// Keyword router: the routing logic, free of WIT imports so that it runs under
-// plain `node --test` with a mock host. `policy.js` wires it to the real imports.
+// Keyword router: the routing logic on the @switchyard/policy SDK, free of WIT imports so
+// that it runs under plain `node --test` with the SDK's MockHost. `policy.js` exports it.
 //
 // Params (all optional, strings as the host config gives them):
 //   local_keywords, cloud_keywords   comma-separated words/phrases, matched
@@ -14,9 +14,11 @@
 //   fallback_other_kind  "true" (default) | "false": append the other route's
 //                                    backends as fallback targets
 
+import { Decision, Rejection, compileRegExp, definePolicy, named, ofKind, splitList } from '../../../policy-sdk/js/index.js';
+
 export const POLICY_INFO = Object.freeze({
   name: 'keyword',
-  version: '0.1.0',
+  version: '0.2.0',
   description: 'Routes to local or cloud backends by keyword and regex matches in the prompt (JavaScript).',
 });
 
@@ -26,15 +28,6 @@ export const DEFAULT_CLOUD_KEYWORDS =
   'prove,derive,architecture,refactor,implement,debug,step by step,analyze,analyse,essay';
 
 const ROUTES = ['local', 'cloud'];
-
-/** Split a comma-separated list, trimming and dropping empties. */
-export function splitList(value) {
-  if (value === undefined || value === null) return [];
-  return String(value)
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-}
 
 /** Parse a pattern list: a JSON array of strings, or one pattern per line. */
 export function splitPatterns(value) {
@@ -72,7 +65,8 @@ function compileSide(keywords, patterns, warn) {
   for (const kw of keywords) matchers.push({ label: kw, re: keywordMatcher(kw) });
   for (const p of patterns) {
     try {
-      matchers.push({ label: `/${p}/`, re: new RegExp(p, 'iu') });
+      // As the component's engine compiles it: `\p{..}` is refused there, so here too.
+      matchers.push({ label: `/${p}/`, re: compileRegExp(p, 'iu') });
     } catch (e) {
       warn(`invalid pattern skipped: ${p}`, e && e.message ? e.message : String(e));
     }
@@ -87,7 +81,7 @@ export function readConfig(host) {
     const v = (get(k) ?? '').trim().toLowerCase();
     return allowed.includes(v) ? v : dflt;
   };
-  const warn = (message, detail) => host.log('warn', message, [{ key: 'detail', value: detail }]);
+  const warn = (message, detail) => host.log('warn', message, { detail });
   const localKw = get('local_keywords');
   const cloudKw = get('cloud_keywords');
   return {
@@ -104,7 +98,7 @@ export function readConfig(host) {
     defaultRoute: pick('default', ROUTES, 'local'),
     tie: pick('tie', ROUTES, 'local'),
     scope: pick('scope', ['last-user', 'user', 'all'], 'last-user'),
-    names: { local: splitList(get('local_backends')), cloud: splitList(get('cloud_backends')) },
+    names: { local: splitList(get('local_backends') ?? ''), cloud: splitList(get('cloud_backends') ?? '') },
     fallbackOtherKind: pick('fallback_other_kind', ['true', 'false'], 'true') === 'true',
   };
 }
@@ -151,21 +145,10 @@ export function matches(matchers, text) {
  * else every backend of that kind in config order; unknown names dropped.
  */
 export function backendsFor(route, names, backends) {
-  let chosen;
-  if (names.length > 0) {
-    const byName = new Map(backends.map((b) => [b.name, b]));
-    chosen = names.filter((n) => byName.has(n)).map((n) => byName.get(n));
-  } else {
-    chosen = backends.filter((b) => b.kind === route);
-  }
-  return chosen;
+  return names.length > 0 ? named(backends, names) : ofKind(backends, route);
 }
 
-/**
- * Decide a route. `host` provides: backends() -> BackendStatus[] (WIT shape, camelCase),
- * param(key) -> string | undefined, log(level, message, fields).
- * Returns { ok: Decision } or { err: Rejection }.
- */
+/** Decide a route on an SDK host (MockHost in tests, the real imports in the component). */
 export function decide(request, host) {
   const cfg = configFor(host);
   const text = scannedText(request.messages, cfg.scope);
@@ -196,27 +179,16 @@ export function decide(request, host) {
     ...primary.filter((b) => !b.healthy),
     ...secondary.filter((b) => !b.healthy),
   ];
-  const seen = new Set();
-  const targets = [];
-  for (const b of ordered) {
-    if (seen.has(b.name)) continue;
-    seen.add(b.name);
-    targets.push({ backend: b.name, model: undefined });
-  }
-  if (targets.length === 0) {
-    return { err: { status: 503, message: `keyword: no backend available for route ${route}` } };
-  }
+  const targets = [...new Set(ordered.map((b) => b.name))];
+  if (targets.length === 0) return Rejection.unavailable(`keyword: no backend available for route ${route}`);
 
   const matched = hits[route];
-  const labels = [
-    { key: 'route', value: route },
-    { key: 'keyword-rule', value: why },
-  ];
-  if (matched.length > 0) labels.push({ key: 'keyword', value: matched[0] });
-  if (!primary.some((b) => b.healthy)) labels.push({ key: 'keyword-degraded', value: 'true' });
-
   const reason = why === 'match' ? `keyword:${route}:${matched[0]}` : `keyword:${why}:${route}`;
-  return {
-    ok: { targets, reason, messages: undefined, maxTokens: undefined, labels },
-  };
+  const decision = Decision.toAll(targets).reason(reason).label('route', route).label('keyword-rule', why);
+  if (matched.length > 0) decision.label('keyword', matched[0]);
+  if (!primary.some((b) => b.healthy)) decision.label('keyword-degraded', 'true');
+  return decision;
 }
+
+/** The policy: its info and `route(request, host)`. */
+export const policy = definePolicy({ info: POLICY_INFO, route: decide });

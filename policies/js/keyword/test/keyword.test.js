@@ -1,25 +1,18 @@
-// Native unit tests of the keyword router's logic, with a mock of the host imports.
+// Native unit tests of the keyword router's logic on the SDK's MockHost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, keywordMatcher, splitPatterns, scannedText, POLICY_INFO } from '../logic.js';
+import { callRoute } from '../../../../policy-sdk/js/index.js';
+import { MockHost, backendStatus, userRequest } from '../../../../policy-sdk/js/testing.js';
+import { policy, keywordMatcher, splitPatterns, scannedText, POLICY_INFO } from '../logic.js';
 
 function backend(name, kind, extra = {}) {
-  return {
-    name,
-    kind,
-    models: [`${name}-model`],
-    healthy: true,
+  return backendStatus(name, kind, `${name}-model`, {
     latencyP50Ms: 400,
     latencyP95Ms: 1200,
-    errorRate: 0,
-    inFlight: 0,
-    queueDepth: 0,
     usdPerMtokIn: kind === 'local' ? 0 : 2.5,
     usdPerMtokOut: kind === 'local' ? 0 : 10,
-    contextWindow: 8192,
-    labels: [],
     ...extra,
-  };
+  });
 }
 
 // Deliberately not the demo names, so a hard-coded name would fail these tests.
@@ -31,29 +24,12 @@ const FLEET = [
 ];
 
 function mockHost({ backends = FLEET, params = {} } = {}) {
-  const logs = [];
-  return {
-    logs,
-    backends: () => backends,
-    param: (k) => (Object.hasOwn(params, k) ? params[k] : undefined),
-    log: (level, message, fields) => logs.push({ level, message, fields }),
-  };
+  return new MockHost().withBackends(backends).withParams(params);
 }
 
-function req(content, extra = {}) {
-  return {
-    id: 'r1',
-    model: 'auto',
-    messages: [{ role: 'user', content }],
-    maxTokens: undefined,
-    temperature: undefined,
-    streaming: false,
-    tenant: 'acme',
-    labels: [],
-    promptTokens: 10,
-    ...extra,
-  };
-}
+const req = (content, extra = {}) => userRequest(content, { tenant: 'acme', ...extra });
+/** The contract's result, as the component returns it: { ok: decision } or { err: rejection }. */
+const decide = (request, host) => callRoute(policy, request, host);
 
 const names = (out) => out.ok.targets.map((t) => t.backend);
 const label = (out, key) => out.ok.labels.find((l) => l.key === key)?.value;
@@ -107,8 +83,9 @@ test('invalid pattern is skipped with a warning, not a crash', () => {
   const host = mockHost({ params: { cloud_patterns: '(unclosed', cloud_keywords: 'poem' } });
   const out = decide(req('a poem'), host);
   assert.equal(label(out, 'route'), 'cloud');
-  assert.equal(host.logs.length, 1);
-  assert.equal(host.logs[0].level, 'warn');
+  assert.equal(host.logs().length, 1);
+  assert.equal(host.logs()[0].level, 'warn');
+  assert.equal(host.logs()[0].fields.detail.length > 0, true);
 });
 
 test('config is compiled once per set of params and recompiled when they change', () => {
@@ -116,11 +93,11 @@ test('config is compiled once per set of params and recompiled when they change'
   const host = mockHost({ params });
   assert.equal(label(decide(req('a sonnet'), host), 'route'), 'cloud');
   assert.equal(label(decide(req('a sonnet'), host), 'route'), 'cloud');
-  assert.equal(host.logs.length, 1, 'the bad pattern is compiled (and reported) once');
-  params.cloud_keywords = 'haiku';
+  assert.equal(host.logs().length, 1, 'the bad pattern is compiled (and reported) once');
+  host.withParam('cloud_keywords', 'haiku');
   assert.equal(label(decide(req('a sonnet'), host), 'keyword-rule'), 'default');
   assert.equal(label(decide(req('a haiku'), host), 'route'), 'cloud');
-  assert.equal(host.logs.length, 2, 'changed params are compiled again');
+  assert.equal(host.logs().length, 2, 'changed params are compiled again');
 });
 
 test('more matches win; a tie goes to the tie route', () => {
@@ -185,4 +162,11 @@ test('helpers: phrase and punctuation keywords, pattern parsing', () => {
   assert.ok(!keywordMatcher('tl;dr').test('xtl;dr'));
   assert.deepEqual(splitPatterns('["a,b", "c"]'), ['a,b', 'c']);
   assert.deepEqual(splitPatterns('a\n\n b \n'), ['a', 'b']);
+});
+
+test('a \\p{..} pattern is skipped with a warning, as the component engine refuses it', () => {
+  const host = mockHost({ params: { cloud_patterns: '\\p{Lu}{3}', cloud_keywords: '' } });
+  const out = decide(req('ABC'), host);
+  assert.equal(label(out, 'keyword-rule'), 'default');
+  assert.match(host.logs()[0].fields.detail, /invalid property name/);
 });

@@ -1,53 +1,38 @@
-// Tests of policy.js, the component entry, with the `switchyard:policy/*` imports
-// resolved (through a module loader hook) to mocks driven by globalThis.__switchyard.
+// Tests of policy.js, the component entry, in node: the `switchyard:policy/*@0.2.0`
+// imports resolve (through the SDK's module hook) to a MockHost in the bindings' shapes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { register } from 'node:module';
+import { MockHost, backendStatus, registerMockImports, useMockHost, userRequest } from '../../../../policy-sdk/js/testing.js';
 
-const MOCKS = {
-  backends: 'export const list = () => globalThis.__switchyard.backends();',
-  params:
-    'export const get = (k) => globalThis.__switchyard.params[k];\n' +
-    'export const all = () => Object.entries(globalThis.__switchyard.params).map(([key, value]) => ({ key, value }));',
-  logging: 'export const log = (level, message, fields) => globalThis.__switchyard.logs.push({ level, message, fields });',
-};
-const hooks = `
-const MOCKS = ${JSON.stringify(MOCKS)};
-export async function resolve(specifier, context, next) {
-  const m = /^switchyard:policy\\/([a-z-]+)@0\\.1\\.0$/.exec(specifier);
-  if (m && MOCKS[m[1]]) {
-    return { url: 'data:text/javascript,' + encodeURIComponent(MOCKS[m[1]]), shortCircuit: true };
-  }
-  return next(specifier, context);
-}`;
-register('data:text/javascript,' + encodeURIComponent(hooks));
-
-const state = { backends: () => [], params: {}, logs: [] };
-globalThis.__switchyard = state;
+registerMockImports();
 const { router } = await import('../policy.js');
 
-const be = (name, kind, healthy = true) => ({ name, kind, models: ['m'], healthy, contextWindow: 8192, labels: [] });
-const req = (content) => ({
-  id: 'r1', model: 'auto', messages: [{ role: 'user', content }], streaming: false,
-  tenant: 'acme', labels: [], promptTokens: 5,
-});
+const req = (content) => userRequest(content, { tenant: 'acme' });
 
 test('info comes from the policy', () => {
-  assert.deepEqual(Object.keys(router.info()).sort(), ['description', 'name', 'version']);
-  assert.equal(router.info().name, 'keyword');
+  assert.deepEqual(router.info(), {
+    name: 'keyword',
+    version: '0.2.0',
+    description: 'Routes to local or cloud backends by keyword and regex matches in the prompt (JavaScript).',
+  });
 });
 
 test('route reads backends and params through the imports', () => {
-  state.backends = () => [be('sky', 'cloud'), be('box', 'local')];
-  state.params = { cloud_keywords: 'galaxy', local_keywords: '' };
+  useMockHost(new MockHost()
+    .withBackends([backendStatus('sky', 'cloud', 'm'), backendStatus('box', 'local', 'm')])
+    .withParams({ cloud_keywords: 'galaxy', local_keywords: '' }));
   const d = router.route(req('a galaxy far away'));
-  assert.deepEqual(d.targets.map((t) => t.backend), ['sky', 'box']);
+  assert.deepEqual(d.targets, [{ backend: 'sky', model: undefined }, { backend: 'box', model: undefined }]);
   assert.equal(d.reason, 'keyword:cloud:galaxy');
+  assert.deepEqual(d.labels, [
+    { key: 'route', value: 'cloud' },
+    { key: 'keyword-rule', value: 'match' },
+    { key: 'keyword', value: 'galaxy' },
+  ]);
 });
 
 test('rejection is thrown as a plain value (the err case), not an Error', () => {
-  state.backends = () => [];
-  state.params = {};
+  useMockHost(new MockHost().withBackends([]));
   let thrown;
   try {
     router.route(req('hi'));
@@ -59,10 +44,9 @@ test('rejection is thrown as a plain value (the err case), not an Error', () => 
 });
 
 test('bad pattern warning goes to the logging import', () => {
-  state.backends = () => [be('box', 'local')];
-  state.params = { local_patterns: '(' };
-  state.logs = [];
+  const host = useMockHost(new MockHost().withParams({ local_patterns: '(' }));
   router.route(req('hi'));
-  assert.equal(state.logs.length, 1);
-  assert.equal(state.logs[0].level, 'warn');
+  assert.equal(host.logs().length, 1);
+  assert.equal(host.logs()[0].level, 'warn');
+  assert.equal(host.logs()[0].message, 'invalid pattern skipped: (');
 });
