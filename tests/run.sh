@@ -71,10 +71,22 @@ fi
 
 step "policy new: each language's generated project passes its tests and its case file"
 rm -rf target/policy-new
-for lang in rust; do
+switchyard="$PWD/target/debug/switchyard"
+for lang in rust python js; do
   dir="target/policy-new/$lang"
-  target/debug/switchyard policy new "team-router" --lang "$lang" --dir "$dir"
-  # The generated project's own build, kept apart from the workspace's target folder.
-  (cd "$dir" && SWITCHYARD="$OLDPWD/target/debug/switchyard" \
-    CARGO_TARGET_DIR="$PWD/../$lang-target" bash test.sh)
+  echo "--- $lang"
+  "$switchyard" policy new "Team-Router" --lang "$lang" --dir "$dir"
+  (
+    cd "$dir"
+    case "$lang" in
+      # The generated project's own build, kept apart from the workspace's target folder.
+      rust) SWITCHYARD="$switchyard" CARGO_TARGET_DIR="$PWD/../rust-target" bash test.sh ;;
+      python) bash test.sh && bash build.sh ;;
+      js) npm install --prefer-offline --no-audit --no-fund --loglevel=error && npm test \
+            && npm run cases && bash build.sh ;;
+    esac
+    if [ "$lang" != rust ]; then
+      "$switchyard" policy test --warm team_router.wasm cases.json
+    fi
+  )
 done
