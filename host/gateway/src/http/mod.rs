@@ -118,6 +118,8 @@ pub struct ApiError {
     message: String,
     /// Sent as `Retry-After` (an upstream's 429).
     retry_after_s: Option<u64>,
+    /// Sent as `x-switchyard-policy`: the policy version that refused the request.
+    policy: Option<String>,
 }
 
 impl ApiError {
@@ -128,6 +130,7 @@ impl ApiError {
             code: None,
             message: message.into(),
             retry_after_s: None,
+            policy: None,
         }
     }
     fn with_code(mut self, code: &'static str) -> Self {
@@ -156,6 +159,12 @@ impl From<DispatchError> for ApiError {
             DispatchError::AllFailed { .. } => ("upstream_error", "all_targets_failed"),
         };
         let mut api = Self::new(status, kind, err.to_string()).with_code(code);
+        if let DispatchError::Rejected { policy, .. }
+        | DispatchError::NoTargets { policy, .. }
+        | DispatchError::PolicyFailed { policy } = &err
+        {
+            api.policy = Some(policy.clone());
+        }
         if let DispatchError::RateLimited { retry_after_s, .. } = err {
             api.retry_after_s = Some(retry_after_s);
             return api;
@@ -200,6 +209,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(policy) = &self.policy {
+            response.headers_mut().insert(
+                HeaderName::from_static("x-switchyard-policy"),
+                header_value(policy),
+            );
         }
         response
     }
@@ -790,6 +805,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_refusal_names_the_policy_version() {
+        let refused = ApiError::from(DispatchError::Rejected {
+            policy: "cost@1a2b3c4d".to_owned(),
+            status: 503,
+            message: "no backend".to_owned(),
+        })
+        .into_response();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(refused.headers()["x-switchyard-policy"], "cost@1a2b3c4d");
+        let unknown = ApiError::from(DispatchError::UnknownModel("x".to_owned())).into_response();
+        assert!(!unknown.headers().contains_key("x-switchyard-policy"));
+    }
 
     #[test]
     fn routing_inputs_merge_headers_metadata_and_user() {
