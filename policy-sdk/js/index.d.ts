@@ -156,26 +156,10 @@ export interface Host {
   paramListOr(key: string, fallback: readonly string[]): string[];
 }
 
-/** Base class of the hosts: the param getters and `backend`, over the raw calls. */
-export declare abstract class HostBase implements Host {
-  abstract backends(): BackendStatus[];
-  abstract detectPii(text: string): PiiMatch[];
-  abstract countTokens(text: string): number;
-  abstract spend(scope: string): SpendStatus;
-  abstract param(key: string): string | undefined;
-  abstract params(): Label[];
-  abstract nowMs(): number;
-  abstract log(level: LogLevel, message: string, fields?: Fields): void;
-  abstract embed(text: string): Result<number[]>;
-  abstract score(classifier: string, text: string): Result<number>;
-  backend(name: string): BackendStatus | undefined;
-  paramOr(key: string, fallback: string): string;
-  paramF64(key: string, fallback: number): number;
-  paramU32(key: string, fallback: number): number;
-  paramBool(key: string, fallback: boolean): boolean;
-  paramList(key: string): string[] | undefined;
-  paramListOr(key: string, fallback: readonly string[]): string[];
-}
+/** Base class of the hosts: the param getters and `backend`, over the raw calls that
+ * each host (WitHost, MockHost) implements. Its members are `Host`'s (declaration merging). */
+export declare abstract class HostBase {}
+export interface HostBase extends Host {}
 
 export declare const NO_EMBEDDING_MODEL: 'no embedding model loaded';
 export declare const LOG_LEVELS: readonly LogLevel[];

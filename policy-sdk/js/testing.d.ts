@@ -1,5 +1,5 @@
 // Types of testing.js: MockHost, test-shape builders and the mocked WIT imports (node only).
-import type { BackendKind, BackendStatus, Fields, HostBase, Label, LogLevel, Message, Needs, PiiMatch, Request, Result, SpendStatus } from './index.js';
+import type { BackendKind, BackendStatus, HostBase, LogLevel, Message, Needs, PiiMatch, Request, Result, SpendStatus } from './index.js';
 import type { WitImports } from './wit-host.js';
 
 export declare const MOCK_NOW_MS: 1767225600000;
@@ -32,16 +32,6 @@ export declare class MockHost extends HostBase {
   at(nowMs: number): this;
   logs(): LogLine[];
   logged(text: string): boolean;
-  backends(): BackendStatus[];
-  detectPii(text: string): PiiMatch[];
-  countTokens(text: string): number;
-  spend(scope: string): SpendStatus;
-  param(key: string): string | undefined;
-  params(): Label[];
-  nowMs(): number;
-  log(level: LogLevel, message: string, fields?: Fields): void;
-  embed(text: string): Result<number[]>;
-  score(classifier: string, text: string): Result<number>;
 }
 
 export declare class ComponentError {

@@ -1,5 +1,5 @@
 // Types of wit-host.js: the Host over an object of `switchyard:policy/*@0.2.0` import functions.
-import type { BackendStatus, Fields, HostBase, Label, LogLevel, PiiKind, PiiMatch, Result, SpendStatus } from './index.js';
+import type { BackendStatus, HostBase, Label, LogLevel, PiiKind, SpendStatus } from './index.js';
 
 /** The raw import functions, in the bindings' representations. */
 export interface WitImports {
@@ -16,14 +16,4 @@ export interface WitImports {
 
 export declare class WitHost extends HostBase {
   constructor(imports: WitImports);
-  backends(): BackendStatus[];
-  detectPii(text: string): PiiMatch[];
-  countTokens(text: string): number;
-  spend(scope: string): SpendStatus;
-  param(key: string): string | undefined;
-  params(): Label[];
-  nowMs(): number;
-  log(level: LogLevel, message: string, fields?: Fields): void;
-  embed(text: string): Result<number[]>;
-  score(classifier: string, text: string): Result<number>;
 }
