@@ -385,6 +385,20 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
     };
     assert!(first.windows(2).all(|w| w[0] == w[1]), "{first:?}");
 
+    // A shadow does not silently replace the running canary.
+    let (status, body) = gateway
+        .admin(
+            &client,
+            "/admin/policies/live/versions?mode=shadow",
+            std::fs::read(&keyword).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.to_string().contains("already has a canary candidate"),
+        "{body}"
+    );
+
     // Abort: everything back on A.
     let (status, _) = gateway
         .admin(&client, "/admin/policies/live/abort", Vec::new())
@@ -464,13 +478,16 @@ async fn shadow_counts_agreements_and_disagreements() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(candidate["mode"], "shadow");
-    assert_eq!(
-        candidate["disagree"].as_u64().unwrap() as usize,
-        expected_disagree
-    );
-    assert_eq!(
-        candidate["agree"].as_u64().unwrap() as usize,
-        script.len() - expected_disagree
-    );
+    let count = |key: &str| candidate[key].as_u64().unwrap() as usize;
+    // A decision where either side missed its deadline (a loaded machine) took its
+    // fallback: counted apart, never as a disagreement.
+    let (agree, disagree, fallbacks) = (count("agree"), count("disagree"), count("fallbacks"));
+    assert_eq!(agree + disagree + fallbacks, script.len(), "{candidate}");
+    assert!(disagree <= expected_disagree, "{candidate}");
+    assert!(agree <= script.len() - expected_disagree, "{candidate}");
+    assert!(fallbacks < script.len() / 4, "{candidate}");
+    if fallbacks == 0 {
+        assert_eq!(disagree, expected_disagree);
+    }
     assert!(!candidate["samples"].as_array().unwrap().is_empty());
 }

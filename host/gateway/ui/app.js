@@ -516,7 +516,7 @@
       how = "canary, " + c.percent + " % of tenants, served " + c.served;
     } else {
       const judged = c.agree + c.disagree;
-      how = "shadow, agrees " + c.agree + " / " + judged + (judged ? " (" + ((c.agree / judged) * 100).toFixed(1) + " %)" : "") + ", fallbacks not counted";
+      how = "shadow, agrees " + c.agree + " / " + judged + (judged ? " (" + ((c.agree / judged) * 100).toFixed(1) + " %)" : "") + ", " + (c.fallbacks || 0) + " with a fallback (not judged)";
     }
     return versionText(c) + ": " + how;
   }

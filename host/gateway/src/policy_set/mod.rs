@@ -140,6 +140,8 @@ pub struct Candidate {
     served: AtomicU64,
     agree: AtomicU64,
     disagree: AtomicU64,
+    /// Shadow decisions where either side failed and took its fallback: not judged.
+    fallbacks: AtomicU64,
     samples: Mutex<Vec<Disagreement>>,
 }
 
@@ -151,6 +153,7 @@ impl Candidate {
             served: AtomicU64::new(0),
             agree: AtomicU64::new(0),
             disagree: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
             samples: Mutex::new(Vec::new()),
         }
     }

@@ -47,6 +47,8 @@ pub struct CandidateReport {
     pub served: u64,
     pub agree: u64,
     pub disagree: u64,
+    /// Shadow decisions not judged because the live or the shadow policy failed.
+    pub fallbacks: u64,
     pub samples: Vec<Disagreement>,
 }
 
@@ -81,6 +83,7 @@ impl Slot {
                 served: c.served.load(Ordering::Relaxed),
                 agree: c.agree.load(Ordering::Relaxed),
                 disagree: c.disagree.load(Ordering::Relaxed),
+                fallbacks: c.fallbacks.load(Ordering::Relaxed),
                 samples: lock(&c.samples).clone(),
             }),
             decisions: self.decisions.load(Ordering::Relaxed),

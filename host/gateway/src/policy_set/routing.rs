@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use super::{Candidate, CandidateMode, Disagreement, PolicySet, Slot, SlotConfig, lock};
 use crate::dispatch::{GatewayHost, RouteEvaluation, RoutingRule};
 use crate::domain::{PolicyRequest, Verdict};
-use crate::policy::policy_label;
+use crate::policy::{Evaluation, policy_label};
 
 /// Shadow disagreements kept as samples.
 const SAMPLES: usize = 20;
@@ -67,9 +67,21 @@ fn summary(verdict: &Verdict) -> String {
 }
 
 impl Candidate {
-    fn record_shadow(&self, request_id: &str, live: &Verdict, shadow: &Verdict, policy: &str) {
-        let (live, shadow) = (summary(live), summary(shadow));
-        let outcome = if live == shadow {
+    /// Counts one shadow decision: agreement, a disagreement (sampled), or, when either
+    /// side failed and took its fallback, neither (a fallback says nothing of the rules).
+    fn record_shadow(
+        &self,
+        request_id: &str,
+        live: &Evaluation,
+        shadow: &Evaluation,
+        policy: &str,
+    ) {
+        let (live_failed, shadow_failed) = (live.failure.is_some(), shadow.failure.is_some());
+        let (live, shadow) = (summary(&live.verdict), summary(&shadow.verdict));
+        let outcome = if live_failed || shadow_failed {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            "fallback"
+        } else if live == shadow {
             self.agree.fetch_add(1, Ordering::Relaxed);
             "agree"
         } else {
@@ -135,12 +147,12 @@ impl RoutingRule for PolicySet {
             if let Some(c) = shadow {
                 // Evaluated off the response path: the client never waits for the shadow.
                 let request = request.clone();
-                let live_verdict = evaluation.verdict.clone();
+                let live = evaluation.clone();
                 let name = version.policy.name().to_owned();
                 tokio::spawn(async move {
                     let candidate = c.version.policy.decide(&request, host).await;
                     c.served.fetch_add(1, Ordering::Relaxed);
-                    c.record_shadow(&request.id, &live_verdict, &candidate.verdict, &name);
+                    c.record_shadow(&request.id, &live, &candidate, &name);
                 });
             }
             RouteEvaluation {

@@ -143,6 +143,21 @@ impl PolicySet {
     ) -> Result<ReloadOutcome, UpdateError> {
         let _guard = slot.update.lock().await;
         let name = slot.name();
+        if let (Some(new), Some(running)) = (mode, slot.candidate())
+            && std::mem::discriminant(&new) != std::mem::discriminant(&running.mode)
+        {
+            let kind = |m: CandidateMode| match m {
+                CandidateMode::Canary { .. } => "canary",
+                CandidateMode::Shadow => "shadow",
+            };
+            return Err(UpdateError::Invalid(format!(
+                "policy {name} already has a {} candidate ({}): promote or abort it before \
+                 staging a {}",
+                kind(running.mode),
+                policy_label(&running.version.policy),
+                kind(new)
+            )));
+        }
         let digest = digest_of(&bytes);
         if mode.is_none() && digest == slot.live().policy.digest() {
             reload_metric(&name, "unchanged");
