@@ -90,3 +90,8 @@ for lang in rust python js; do
     fi
   )
 done
+# ... and each hot-swaps into a running gateway (the policy file replaced, as an operator
+# would) without a failed request.
+python3 tests/e2e/hot_swap.py "$switchyard" target/policies/hybrid.wasm \
+  target/policy-new/rust/team_router.wasm target/policy-new/python/team_router.wasm \
+  target/policy-new/js/team_router.wasm
