@@ -84,14 +84,14 @@ def wait_healthy(base, proc, deadline):
     sys.exit("switchyard serve did not answer /healthz within 120 s")
 
 
-def main():
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    binary, start, new = sys.argv[1], sys.argv[2], sys.argv[3:]
+def start_gateway(binary, policy, policy_toml="deadline_ms = 50"):
+    """`switchyard serve` deciding with a copy of `policy` (`work/live.wasm`), a local and a
+    cloud mock upstream; `policy_toml` goes into its `[policy]` table. Returns (process,
+    base URL, work folder, path of the live policy file) once /healthz answers."""
     local, cloud = serve_upstream(), serve_upstream()
-    work = tempfile.mkdtemp(prefix="switchyard-hot-swap-")
+    work = tempfile.mkdtemp(prefix="switchyard-gateway-")
     live = os.path.join(work, "live.wasm")
-    shutil.copy(start, live)
+    shutil.copy(policy, live)
     port = free_port()
     config = os.path.join(work, "switchyard.toml")
     with open(config, "w") as f:
@@ -102,7 +102,7 @@ listen = "127.0.0.1:{port}"
 path = "{live}"
 cache_dir = "{work}/cache"
 fallback_targets = ["local"]
-deadline_ms = 50
+{policy_toml}
 [ledger]
 path = "{work}/ledger.db"
 [[backends]]
@@ -121,9 +121,24 @@ usd_per_mtok_out = 10.0
 """)
     log = open(os.path.join(work, "gateway.log"), "w")
     proc = subprocess.Popen([binary, "serve", "--config", config], stdout=log, stderr=log)
+    log.close()
     base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, proc, time.time() + 120)
+    return proc, base, work, live
+
+
+def stop_gateway(proc, work):
+    proc.terminate()
+    proc.wait(timeout=30)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    binary, start, new = sys.argv[1], sys.argv[2], sys.argv[3:]
+    proc, base, work, live = start_gateway(binary, start)
     try:
-        wait_healthy(base, proc, time.time() + 120)
         for path in new:
             digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:12]
             want = f"live@{digest}"
@@ -144,11 +159,7 @@ usd_per_mtok_out = 10.0
                   f"answered by {headers.get('x-switchyard-backend')} "
                   f"({headers.get('x-switchyard-reason')})")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-    shutil.rmtree(work, ignore_errors=True)
-
+        stop_gateway(proc, work)
 
 if __name__ == "__main__":
     main()

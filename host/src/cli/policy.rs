@@ -66,7 +66,8 @@ pub enum PolicyCommand {
 pub struct RunOptions {
     /// Epoch deadline of one decision, ms. Tests check what a policy decides, not how
     /// fast, so the default is generous; pass the gateway's (`[policy] deadline_ms`,
-    /// 5 by default) to check that every case also decides in time.
+    /// by default 5, 50 for a large Python or JS component) to check that every case also
+    /// decides in time.
     #[arg(long, default_value_t = 1000)]
     deadline_ms: u64,
     /// Compiled-component cache (default: `$XDG_CACHE_HOME/switchyard/policies`, else
@@ -75,8 +76,8 @@ pub struct RunOptions {
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// A gateway config: decision times are compared with its `[policy] deadline_ms`
-    /// (else the gateway's 5 ms default); `route` also takes its backends and
-    /// `[policy.params]`.
+    /// (else the gateway's default: 5 ms, 50 ms for a large Python or JS component);
+    /// `route` also takes its backends and `[policy.params]`.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -94,6 +95,7 @@ impl RunOptions {
         let defaults = EngineConfig::default();
         EngineConfig {
             deadline,
+            large_guest_deadline: deadline,
             outer_timeout: defaults.outer_timeout.max(deadline * 2),
             cache_dir: self.cache_dir.clone().or_else(user_cache_dir),
             ..defaults
@@ -228,9 +230,17 @@ async fn run_async(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", cases.display()))?;
             let case_file =
                 CaseFile::parse(&text).with_context(|| format!("parsing {}", cases.display()))?;
-            let gateway_deadline = run
-                .gateway_config()?
-                .map_or(EngineConfig::default().deadline, |c| c.policy.deadline);
+            let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            let gateway_deadline = match run.gateway_config()? {
+                Some(c) => EngineConfig {
+                    deadline: c.policy.deadline,
+                    large_guest_deadline: c.policy.large_guest_deadline,
+                    ..EngineConfig::default()
+                },
+                None => EngineConfig::default(),
+            }
+            .deadline_for(size);
             let policy = load_with(&file, BTreeMap::new(), run.engine_config())?;
             let results = cases::run(&policy, &case_file).await;
             let mut failed = results.iter().filter(|r| !r.passed()).count();

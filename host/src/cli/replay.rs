@@ -81,7 +81,8 @@ pub struct ReplayArgs {
     /// Policy parameter KEY=VALUE (repeatable; overrides the config's).
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
-    /// Epoch deadline of one decision, ms (default: the config's, else the gateway's 5 ms).
+    /// Epoch deadline of one decision, ms (default: the config's, else the gateway's 5 ms, 50 ms
+    /// for a large component).
     /// Raise it when a loaded machine turns slow decisions into fallbacks.
     #[arg(long, value_name = "MS")]
     pub deadline_ms: Option<u64>,
@@ -225,6 +226,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             c.policy.fallback.targets().to_vec(),
             EngineConfig {
                 deadline: c.policy.deadline,
+                large_guest_deadline: c.policy.large_guest_deadline,
                 outer_timeout: c.policy.outer_timeout,
                 memory_limit_bytes: c.policy.memory_limit_bytes,
                 cache_dir: c.policy.cache_dir.clone(),
@@ -254,6 +256,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     engine_config.quarantine.failures = 0;
     if let Some(ms) = args.deadline_ms {
         engine_config.deadline = std::time::Duration::from_millis(ms.max(1));
+        engine_config.large_guest_deadline = engine_config.deadline;
         engine_config.outer_timeout = engine_config.outer_timeout.max(engine_config.deadline * 2);
     }
     let fallback = fallback(&fallback_targets, &backends);

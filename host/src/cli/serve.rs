@@ -116,6 +116,7 @@ async fn policies_for(config: &Config) -> anyhow::Result<Option<Arc<PolicySet>>>
     }
     let engine = PolicyEngine::new(EngineConfig {
         deadline: config.policy.deadline,
+        large_guest_deadline: config.policy.large_guest_deadline,
         outer_timeout: config.policy.outer_timeout,
         memory_limit_bytes: config.policy.memory_limit_bytes,
         cache_dir: config.policy.cache_dir.clone(),

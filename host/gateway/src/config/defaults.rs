@@ -60,6 +60,9 @@ pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 pub const WATCH_DEBOUNCE_MS: u64 = 25;
 /// Epoch deadline of one policy decision.
 pub const POLICY_DEADLINE_MS: u64 = 5;
+/// ... of a large component's decision (an embedded interpreter: Python, JavaScript),
+/// when `deadline_ms` is not set.
+pub const POLICY_LARGE_GUEST_DEADLINE_MS: u64 = 50;
 /// Limit on a whole policy call, host calls included.
 pub const POLICY_OUTER_TIMEOUT_MS: u64 = 50;
 /// Linear memory cap of one policy instance.

@@ -147,6 +147,9 @@ pub struct PolicyConfig {
     pub fallback: Fallback,
     /// Epoch deadline of one decision.
     pub deadline: Duration,
+    /// ... of a large component (see [`crate::policy::LARGE_GUEST_BYTES`]): `deadline_ms`
+    /// when set, else 50 ms.
+    pub large_guest_deadline: Duration,
     /// Limit on a whole policy call, host calls included.
     pub outer_timeout: Duration,
     pub memory_limit_bytes: usize,

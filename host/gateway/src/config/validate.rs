@@ -151,6 +151,10 @@ fn policy(
         ),
     };
     let deadline = Duration::from_millis(raw.deadline_ms.unwrap_or(defaults::POLICY_DEADLINE_MS));
+    let large_guest_deadline = Duration::from_millis(
+        raw.deadline_ms
+            .unwrap_or(defaults::POLICY_LARGE_GUEST_DEADLINE_MS),
+    );
     let outer_timeout = Duration::from_millis(
         raw.outer_timeout_ms
             .unwrap_or(defaults::POLICY_OUTER_TIMEOUT_MS),
@@ -186,6 +190,7 @@ fn policy(
         params: raw.params,
         fallback,
         deadline,
+        large_guest_deadline,
         outer_timeout,
         memory_limit_bytes: memory_mb << 20,
         warm_instances: raw.warm_instances.unwrap_or(0).min(1024),

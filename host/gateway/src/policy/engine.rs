@@ -162,6 +162,7 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .map_err(wrong)?;
         let pre = Pre::new(version, instance_pre).map_err(wrong)?;
-        LoadedPolicy::new(self.clone(), pre, digest, spec)
+        let deadline = self.inner.config.deadline_for(bytes.len());
+        LoadedPolicy::new(self.clone(), pre, digest, deadline, spec)
     }
 }

@@ -46,6 +46,9 @@ pub(super) struct LoadedInner {
     pub(super) pre: Pre,
     digest: String,
     info: PolicyInfo,
+    /// Epoch deadline of a decision (by the component's size, see
+    /// [`super::EngineConfig::deadline_for`]).
+    deadline: Duration,
     /// Moving average of this component's decision run time, ns (`u64::MAX` before the
     /// first); decides whether a decision runs on the calling thread.
     recent_ns: AtomicU64,
@@ -86,6 +89,7 @@ impl LoadedPolicy {
         engine: PolicyEngine,
         pre: Pre,
         digest: String,
+        deadline: Duration,
         spec: PolicySpec,
     ) -> Result<Self, PolicyError> {
         let warm = WarmPool::new(engine.inner.config.warm_instances);
@@ -95,6 +99,7 @@ impl LoadedPolicy {
                 engine,
                 pre,
                 digest,
+                deadline,
                 info: PolicyInfo {
                     name: String::new(),
                     version: String::new(),
@@ -212,7 +217,13 @@ impl LoadedPolicy {
                 }
             }
         }
-        let outer = self.inner.engine.inner.config.outer_timeout;
+        let outer = self
+            .inner
+            .engine
+            .inner
+            .config
+            .outer_timeout
+            .max(self.inner.deadline * 2);
         // At most one decision per core runs: under load the others queue here, before
         // their wall-clock deadline starts, instead of timing out while descheduled.
         let permit = match running.clone().acquire_owned().await {
@@ -352,7 +363,7 @@ impl LoadedPolicy {
 
     fn run_blocking(&self, request: &domain::PolicyRequest, host: Arc<dyn HostState>) -> Outcome {
         let _busy = self.inner.engine.inner.ticker.busy();
-        let deadline = self.inner.engine.inner.config.deadline;
+        let deadline = self.inner.deadline;
         let mut warm = match self.instance(&host, &request.id) {
             Ok(warm) => warm,
             Err(failure) => return Outcome::Failed(failure),

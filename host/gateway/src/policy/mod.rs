@@ -38,6 +38,8 @@ pub use quarantine::QuarantineConfig;
 pub struct EngineConfig {
     /// Epoch deadline per guest call (the ticker runs every millisecond).
     pub deadline: Duration,
+    /// ... of a component over [`LARGE_GUEST_BYTES`].
+    pub large_guest_deadline: Duration,
     /// Limit on the whole call, host calls included.
     pub outer_timeout: Duration,
     /// Linear memory cap per instance.
@@ -78,10 +80,27 @@ pub enum Compiler {
     Child(PathBuf),
 }
 
+/// Components over this size embed an interpreter (componentize-py ~19 MB,
+/// componentize-js ~12 MB; a Rust policy is ~0.2 MB): a fresh instance of one decides in
+/// 4–35 ms on two cores, so it gets [`EngineConfig::large_guest_deadline`].
+pub const LARGE_GUEST_BYTES: usize = 4 << 20;
+
+impl EngineConfig {
+    /// The deadline of a component of `bytes` bytes.
+    pub fn deadline_for(&self, bytes: usize) -> Duration {
+        if bytes > LARGE_GUEST_BYTES {
+            self.large_guest_deadline
+        } else {
+            self.deadline
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             deadline: Duration::from_millis(5),
+            large_guest_deadline: Duration::from_millis(50),
             outer_timeout: Duration::from_millis(50),
             memory_limit_bytes: 64 << 20,
             max_component_bytes: 64 << 20,
