@@ -217,13 +217,9 @@ impl LoadedPolicy {
                 }
             }
         }
-        let outer = self
-            .inner
-            .engine
-            .inner
-            .config
-            .outer_timeout
-            .max(self.inner.deadline * 2);
+        // A large component's longer deadline keeps the configured slack above it.
+        let config = &self.inner.engine.inner.config;
+        let outer = config.outer_timeout + self.inner.deadline.saturating_sub(config.deadline);
         // At most one decision per core runs: under load the others queue here, before
         // their wall-clock deadline starts, instead of timing out while descheduled.
         let permit = match running.clone().acquire_owned().await {
