@@ -61,7 +61,8 @@ for cases in policies/*/cases.json policies/python/*/cases.json policies/js/*/ca
   name=$(basename "$(dirname "$cases")")
   echo "--- $name"
   # --warm: every shipped policy must decide the same on reused instances.
-  target/debug/switchyard policy test --warm --cache-dir target/policy-test-cache \
+  # The compiled-component cache the Rust tests filled: shipped policies compile once.
+  target/debug/switchyard policy test --warm --cache-dir target/test-policy-cache \
     "$out/$name.wasm" "$cases" || failed=$((failed + 1))
 done
 if [ "$failed" -ne 0 ]; then
@@ -86,12 +87,14 @@ for lang in rust python js; do
             && npm run cases && bash build.sh ;;
     esac
     if [ "$lang" != rust ]; then
-      "$switchyard" policy test --warm team_router.wasm cases.json
+      "$switchyard" policy test --warm --cache-dir "$OLDPWD/target/test-policy-cache" \
+        team_router.wasm cases.json
     fi
   )
 done
 # ... and each hot-swaps into a running gateway (the policy file replaced, as an operator
 # would) without a failed request.
-python3 tests/e2e/hot_swap.py "$switchyard" target/policies/hybrid.wasm \
+SWITCHYARD_POLICY_CACHE="$PWD/target/test-policy-cache" \
+  python3 tests/e2e/hot_swap.py "$switchyard" target/policies/hybrid.wasm \
   target/policy-new/rust/team_router.wasm target/policy-new/python/team_router.wasm \
   target/policy-new/js/team_router.wasm

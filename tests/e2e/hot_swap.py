@@ -7,6 +7,7 @@ served from this process) deciding with START.wasm, then replaces the policy fil
 each NEW.wasm in turn, as an operator would, and waits until responses name the new
 version (`x-switchyard-policy: live@<sha256[:12]>`). Every request must be answered 200
 by a backend; any error, or a version that never goes live within 120 s, fails.
+SWITCHYARD_POLICY_CACHE names a compiled-component cache to share (default: a temp one).
 """
 
 import hashlib
@@ -100,7 +101,7 @@ def start_gateway(binary, policy, policy_toml="deadline_ms = 50"):
 listen = "127.0.0.1:{port}"
 [policy]
 path = "{live}"
-cache_dir = "{work}/cache"
+cache_dir = "{os.environ.get('SWITCHYARD_POLICY_CACHE', work + '/cache')}"
 fallback_targets = ["local"]
 {policy_toml}
 [ledger]
