@@ -97,26 +97,13 @@ impl RunOptions {
             deadline,
             large_guest_deadline: deadline,
             outer_timeout: defaults.outer_timeout.max(deadline * 2),
-            cache_dir: self.cache_dir.clone().or_else(user_cache_dir),
+            cache_dir: self
+                .cache_dir
+                .clone()
+                .or_else(|| crate::config::defaults::policy_cache_dir(|v| std::env::var(v).ok())),
             ..defaults
         }
     }
-}
-
-/// The user's cache folder for compiled policies; `None` without `XDG_CACHE_HOME` or
-/// `HOME` (then every run compiles).
-fn user_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".cache"))
-        })?;
-    let dir = base.join("switchyard").join("policies");
-    std::fs::create_dir_all(&dir).ok()?;
-    Some(dir)
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
