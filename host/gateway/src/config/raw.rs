@@ -32,6 +32,9 @@ pub(super) struct RawConfig {
     pub(super) hardware: Option<RawHardware>,
     #[serde(default)]
     pub(super) privacy: RawPrivacy,
+    /// `[classifiers]`: name → model file, scored by policies' `embeddings.score`.
+    #[serde(default)]
+    pub(super) classifiers: BTreeMap<String, PathBuf>,
 }
 
 /// `[privacy]`: data classes the host keeps on local backends whatever a policy says.

@@ -48,7 +48,21 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         policy,
         backends,
         privacy,
+        classifiers: classifiers(raw.classifiers)?,
     })
+}
+
+/// `[classifiers]`: each name non-blank, each path non-empty (the files load at start).
+fn classifiers(raw: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+    for (name, path) in &raw {
+        if name.trim().is_empty() {
+            return Err(invalid("classifiers", "a classifier name is blank"));
+        }
+        if path.as_os_str().is_empty() {
+            return Err(invalid(format!("classifiers.{name}"), "the path is empty"));
+        }
+    }
+    Ok(raw)
 }
 
 pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {

@@ -223,6 +223,8 @@ pub enum SetupError {
     Backend(#[from] crate::backends::BuildError),
     #[error("backend {0} is local but no local engine was supplied")]
     MissingLocal(String),
+    #[error("classifier: {0}")]
+    Classifier(#[from] crate::router_model::RouterModelError),
 }
 
 impl Dispatcher {
@@ -287,10 +289,13 @@ impl Dispatcher {
                 retry: cfg.retry,
             });
         }
-        Ok(
-            Self::new(backends, rule, config.policy.fallback.clone(), tokens)
-                .with_privacy(config.privacy.clone()),
-        )
+        let dispatcher = Self::new(backends, rule, config.policy.fallback.clone(), tokens)
+            .with_privacy(config.privacy.clone());
+        if config.classifiers.is_empty() {
+            return Ok(dispatcher);
+        }
+        let classifiers = crate::classifiers::Classifiers::load(&config.classifiers)?;
+        Ok(dispatcher.with_text_scorer(Arc::new(classifiers)))
     }
 
     /// Enforces `privacy` on every target list, the rule's and the fallback's: requests
