@@ -1,5 +1,6 @@
 //! Gateway tests against mock OpenAI-compatible upstreams on 127.0.0.1:0: JSON and SSE,
-//! failover, errors, headers, and the listener's header-read timeout.
+//! failover, errors, headers, the listener's header-read timeout; and `/v1/embeddings` on
+//! the local embedding model.
 
 #![allow(clippy::unwrap_used)]
 
@@ -517,24 +518,28 @@ async fn client_errors_are_openai_shaped() {
     }
 }
 
-#[tokio::test]
-async fn models_health_and_ready() {
-    let (a, _) = spawn_mock(Mode::Ok, "").await;
-    let (b, _) = spawn_mock(Mode::Ok, "").await;
-    let gw = spawn_gateway(a, b, "").await;
+/// The ids `/v1/models` lists, in order.
+async fn model_ids(gw: SocketAddr) -> Vec<String> {
     let models: Value = reqwest::get(format!("http://{gw}/v1/models"))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = models["data"]
+    models["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["auto", "gpt-4o", "model-b"]);
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn models_health_and_ready() {
+    let (a, _) = spawn_mock(Mode::Ok, "").await;
+    let (b, _) = spawn_mock(Mode::Ok, "").await;
+    let gw = spawn_gateway(a, b, "").await;
+    assert_eq!(model_ids(gw).await, ["auto", "gpt-4o", "model-b"]);
     assert_eq!(
         reqwest::get(format!("http://{gw}/healthz"))
             .await
@@ -617,4 +622,151 @@ async fn metrics_endpoint_reports_requests_fallbacks_and_breakers() {
         "{text}"
     );
     assert!(text.contains("switchyard_tokens_total{"), "{text}");
+}
+
+/// The embedding model's reference outputs (sentence-transformers), committed with the
+/// local engine's parity test.
+fn embedding_fixtures() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/local/tests/fixtures/embed/minilm.json"
+    );
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+async fn post_embeddings(gw: SocketAddr, body: &Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{gw}/v1/embeddings"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_endpoint_serves_the_local_model_in_openai_shape() {
+    let (a, _) = spawn_mock(Mode::Ok, "unused").await;
+    let (b, _) = spawn_mock(Mode::Ok, "unused").await;
+    let model_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/all-minilm-l6-v2");
+    let embeddings = format!("[embeddings]\nmodel_dir = \"{model_dir}\"\nthreads = 2\n");
+    let gw = spawn_gateway(a, b, &embeddings).await;
+    let fixtures = embedding_fixtures();
+    let texts: Vec<&str> = fixtures["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let (picked, expected): (Vec<&str>, Vec<Vec<f32>>) = [1usize, 2, 3]
+        .iter()
+        .map(|&i| {
+            let want = fixtures["embeddings"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            (texts[i], want)
+        })
+        .unzip();
+
+    let (status, body) =
+        post_embeddings(gw, &json!({"model": "all-minilm-l6-v2", "input": picked})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "all-minilm-l6-v2");
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), picked.len());
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(data[i]["index"], i);
+        let got: Vec<f32> = data[i]["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got.len(), 384);
+        let c = cosine(&got, want);
+        assert!(c >= 0.999, "{:?}: cosine {c}", picked[i]);
+    }
+    let tokens: u64 = [1usize, 2, 3]
+        .iter()
+        .map(|&i| fixtures["token_counts"][i].as_u64().unwrap())
+        .sum();
+    assert_eq!(body["usage"]["prompt_tokens"], tokens);
+
+    // base64: little-endian f32, what the OpenAI SDKs request by default.
+    let (status, body) = post_embeddings(
+        gw,
+        &json!({"model": "all-minilm-l6-v2", "input": picked[0], "encoding_format": "base64"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let got: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert!(cosine(&got, &expected[0]) >= 0.999);
+
+    for (bad, status, code) in [
+        (
+            json!({"model": "text-embedding-3-small", "input": "x"}),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+        ),
+        (
+            json!({"model": "all-minilm-l6-v2", "input": [[1, 2, 3]]}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            json!({"model": "all-minilm-l6-v2", "input": []}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            json!({"model": "all-minilm-l6-v2", "input": "x", "encoding_format": "int8"}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            json!({"model": "all-minilm-l6-v2", "input": "x", "dimensions": 64}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+    ] {
+        let (got, body) = post_embeddings(gw, &bad).await;
+        assert_eq!(got, status, "{bad} -> {body}");
+        if !code.is_empty() {
+            assert_eq!(body["error"]["code"], code, "{body}");
+        }
+    }
+
+    let ids = model_ids(gw).await;
+    assert!(ids.contains(&"all-minilm-l6-v2".to_owned()), "{ids:?}");
+
+    // Without [embeddings] the endpoint says there is no model.
+    let plain = spawn_gateway(a, b, "").await;
+    let (status, body) =
+        post_embeddings(plain, &json!({"model": "all-minilm-l6-v2", "input": "x"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[embeddings]"),
+        "{body}"
+    );
 }

@@ -1,18 +1,29 @@
 //! The classifiers named in `[classifiers]`, loaded at start and answering policies'
 //! `embeddings.score`: a trained router scores a text by its rank among its training
-//! prompts, so a policy's `strong_share` is a share of traffic.
+//! prompts, so a policy's `strong_share` is a share of traffic. Embedding calls go to the
+//! embedding model given to [`Classifiers::with_embeddings`], if any.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::embeddings::{NO_MODEL, TextScorer};
+use crate::embeddings::{Batch, NO_MODEL, TextScorer};
 use crate::router_model::{RouterModel, RouterModelError};
 
-/// Loaded classifiers by name; `embed` is refused (no embedding model is loaded here).
-#[derive(Debug, Default)]
+/// Loaded classifiers by name, and the embedding model (without one, `embed` is refused).
+#[derive(Default)]
 pub struct Classifiers {
     routers: BTreeMap<String, RouterModel>,
+    embeddings: Option<Arc<dyn TextScorer>>,
+}
+
+impl std::fmt::Debug for Classifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifiers")
+            .field("routers", &self.names())
+            .field("embedding_model", &self.embedding_model())
+            .finish()
+    }
 }
 
 impl Classifiers {
@@ -22,16 +33,29 @@ impl Classifiers {
             .iter()
             .map(|(name, path)| Ok((name.clone(), RouterModel::load(path)?)))
             .collect::<Result<_, RouterModelError>>()?;
-        Ok(Self { routers })
+        Ok(Self {
+            routers,
+            embeddings: None,
+        })
     }
 
     /// Classifiers from models already in memory.
     pub fn from_models(routers: BTreeMap<String, RouterModel>) -> Self {
-        Self { routers }
+        Self {
+            routers,
+            embeddings: None,
+        }
     }
 
+    /// Answers `embed` (and `/v1/embeddings`) with `model`.
+    pub fn with_embeddings(mut self, model: Arc<dyn TextScorer>) -> Self {
+        self.embeddings = Some(model);
+        self
+    }
+
+    /// No classifier and no embedding model.
     pub fn is_empty(&self) -> bool {
-        self.routers.is_empty()
+        self.routers.is_empty() && self.embeddings.is_none()
     }
 
     /// The loaded names, sorted.
@@ -41,8 +65,22 @@ impl Classifiers {
 }
 
 impl TextScorer for Classifiers {
-    fn embed(&self, _text: &str) -> Result<Arc<[f32]>, String> {
-        Err(NO_MODEL.to_owned())
+    fn embed(&self, text: &str) -> Result<Arc<[f32]>, String> {
+        match &self.embeddings {
+            Some(model) => model.embed(text),
+            None => Err(NO_MODEL.to_owned()),
+        }
+    }
+
+    fn embedding_model(&self) -> Option<&str> {
+        self.embeddings.as_deref()?.embedding_model()
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Batch, String> {
+        match &self.embeddings {
+            Some(model) => model.embed_batch(texts),
+            None => Err(NO_MODEL.to_owned()),
+        }
     }
 
     fn score(&self, classifier: &str, text: &str) -> Result<f64, String> {

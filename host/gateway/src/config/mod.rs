@@ -77,6 +77,16 @@ pub struct Config {
     /// Classifiers policies score text with (`[classifiers]`: name → `router.bin` written
     /// by `switchyard train router`).
     pub classifiers: BTreeMap<String, PathBuf>,
+    /// The local embedding model (`[embeddings]`), for policies and `/v1/embeddings`.
+    pub embeddings: Option<EmbeddingsConfig>,
+}
+
+/// `[embeddings]`: where the all-MiniLM-L6-v2 files are and how many threads run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingsConfig {
+    pub model_dir: PathBuf,
+    /// Threads for its matmuls; one per core when unset.
+    pub threads: Option<usize>,
 }
 
 /// Host-enforced privacy (`[tenants.NAME] local_only`, `[privacy]`): requests of these
@@ -298,6 +308,7 @@ impl Config {
             hardware: None,
             privacy: RawPrivacy::default(),
             classifiers: BTreeMap::new(),
+            embeddings: None,
         };
         validate(raw)
     }

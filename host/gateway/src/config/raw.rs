@@ -35,6 +35,15 @@ pub(super) struct RawConfig {
     /// `[classifiers]`: name → model file, scored by policies' `embeddings.score`.
     #[serde(default)]
     pub(super) classifiers: BTreeMap<String, PathBuf>,
+    pub(super) embeddings: Option<RawEmbeddings>,
+}
+
+/// `[embeddings]`: the local sentence-embedding model for policies and `/v1/embeddings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmbeddings {
+    pub(super) model_dir: PathBuf,
+    pub(super) threads: Option<usize>,
 }
 
 /// `[privacy]`: data classes the host keeps on local backends whatever a policy says.

@@ -49,6 +49,21 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         backends,
         privacy,
         classifiers: classifiers(raw.classifiers)?,
+        embeddings: raw.embeddings.map(embeddings).transpose()?,
+    })
+}
+
+/// `[embeddings]`: a model directory and, when set, at least one thread.
+fn embeddings(raw: super::raw::RawEmbeddings) -> Result<super::EmbeddingsConfig, ConfigError> {
+    if raw.model_dir.as_os_str().is_empty() {
+        return Err(invalid("embeddings.model_dir", "the path is empty"));
+    }
+    if raw.threads == Some(0) {
+        return Err(invalid("embeddings.threads", "must be at least 1"));
+    }
+    Ok(super::EmbeddingsConfig {
+        model_dir: raw.model_dir,
+        threads: raw.threads,
     })
 }
 

@@ -225,6 +225,29 @@ pub enum SetupError {
     MissingLocal(String),
     #[error("classifier: {0}")]
     Classifier(#[from] crate::router_model::RouterModelError),
+    #[error("{0}")]
+    Embeddings(String),
+}
+
+/// The local embedding model `[embeddings]` names.
+#[cfg(feature = "local-model")]
+fn load_embeddings(
+    config: &crate::config::EmbeddingsConfig,
+) -> Result<Arc<dyn crate::embeddings::TextScorer>, SetupError> {
+    crate::embeddings::LocalEmbeddings::load(&config.model_dir, config.threads)
+        .map(|model| Arc::new(model) as Arc<dyn crate::embeddings::TextScorer>)
+        .map_err(SetupError::Embeddings)
+}
+
+/// Without the local engine there is no embedding model to load.
+#[cfg(not(feature = "local-model"))]
+fn load_embeddings(
+    config: &crate::config::EmbeddingsConfig,
+) -> Result<Arc<dyn crate::embeddings::TextScorer>, SetupError> {
+    Err(SetupError::Embeddings(format!(
+        "[embeddings] names {}, but this build has no local models (built without the local-model feature)",
+        config.model_dir.display()
+    )))
 }
 
 impl Dispatcher {
@@ -291,11 +314,19 @@ impl Dispatcher {
         }
         let dispatcher = Self::new(backends, rule, config.policy.fallback.clone(), tokens)
             .with_privacy(config.privacy.clone());
-        if config.classifiers.is_empty() {
+        let mut models = crate::classifiers::Classifiers::load(&config.classifiers)?;
+        if let Some(embeddings) = &config.embeddings {
+            models = models.with_embeddings(load_embeddings(embeddings)?);
+        }
+        if models.is_empty() {
             return Ok(dispatcher);
         }
-        let classifiers = crate::classifiers::Classifiers::load(&config.classifiers)?;
-        Ok(dispatcher.with_text_scorer(Arc::new(classifiers)))
+        Ok(dispatcher.with_text_scorer(Arc::new(models)))
+    }
+
+    /// The scorer policies' `embeddings` calls and `/v1/embeddings` reach.
+    pub fn text_scorer(&self) -> Arc<dyn crate::embeddings::TextScorer> {
+        self.host.scorer.clone()
     }
 
     /// Enforces `privacy` on every target list, the rule's and the fallback's: requests

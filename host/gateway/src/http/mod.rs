@@ -1,7 +1,8 @@
-//! HTTP surface (axum): `/v1/chat/completions` (JSON and SSE), `/v1/models`, `/healthz`,
+//! HTTP surface (axum): `/v1/chat/completions` (JSON and SSE), `/v1/embeddings`, `/v1/models`, `/healthz`,
 //! `/readyz`. Knows only [`crate::dispatch`], domain types and OpenAI-shaped errors.
 
 mod body;
+mod embeddings;
 mod listener;
 pub mod tenants;
 pub mod wire;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -424,31 +426,34 @@ enum Served {
 
 /// The client's request from its headers and body: authenticated (the key's tenant
 /// pays, whatever the headers say), parsed and checked.
+/// The request body, or the error for one too large, too slow or unreadable.
+fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("request body exceeds {} bytes", state.max_body_bytes),
+            )
+            .with_code("body_too_large"))
+        }
+        Err(rejection) if body::is_timeout(&rejection) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request body not received in time",
+        )
+        .with_code("body_timeout")),
+        Err(rejection) => Err(ApiError::invalid(rejection.body_text())),
+    }
+}
+
 fn client_request(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(ClientRequest, bool), ApiError> {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                format!("request body exceeds {} bytes", state.max_body_bytes),
-            )
-            .with_code("body_too_large"));
-        }
-        Err(rejection) if body::is_timeout(&rejection) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request_error",
-                "request body not received in time",
-            )
-            .with_code("body_timeout"));
-        }
-        Err(rejection) => return Err(ApiError::invalid(rejection.body_text())),
-    };
+    let body = read_body(state, body)?;
     let key_tenant = authenticate(state, headers)?;
     let (mut request, include_usage) = parse_request(headers, &body)?;
     request.tenant = match key_tenant {
@@ -745,6 +750,14 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 });
             }
         }
+    }
+    if let Some(model) = state.dispatcher.text_scorer().embedding_model() {
+        data.push(wire::ModelEntry {
+            id: model.to_owned(),
+            object: "model",
+            created: 0,
+            owned_by: "switchyard".to_owned(),
+        });
     }
     axum::Json(wire::ModelList {
         object: "list",

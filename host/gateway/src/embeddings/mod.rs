@@ -1,6 +1,13 @@
 //! The host side of contract 0.2's `embeddings` import: [`TextScorer`], what a policy's
 //! `embed` and `score` calls reach, its default ([`NoEmbeddings`]) and [`Memoized`], which
-//! computes each text's embedding at most once while it is recent and shares it.
+//! computes each text's embedding at most once while it is recent and shares it; with the
+//! `local-model` feature, [`LocalEmbeddings`] runs all-MiniLM-L6-v2 in-process.
+
+#[cfg(feature = "local-model")]
+mod local;
+
+#[cfg(feature = "local-model")]
+pub use local::LocalEmbeddings;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +20,22 @@ pub trait TextScorer: Send + Sync + 'static {
     fn embed(&self, text: &str) -> Result<Arc<[f32]>, String>;
     /// `text` scored by the classifier loaded as `classifier`, 0.0..=1.0.
     fn score(&self, classifier: &str, text: &str) -> Result<f64, String>;
+    /// The embedding model's name (what `/v1/embeddings` clients ask for), when one is loaded.
+    fn embedding_model(&self) -> Option<&str> {
+        None
+    }
+    /// Embeds `texts` in one batch (`/v1/embeddings`); also answers the tokens they used.
+    fn embed_batch(&self, texts: &[&str]) -> Result<Batch, String> {
+        let _ = texts;
+        Err(NO_MODEL.to_owned())
+    }
+}
+
+/// Embeddings of a batch of texts, in order, and the tokens the model read for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub vectors: Vec<Arc<[f32]>>,
+    pub tokens: usize,
 }
 
 /// The answer of a host without an embedding model.
@@ -76,6 +99,12 @@ impl TextScorer for Memoized {
     }
     fn score(&self, classifier: &str, text: &str) -> Result<f64, String> {
         self.inner.score(classifier, text)
+    }
+    fn embedding_model(&self) -> Option<&str> {
+        self.inner.embedding_model()
+    }
+    fn embed_batch(&self, texts: &[&str]) -> Result<Batch, String> {
+        self.inner.embed_batch(texts)
     }
 }
 
