@@ -8,6 +8,6 @@ pub mod replay;
 pub mod train;
 
 pub use switchyard_gateway::{
-    backends, config, decision_log, dispatch, domain, hardware, http, ledger, live_feed, metrics,
-    policy, policy_set, router_model, time, ui,
+    backends, classifiers, config, decision_log, dispatch, domain, embeddings, hardware, http,
+    ledger, live_feed, metrics, policy, policy_set, router_model, time, ui,
 };

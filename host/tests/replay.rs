@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::config::Config;
@@ -634,4 +635,52 @@ fn replay_throughput() {
             assert!(t.requests_per_s > 0.0);
         }
     }
+}
+
+/// `learned` replays with the shipped router when the options carry the classifiers (what
+/// `replay --config` loads from `[classifiers]`): the strong share moves traffic to the
+/// cloud, and without a classifier everything stays local (`weak:unscored`).
+#[test]
+fn learned_policy_replays_with_the_configured_router() {
+    let router = workspace_root().join("policies/learned/router.bin");
+    let classifiers = switchyard::classifiers::Classifiers::load(&BTreeMap::from([(
+        "router".to_owned(),
+        router,
+    )]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let fixture = workspace_root().join("host/tests/fixtures/routing_labelled_sample.jsonl");
+    let text = std::fs::read_to_string(fixture).unwrap_or_else(|e| panic!("{e}"));
+    let lines: String = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+            let body = serde_json::json!({"model": "auto",
+                "messages": [{"role": "user", "content": row["prompt"]}]});
+            format!("{body}\n")
+        })
+        .collect();
+    let total = lines.lines().count() as f64;
+    let local_share = |share: &str, scorer: Arc<dyn switchyard::embeddings::TextScorer>| {
+        let opts = ReplayOptions {
+            scorer,
+            ..ReplayOptions::default()
+        };
+        let policy = load("learned", &[("strong_share", share)]);
+        let report = run(&[policy], JsonlReader::new(lines.as_bytes()), &opts);
+        report.policies[0].local_share
+    };
+    let scored: Arc<dyn switchyard::embeddings::TextScorer> = Arc::new(classifiers);
+    let at_30 = local_share("0.3", scored.clone());
+    let at_70 = local_share("0.7", scored.clone());
+    // The sample leans to hard subjects (half of it fails the weak model, against 30 %
+    // in training), so more of it than the strong share goes to the cloud; the share
+    // still moves the cut.
+    assert!(at_30 > 0.0 && at_30 < 1.0, "strong 30 %: local {at_30}");
+    assert!(at_70 > 0.0 && at_70 < at_30, "strong 70 %: local {at_70}");
+    assert!(at_30 - at_70 >= 48.0 / total, "{at_30} vs {at_70}");
+    assert_eq!(local_share("0", scored.clone()), 1.0);
+    assert_eq!(local_share("1", scored.clone()), 0.0);
+    let unscored = local_share("0.7", Arc::new(switchyard::embeddings::NoEmbeddings));
+    assert_eq!(unscored, 1.0);
 }

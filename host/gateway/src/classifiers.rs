@@ -10,6 +10,15 @@ use std::sync::Arc;
 use crate::embeddings::{Batch, NO_MODEL, TextScorer};
 use crate::router_model::{RouterModel, RouterModelError};
 
+/// Why the config's classifiers or embedding model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("classifier: {0}")]
+    Classifier(#[from] RouterModelError),
+    #[error("{0}")]
+    Embeddings(String),
+}
+
 /// Loaded classifiers by name, and the embedding model (without one, `embed` is refused).
 #[derive(Default)]
 pub struct Classifiers {
@@ -27,6 +36,15 @@ impl std::fmt::Debug for Classifiers {
 }
 
 impl Classifiers {
+    /// The config's `[classifiers]` and `[embeddings]` model, loaded.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, LoadError> {
+        let models = Self::load(&config.classifiers)?;
+        Ok(match &config.embeddings {
+            Some(embeddings) => models.with_embeddings(load_embeddings(embeddings)?),
+            None => models,
+        })
+    }
+
     /// Loads every `name → path` of the config's `[classifiers]`.
     pub fn load(paths: &BTreeMap<String, PathBuf>) -> Result<Self, RouterModelError> {
         let routers = paths
@@ -62,6 +80,27 @@ impl Classifiers {
     pub fn names(&self) -> Vec<&str> {
         self.routers.keys().map(String::as_str).collect()
     }
+}
+
+/// The local embedding model `[embeddings]` names.
+#[cfg(feature = "local-model")]
+fn load_embeddings(
+    config: &crate::config::EmbeddingsConfig,
+) -> Result<Arc<dyn TextScorer>, LoadError> {
+    crate::embeddings::LocalEmbeddings::load(&config.model_dir, config.threads)
+        .map(|model| Arc::new(model) as Arc<dyn TextScorer>)
+        .map_err(LoadError::Embeddings)
+}
+
+/// Without the local engine there is no embedding model to load.
+#[cfg(not(feature = "local-model"))]
+fn load_embeddings(
+    config: &crate::config::EmbeddingsConfig,
+) -> Result<Arc<dyn TextScorer>, LoadError> {
+    Err(LoadError::Embeddings(format!(
+        "[embeddings] names {}, but this build has no local models (built without the local-model feature)",
+        config.model_dir.display()
+    )))
 }
 
 impl TextScorer for Classifiers {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -33,7 +34,8 @@ pub struct ReplayArgs {
     /// A second policy component to compare with (B).
     #[arg(long)]
     pub compare: Option<PathBuf>,
-    /// Gateway config: backends, prices, tenant budgets, policy params and fallback
+    /// Gateway config: backends, prices, tenant budgets, policy params, fallback and
+    /// classifiers
     /// (default: the demo backends local, openai, anthropic, gemini).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -291,6 +293,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         skip_bad: args.skip_bad,
         source,
         diff_samples: args.diff_samples,
+        scorer: match &config {
+            Some(c) => Arc::new(crate::classifiers::Classifiers::from_config(c)?),
+            None => Arc::new(crate::embeddings::NoEmbeddings),
+        },
     };
     let report = match (synthetic, &args.workload) {
         (Some(records), _) => replay::replay(&policies, records.map(Ok), &opts)?,

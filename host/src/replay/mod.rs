@@ -30,6 +30,7 @@ pub mod synthetic;
 pub mod workload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::domain::BackendStatus;
@@ -65,6 +66,8 @@ pub struct ReplayOptions {
     pub source: String,
     /// Differing decisions to show (two policies).
     pub diff_samples: usize,
+    /// What policies' `embeddings` calls reach: the config's classifiers (`--config`).
+    pub scorer: Arc<dyn crate::embeddings::TextScorer>,
 }
 
 impl Default for ReplayOptions {
@@ -78,6 +81,7 @@ impl Default for ReplayOptions {
             skip_bad: false,
             source: "workload".to_owned(),
             diff_samples: 10,
+            scorer: Arc::new(crate::embeddings::NoEmbeddings),
         }
     }
 }

@@ -55,12 +55,15 @@ fn has_pii(messages: &[crate::domain::ChatMessage]) -> bool {
 impl PolicyRun {
     /// A run with nothing replayed yet; its host starts at `first_day`.
     pub(super) fn new(policy: LoadedPolicy, opts: &ReplayOptions, first_day: i64) -> Self {
-        let host = Arc::new(SimHost::new(
-            opts.backends.clone(),
-            opts.outages.clone(),
-            opts.budgets.clone(),
-            first_day,
-        ));
+        let host = Arc::new(
+            SimHost::new(
+                opts.backends.clone(),
+                opts.outages.clone(),
+                opts.budgets.clone(),
+                first_day,
+            )
+            .with_scorer(opts.scorer.clone()),
+        );
         let dyn_host: Arc<dyn HostState> = host.clone();
         Self {
             policy,

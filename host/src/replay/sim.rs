@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use policy_sdk::pii::PiiMatch;
 
 use crate::domain::{BackendKind, BackendStatus, SpendStatus};
+use crate::embeddings::{NoEmbeddings, TextScorer};
 use crate::ledger::Budget;
 use crate::policy::HostState;
 use crate::time;
@@ -69,6 +70,8 @@ pub struct SimHost {
     /// The current request's messages with the PII found in each (scanned once, off the
     /// decision thread); `detect_pii` answers from it.
     pii: Mutex<Arc<PiiScan>>,
+    /// What policies' `embeddings` calls reach (the config's classifiers, if any).
+    scorer: Arc<dyn TextScorer>,
 }
 
 /// Message texts with the PII spans found in each.
@@ -94,7 +97,14 @@ impl SimHost {
             first_day: AtomicI64::new(first_day),
             now_ms: AtomicI64::new(first_day * time::DAY_MS),
             pii: Mutex::new(Arc::default()),
+            scorer: Arc::new(NoEmbeddings),
         }
+    }
+
+    /// Answers policies' `embeddings` calls with `scorer`.
+    pub fn with_scorer(mut self, scorer: Arc<dyn TextScorer>) -> Self {
+        self.scorer = scorer;
+        self
     }
 
     /// The PII scan of the request about to be decided.
@@ -192,6 +202,10 @@ impl SimHost {
 impl HostState for SimHost {
     fn backends(&self) -> Vec<BackendStatus> {
         self.current_backends()
+    }
+
+    fn scorer(&self) -> &dyn TextScorer {
+        &*self.scorer
     }
 
     fn detect_pii(&self, text: &str) -> Vec<PiiMatch> {

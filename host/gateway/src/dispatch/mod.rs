@@ -223,31 +223,8 @@ pub enum SetupError {
     Backend(#[from] crate::backends::BuildError),
     #[error("backend {0} is local but no local engine was supplied")]
     MissingLocal(String),
-    #[error("classifier: {0}")]
-    Classifier(#[from] crate::router_model::RouterModelError),
-    #[error("{0}")]
-    Embeddings(String),
-}
-
-/// The local embedding model `[embeddings]` names.
-#[cfg(feature = "local-model")]
-fn load_embeddings(
-    config: &crate::config::EmbeddingsConfig,
-) -> Result<Arc<dyn crate::embeddings::TextScorer>, SetupError> {
-    crate::embeddings::LocalEmbeddings::load(&config.model_dir, config.threads)
-        .map(|model| Arc::new(model) as Arc<dyn crate::embeddings::TextScorer>)
-        .map_err(SetupError::Embeddings)
-}
-
-/// Without the local engine there is no embedding model to load.
-#[cfg(not(feature = "local-model"))]
-fn load_embeddings(
-    config: &crate::config::EmbeddingsConfig,
-) -> Result<Arc<dyn crate::embeddings::TextScorer>, SetupError> {
-    Err(SetupError::Embeddings(format!(
-        "[embeddings] names {}, but this build has no local models (built without the local-model feature)",
-        config.model_dir.display()
-    )))
+    #[error(transparent)]
+    Models(#[from] crate::classifiers::LoadError),
 }
 
 impl Dispatcher {
@@ -314,10 +291,7 @@ impl Dispatcher {
         }
         let dispatcher = Self::new(backends, rule, config.policy.fallback.clone(), tokens)
             .with_privacy(config.privacy.clone());
-        let mut models = crate::classifiers::Classifiers::load(&config.classifiers)?;
-        if let Some(embeddings) = &config.embeddings {
-            models = models.with_embeddings(load_embeddings(embeddings)?);
-        }
+        let models = crate::classifiers::Classifiers::from_config(config)?;
         if models.is_empty() {
             return Ok(dispatcher);
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// What the host answers a policy's `embeddings.embed` and `embeddings.score` with. The
 /// embedding engine (all-MiniLM-L6-v2) and trained classifiers implement it; calls come
 /// from policy decisions, under the decision's host-call budget.
-pub trait TextScorer: Send + Sync + 'static {
+pub trait TextScorer: std::fmt::Debug + Send + Sync + 'static {
     /// The L2-normalised sentence embedding of `text` (384 dims for all-MiniLM-L6-v2).
     fn embed(&self, text: &str) -> Result<Arc<[f32]>, String>;
     /// `text` scored by the classifier loaded as `classifier`, 0.0..=1.0.
@@ -115,6 +115,7 @@ mod tests {
 
     use super::*;
 
+    #[derive(Debug)]
     struct Counting(AtomicU32);
 
     impl TextScorer for Counting {
