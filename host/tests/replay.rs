@@ -639,9 +639,12 @@ fn replay_throughput() {
 
 /// `learned` replays with the shipped router when the options carry the classifiers (what
 /// `replay --config` loads from `[classifiers]`): the strong share moves traffic to the
-/// cloud, and without a classifier everything stays local (`weak:unscored`).
+/// cloud, and without a classifier everything stays local (`weak:unscored`). With the
+/// sample's labels (weak model = local, strong = every cloud backend) the report measures
+/// quality: all-local and all-cloud reach the weak and strong model's scores exactly, and
+/// the router beats random routing at its own shares.
 #[test]
-fn learned_policy_replays_with_the_configured_router() {
+fn learned_policy_replays_with_the_configured_router_and_labels() {
     let router = workspace_root().join("policies/learned/router.bin");
     let classifiers = switchyard::classifiers::Classifiers::load(&BTreeMap::from([(
         "router".to_owned(),
@@ -650,37 +653,66 @@ fn learned_policy_replays_with_the_configured_router() {
     .unwrap_or_else(|e| panic!("{e}"));
     let fixture = workspace_root().join("host/tests/fixtures/routing_labelled_sample.jsonl");
     let text = std::fs::read_to_string(fixture).unwrap_or_else(|e| panic!("{e}"));
-    let lines: String = text
+    let rows: Vec<serde_json::Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let row: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
-            let body = serde_json::json!({"model": "auto",
-                "messages": [{"role": "user", "content": row["prompt"]}]});
-            format!("{body}\n")
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
         .collect();
-    let total = lines.lines().count() as f64;
-    let local_share = |share: &str, scorer: Arc<dyn switchyard::embeddings::TextScorer>| {
+    let mut lines = String::new();
+    let mut labels = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let id = format!("q{i}");
+        let body = serde_json::json!({"id": id, "model": "auto",
+            "messages": [{"role": "user", "content": row["prompt"]}]});
+        lines.push_str(&format!("{body}\n"));
+        let q = |key: &str| if row[key] == true { 1.0 } else { 0.0 };
+        let strong = q("strong_correct");
+        let label = serde_json::json!({"id": id, "quality": {"local": q("weak_correct"),
+            "openai": strong, "anthropic": strong, "gemini": strong}});
+        labels.push_str(&format!("{label}\n"));
+    }
+    let labels = Arc::new(
+        switchyard::replay::quality::Labels::read(labels.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let total = rows.len() as f64;
+    let mean = |key: &str| rows.iter().filter(|r| r[key] == true).count() as f64 / total;
+    let replay_at = |share: &str, scorer: Arc<dyn switchyard::embeddings::TextScorer>| {
         let opts = ReplayOptions {
             scorer,
+            labels: Some(labels.clone()),
             ..ReplayOptions::default()
         };
         let policy = load("learned", &[("strong_share", share)]);
         let report = run(&[policy], JsonlReader::new(lines.as_bytes()), &opts);
-        report.policies[0].local_share
+        let p = &report.policies[0];
+        let quality = p.quality.clone().unwrap_or_else(|| panic!("no quality"));
+        assert_eq!(quality.labelled, rows.len() as u64);
+        (p.local_share, quality)
     };
     let scored: Arc<dyn switchyard::embeddings::TextScorer> = Arc::new(classifiers);
-    let at_30 = local_share("0.3", scored.clone());
-    let at_70 = local_share("0.7", scored.clone());
+    let (at_30, _) = replay_at("0.3", scored.clone());
+    let (at_70, q70) = replay_at("0.7", scored.clone());
     // The sample leans to hard subjects (half of it fails the weak model, against 30 %
     // in training), so more of it than the strong share goes to the cloud; the share
     // still moves the cut.
     assert!(at_30 > 0.0 && at_30 < 1.0, "strong 30 %: local {at_30}");
     assert!(at_70 > 0.0 && at_70 < at_30, "strong 70 %: local {at_70}");
     assert!(at_30 - at_70 >= 48.0 / total, "{at_30} vs {at_70}");
-    assert_eq!(local_share("0", scored.clone()), 1.0);
-    assert_eq!(local_share("1", scored.clone()), 0.0);
-    let unscored = local_share("0.7", Arc::new(switchyard::embeddings::NoEmbeddings));
+    assert!(
+        q70.quality > q70.random_same_shares,
+        "router {} vs random {}",
+        q70.quality,
+        q70.random_same_shares
+    );
+
+    let (all_local, weak) = replay_at("0", scored.clone());
+    assert_eq!(all_local, 1.0);
+    assert!((weak.quality - mean("weak_correct")).abs() < 1e-12);
+    let (all_cloud, strong) = replay_at("1", scored.clone());
+    assert_eq!(all_cloud, 0.0);
+    assert!((strong.quality - mean("strong_correct")).abs() < 1e-12);
+    assert!((strong.share_of_best - 1.0).abs() < 1e-12);
+    let (unscored, _) = replay_at("0.7", Arc::new(switchyard::embeddings::NoEmbeddings));
     assert_eq!(unscored, 1.0);
 }

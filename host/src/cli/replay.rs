@@ -96,6 +96,11 @@ pub struct ReplayArgs {
     /// Decisions that differ between A and B to show.
     #[arg(long, default_value_t = 10)]
     pub diff_samples: usize,
+    /// Quality labels, JSON lines `{"id": REQUEST ID, "quality": {"BACKEND": 0..1}}`: the
+    /// report adds each policy's quality, % of the best backend's, and random routing's
+    /// at the same shares.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -293,6 +298,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         skip_bad: args.skip_bad,
         source,
         diff_samples: args.diff_samples,
+        labels: args.labels.as_deref().map(read_labels).transpose()?,
         scorer: match &config {
             Some(c) => Arc::new(crate::classifiers::Classifiers::from_config(c)?),
             None => Arc::new(crate::embeddings::NoEmbeddings),
@@ -328,4 +334,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The labels file `--labels` names; one with no labels is refused.
+fn read_labels(path: &Path) -> anyhow::Result<Arc<replay::quality::Labels>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("opening labels {}", path.display()))?;
+    let labels = replay::quality::Labels::read(std::io::BufReader::new(file))
+        .with_context(|| format!("reading labels {}", path.display()))?;
+    anyhow::ensure!(!labels.is_empty(), "{} holds no labels", path.display());
+    Ok(Arc::new(labels))
 }

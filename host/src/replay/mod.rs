@@ -23,6 +23,7 @@ pub mod chart;
 mod intake;
 mod lockstep;
 mod prepare;
+pub mod quality;
 pub mod report;
 mod run;
 pub mod sim;
@@ -68,6 +69,9 @@ pub struct ReplayOptions {
     pub diff_samples: usize,
     /// What policies' `embeddings` calls reach: the config's classifiers (`--config`).
     pub scorer: Arc<dyn crate::embeddings::TextScorer>,
+    /// Quality per backend of labelled requests (`--labels`): the report then measures
+    /// each policy's quality.
+    pub labels: Option<Arc<quality::Labels>>,
 }
 
 impl Default for ReplayOptions {
@@ -82,6 +86,7 @@ impl Default for ReplayOptions {
             source: "workload".to_owned(),
             diff_samples: 10,
             scorer: Arc::new(crate::embeddings::NoEmbeddings),
+            labels: None,
         }
     }
 }

@@ -163,6 +163,9 @@ pub struct PolicyReport {
     pub pii_to_cloud: u64,
     pub tenants: Vec<TenantReport>,
     pub daily: Vec<DayCost>,
+    /// Quality over the labelled requests (`--labels`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<super::quality::QualityReport>,
     pub mean_decision_us: f64,
 }
 
@@ -586,6 +589,25 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "  (a busy machine also causes deadline failures: rerun with --deadline-ms 100 to tell them apart)"
+                );
+            }
+        }
+        if let Some(q) = &p.quality {
+            let _ = writeln!(
+                out,
+                "  quality {} over {} labelled requests · {} of the best backend ({} {}) · random at the same shares {}",
+                pct(q.quality),
+                group(q.labelled),
+                pct(q.share_of_best),
+                q.best_backend,
+                pct(q.best_quality),
+                pct(q.random_same_shares),
+            );
+            if q.unlabelled_backend > 0 {
+                let _ = writeln!(
+                    out,
+                    "  ({} labelled requests were served by a backend their label does not name: counted as 0)",
+                    group(q.unlabelled_backend)
                 );
             }
         }

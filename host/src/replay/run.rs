@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::ReplayOptions;
 use super::intake::{Ready, output_tokens};
+use super::quality::QualityAcc;
 use super::report::{
     self, DayCost, HardwareProfile, PolicyReport, Price, TargetStats, TenantReport,
     WorkloadSummary, price_of,
@@ -43,6 +44,7 @@ pub(super) struct PolicyRun {
     pii_to_cloud: u64,
     tenants: BTreeMap<String, TenantAcc>,
     pub(super) decision_ns: u128,
+    quality: QualityAcc,
 }
 
 /// Whether any of `messages` holds PII per the host detector.
@@ -82,12 +84,19 @@ impl PolicyRun {
             pii_to_cloud: 0,
             tenants: BTreeMap::new(),
             decision_ns: 0,
+            quality: QualityAcc::default(),
         }
     }
 
     /// Decides and accounts one request; returns (comparison key, display) of the decision.
     pub(super) fn step(&mut self, ready: &Ready, opts: &ReplayOptions) -> (String, String) {
         let (req, ctx) = (&ready.request, &ready.ctx(opts));
+        let label = opts.labels.as_deref().and_then(|l| l.get(&req.id));
+        let served_by = |quality: &mut QualityAcc, backend: Option<&str>| {
+            if let Some(label) = label {
+                quality.record(label, backend);
+            }
+        };
         self.host.set_now(ready.ts);
         self.host.set_pii(ready.pii.clone());
         let eval = self.policy.decide_blocking(req, self.dyn_host.clone());
@@ -100,6 +109,7 @@ impl PolicyRun {
         tenant.requests += 1;
         let decision = match eval.verdict {
             Verdict::Reject(r) => {
+                served_by(&mut self.quality, None);
                 *self.rejected.entry(r.status).or_default() += 1;
                 let key = format!("reject {}", r.status);
                 let shown = format!("{key}: {}", r.message);
@@ -122,6 +132,7 @@ impl PolicyRun {
             (!self.host.is_down(&b.name, ctx.day)).then_some((i, t, b))
         });
         let Some((index, target, backend)) = served else {
+            served_by(&mut self.quality, None);
             self.unserved += 1;
             return (key, shown);
         };
@@ -145,6 +156,7 @@ impl PolicyRun {
         {
             self.capped += 1;
             tenant.capped += 1;
+            served_by(&mut self.quality, None);
             return (key, shown);
         }
         if cost > 0.0 {
@@ -159,6 +171,7 @@ impl PolicyRun {
         }
         self.host.charge(&req.tenant, cost);
         tenant.cost += cost;
+        served_by(&mut self.quality, Some(&backend.name));
         self.routed += 1;
         let label = format!("{}/{model}", backend.name);
         let stats = self
@@ -277,6 +290,7 @@ impl PolicyRun {
             pii_to_cloud: self.pii_to_cloud,
             tenants,
             daily,
+            quality: self.quality.report(),
             mean_decision_us: if self.requests == 0 {
                 0.0
             } else {
