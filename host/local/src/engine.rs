@@ -30,7 +30,10 @@ pub fn resolve_device(spec: &str) -> Result<(Device, Compute, String), LocalErro
     let spec = spec.trim();
     let cpu = || (Device::flex(), Compute::HostQuantized, "cpu".to_string());
     match spec {
-        "cpu" | "flex" => Ok(cpu()),
+        "cpu" => Ok(cpu()),
+        // The burn (GPU) forward pass on burn's CPU backend: slower than `cpu`, there to
+        // run and test the burn path on machines without a GPU.
+        "burn-cpu" => probe((Device::flex(), "burn-cpu (flex)".to_string())),
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
         "ndarray" => Ok((
@@ -88,28 +91,43 @@ fn gpu_device(spec: &str) -> Result<(Device, String), LocalError> {
             "this build has no wgpu support (cargo feature `wgpu`)",
         ));
     }
-    Err(unavailable("expected auto, cpu, cuda:N or wgpu"))
+    Err(unavailable("expected auto, cpu, burn-cpu, cuda:N or wgpu"))
 }
 
-/// Checks that a GPU device works (a small quantized matmul) without letting a backend
-/// panic escape.
+/// Checks that a burn device works (a small quantized matmul) without letting a backend
+/// panic escape: 8-bit weights stored natively, else packed in `u32` (devices without `i8`).
 fn probe((device, name): (Device, String)) -> Result<(Device, Compute, String), LocalError> {
+    let mut failure = String::new();
+    for packed in [false, true] {
+        match probe_scheme(&device, packed) {
+            Ok(()) => {
+                let name = if packed {
+                    format!("{name} (8-bit weights packed in u32)")
+                } else {
+                    name
+                };
+                return Ok((device, Compute::DeviceQuantized { packed }, name));
+            }
+            Err(why) => failure = why,
+        }
+    }
+    Err(LocalError::Device(format!("{name}: {failure}")))
+}
+
+/// One quantized matmul in the `packed` or native 8-bit layout on `device`.
+fn probe_scheme(device: &Device, packed: bool) -> Result<(), String> {
     use burn::tensor::{Tensor, TensorData};
     let check = catch_unwind(AssertUnwindSafe(|| {
-        let w = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; 64 * 32], [64, 32]), &device);
-        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32; 64], [1, 64]), &device);
-        let w = w.quantize_dynamic(&crate::model::device_scheme());
+        let w = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; 64 * 32], [64, 32]), device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32; 64], [1, 64]), device);
+        let w = w.quantize_dynamic(&crate::model::device_scheme(packed));
         let y: Vec<f32> = x.matmul(w).into_data().iter::<f32>().collect();
         y.first().copied()
     }));
     match check {
-        Ok(Some(v)) if (v - 32.0).abs() < 0.5 => Ok((device, Compute::DeviceQuantized, name)),
-        Ok(other) => Err(LocalError::Device(format!(
-            "{name}: probe computed {other:?}, expected 32"
-        ))),
-        Err(_) => Err(LocalError::Device(format!(
-            "{name}: the backend failed to start"
-        ))),
+        Ok(Some(v)) if (v - 32.0).abs() < 0.5 => Ok(()),
+        Ok(other) => Err(format!("probe computed {other:?}, expected 32")),
+        Err(_) => Err("the backend failed to start".to_owned()),
     }
 }
 

@@ -43,7 +43,7 @@ pub fn default_model_path() -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub model_path: PathBuf,
-    /// `auto` | `cpu` | `cuda:N` | `wgpu`.
+    /// `auto` | `cpu` | `burn-cpu` | `cuda:N` | `wgpu`.
     pub device: String,
     /// Requests that may wait (queued or running) before `submit` answers `QueueFull`.
     pub queue_capacity: usize,

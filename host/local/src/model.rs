@@ -89,8 +89,9 @@ impl LlamaConfig {
 pub enum Compute {
     /// Weights in GGUF blocks on the host, quantized CPU kernels.
     HostQuantized,
-    /// Weights as burn 8-bit quantized tensors on the device.
-    DeviceQuantized,
+    /// Weights as burn 8-bit quantized tensors on the device: native `i8` values, or
+    /// (`packed`) four to a `u32` on devices without `i8` (WGSL, lavapipe).
+    DeviceQuantized { packed: bool },
 }
 
 /// A projection `y = x · Wᵀ` on the device, `Wᵀ: [in, out]` quantized.
@@ -98,14 +99,14 @@ pub enum Compute {
 struct DeviceLinear(Tensor<2>);
 
 impl DeviceLinear {
-    fn new(m: &QMatrix, device: &Device) -> Self {
+    fn new(m: &QMatrix, device: &Device, packed: bool) -> Self {
         let (rows, cols) = (m.rows(), m.cols());
         let mut w = vec![0f32; rows * cols];
         for (r, out) in w.chunks_mut(cols).enumerate() {
             m.dequantize_row(r, out);
         }
         let t = Tensor::<2>::from_data(TensorData::new(w, [rows, cols]), device);
-        DeviceLinear(t.transpose().quantize_dynamic(&device_scheme()))
+        DeviceLinear(t.transpose().quantize_dynamic(&device_scheme(packed)))
     }
 
     /// `x: [T, in]` → `[T, out]`.
@@ -114,12 +115,17 @@ impl DeviceLinear {
     }
 }
 
-/// 8-bit symmetric, one f32 scale per 32 values along the input dimension.
-pub(crate) fn device_scheme() -> burn::tensor::quantization::QuantScheme {
+/// 8-bit symmetric, one f32 scale per 32 values along the input dimension; stored as `i8`
+/// or, `packed`, four values per `u32`.
+pub(crate) fn device_scheme(packed: bool) -> burn::tensor::quantization::QuantScheme {
     use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
     QuantScheme::default()
         .with_value(QuantValue::Q8F)
-        .with_store(QuantStore::Native)
+        .with_store(if packed {
+            QuantStore::PackedU32(0)
+        } else {
+            QuantStore::Native
+        })
         .per_block([32], ScaleDtype::F32)
 }
 
@@ -148,7 +154,7 @@ struct DeviceWeights {
 
 impl DeviceWeights {
     /// The host weights on `device`; `half` is the rotated pairs per head.
-    fn new(host: HostWeights, half: usize, device: &Device) -> Self {
+    fn new(host: HostWeights, half: usize, device: &Device, packed: bool) -> Self {
         let vector = |v: Vec<f32>| {
             let len = v.len();
             Tensor::<1>::from_data(TensorData::new(v, [len]), device)
@@ -159,18 +165,18 @@ impl DeviceWeights {
             .into_iter()
             .map(|l| Layer {
                 attn_norm: vector(l.attn_norm),
-                qkv: DeviceLinear::new(&l.qkv, device),
-                out: DeviceLinear::new(&l.out, device),
+                qkv: DeviceLinear::new(&l.qkv, device, packed),
+                out: DeviceLinear::new(&l.out, device, packed),
                 ffn_norm: vector(l.ffn_norm),
-                gate_up: DeviceLinear::new(&l.gate_up, device),
-                down: DeviceLinear::new(&l.down, device),
+                gate_up: DeviceLinear::new(&l.gate_up, device, packed),
+                down: DeviceLinear::new(&l.down, device, packed),
             })
             .collect();
         let (cos, sin): (Vec<f32>, Vec<f32>) = host.rope.into_iter().unzip();
         Self {
             layers,
             norm: vector(host.norm),
-            output: DeviceLinear::new(&host.output, device),
+            output: DeviceLinear::new(&host.output, device, packed),
             cos: Tensor::from_data(TensorData::new(cos, [ctx, half]), device),
             sin: Tensor::from_data(TensorData::new(sin, [ctx, half]), device),
         }
@@ -296,8 +302,8 @@ impl Llama {
         };
         let weights = match compute {
             Compute::HostQuantized => Weights::Host(host),
-            Compute::DeviceQuantized => {
-                Weights::Device(Box::new(DeviceWeights::new(host, hd / 2, device)))
+            Compute::DeviceQuantized { packed } => {
+                Weights::Device(Box::new(DeviceWeights::new(host, hd / 2, device, packed)))
             }
         };
         Ok(Self {

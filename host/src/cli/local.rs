@@ -47,7 +47,7 @@ pub struct ModelArgs {
     /// GGUF model file [default: $SWITCHYARD_MODEL, else the models dir's SmolLM2 file]
     #[arg(long)]
     model: Option<PathBuf>,
-    /// auto | cpu | cuda:N | wgpu
+    /// auto | cpu | burn-cpu | cuda:N | wgpu
     #[arg(long, default_value = "auto")]
     device: String,
     /// CPU threads [default: all cores]
