@@ -342,21 +342,31 @@ async fn client_text_with_newlines_and_megabytes_cannot_flood_or_forge_log_lines
     let forged = "\nFORGED 2026-01-01T00:00:00Z ERROR switchyard: forged line\r\n";
     let huge = format!("{forged}{}{forged}", "x".repeat(3 << 20));
     let msg = json!([{"role": "user", "content": "hi"}]);
+    // Each attack with the status it must get: refused for what it is, or served.
     let attacks = [
         // Unknown model: quoted in the warning.
-        json!({"model": format!("auto{huge}"), "messages": msg}),
+        (
+            json!({"model": format!("auto{huge}"), "messages": msg}),
+            404,
+        ),
         // Tenant from `user`: refused.
-        json!({"model": "auto", "user": huge, "messages": msg}),
+        (json!({"model": "auto", "user": huge, "messages": msg}), 400),
         // A reason the policy echoes: logged with the completion.
-        json!({"model": "auto", "messages": msg,
-               "metadata": {"misbehave": "echo-reason", "reason": huge}}),
+        (
+            json!({"model": "auto", "messages": msg,
+                   "metadata": {"misbehave": "echo-reason", "reason": huge}}),
+            200,
+        ),
         // Labels.
-        json!({"model": "auto", "messages": msg, "metadata": {"team": huge}}),
+        (
+            json!({"model": "auto", "messages": msg, "metadata": {"team": huge}}),
+            200,
+        ),
     ];
-    for (i, body) in attacks.iter().enumerate() {
+    for (i, (body, expected)) in attacks.iter().enumerate() {
         for _ in 0..3 {
-            let (status, _) = chat(&client, &gw, body).await;
-            assert!(status < 500, "attack {i}: {status}");
+            let (status, reply) = chat(&client, &gw, body).await;
+            assert_eq!(status, *expected, "attack {i}: {:.600}", reply.to_string());
         }
     }
     drop(gw);

@@ -65,7 +65,11 @@ pub async fn spawn_upstream(reply: &'static str) -> SocketAddr {
         }))
         .into_response()
     };
-    let app = axum::Router::new().route("/v1/chat/completions", post(handler));
+    // Any body size: a provider's limit is not what these tests are about, and a mock
+    // that answers 413 mid-upload races the gateway's write (reset or 413, by timing).
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(handler))
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
