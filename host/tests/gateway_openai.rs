@@ -379,6 +379,10 @@ async fn all_targets_failing_is_502_naming_each_attempt_without_keys() {
     let gw = spawn_gateway(a, b, "").await;
     let resp = post_chat(gw, &chat_body(false)).await;
     assert_eq!(resp.status(), 502);
+    // The failure names the policy version that decided, and the request's id.
+    assert_eq!(resp.headers()["x-switchyard-policy"], "static@config");
+    let id = resp.headers()["x-request-id"].to_str().unwrap();
+    assert!(id.starts_with("chatcmpl-"), "{id}");
     let text = resp.text().await.unwrap();
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["error"]["code"], "all_targets_failed");

@@ -528,7 +528,7 @@ async fn policy_versions_reach_every_replica_and_survive_a_restart() {
     let (status, body) = gateways[0]
         .admin(
             &client,
-            "/admin/policies/live/versions",
+            "/admin/policies/live/versions?wait=true",
             std::fs::read(&second).unwrap(),
         )
         .await;
@@ -540,7 +540,7 @@ async fn policy_versions_reach_every_replica_and_survive_a_restart() {
     let (status, body) = gateways[1]
         .admin(
             &client,
-            "/admin/policies/live/versions",
+            "/admin/policies/live/versions?wait=true",
             b"\0asm junk".to_vec(),
         )
         .await;

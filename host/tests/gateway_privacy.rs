@@ -67,6 +67,8 @@ struct Answer {
     status: u16,
     reason: String,
     backend: String,
+    /// `x-switchyard-policy`: the version that decided.
+    policy: String,
     body: Value,
 }
 
@@ -96,16 +98,18 @@ async fn ask(
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default()
     };
-    let (status, reason, backend) = (
+    let (status, reason, backend, policy) = (
         response.status().as_u16(),
         header("x-switchyard-reason"),
         header("x-switchyard-backend"),
+        header("x-switchyard-policy"),
     );
     let body = response.json().await.unwrap_or(Value::Null);
     Answer {
         status,
         reason,
         backend,
+        policy,
         body,
     }
 }
@@ -260,6 +264,8 @@ async fn private_requests_reach_no_cloud_backend_in_any_fault() {
         let a = ask(&gateway, model, tenant, COMPLEX, &labels).await;
         assert_eq!(a.status, 503, "{model} {tenant}: {}", a.body);
         assert_eq!(a.body["error"]["code"], "local_only", "{}", a.body);
+        // The refusal names the policy version that decided (or whose fallback applied).
+        assert!(a.policy.contains('@'), "{model} {tenant}: {:?}", a.policy);
         let message = a.body["error"]["message"].as_str().unwrap();
         assert!(message.contains("must stay on local backends"), "{message}");
     }

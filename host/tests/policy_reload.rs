@@ -317,7 +317,11 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
 
     // A broken upload is refused with the reason; the live version stays.
     let (status, body) = gateway
-        .admin(&client, "/admin/policies/live/versions", wrong_world())
+        .admin(
+            &client,
+            "/admin/policies/live/versions?wait=true",
+            wrong_world(),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -325,7 +329,11 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
         "{body}"
     );
     let (status, _) = gateway
-        .admin(&client, "/admin/policies/nope/versions", b"x".to_vec())
+        .admin(
+            &client,
+            "/admin/policies/nope/versions?wait=true",
+            b"x".to_vec(),
+        )
         .await;
     assert_eq!(status, 404);
 
@@ -333,7 +341,7 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
     let (status, body) = gateway
         .admin(
             &client,
-            "/admin/policies/live/versions",
+            "/admin/policies/live/versions?wait=true",
             std::fs::read(&ab_split).unwrap(),
         )
         .await;
@@ -353,7 +361,7 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
     let (status, body) = gateway
         .admin(
             &client,
-            "/admin/policies/live/versions?mode=canary&percent=30",
+            "/admin/policies/live/versions?mode=canary&percent=30&wait=true",
             std::fs::read(&ab_split).unwrap(),
         )
         .await;
@@ -389,7 +397,7 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
     let (status, body) = gateway
         .admin(
             &client,
-            "/admin/policies/live/versions?mode=shadow",
+            "/admin/policies/live/versions?mode=shadow&wait=true",
             std::fs::read(&keyword).unwrap(),
         )
         .await;
@@ -410,6 +418,124 @@ async fn admin_api_uploads_rolls_back_and_splits_canary_traffic() {
             .await;
         assert_eq!(headers["x-switchyard-policy"], label_a.as_str());
     }
+}
+
+/// This policy's upload with `digest` in the admin report.
+async fn upload_report(
+    gateway: &Gateway,
+    client: &reqwest::Client,
+    digest: &str,
+) -> serde_json::Value {
+    let report: serde_json::Value = client
+        .get(gateway.url("/admin/policies"))
+        .bearer_auth(gateway_support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uploads = report["policies"][0]["uploads"].as_array().unwrap().clone();
+    uploads
+        .into_iter()
+        .find(|u| u["digest"] == digest)
+        .unwrap_or_else(|| panic!("no upload {digest} in {report}"))
+}
+
+/// Polls the upload with `digest` until it is finished: the stages seen, the last report.
+async fn follow_upload(
+    gateway: &Gateway,
+    client: &reqwest::Client,
+    digest: &str,
+) -> (Vec<String>, serde_json::Value) {
+    let started = Instant::now();
+    let mut stages: Vec<String> = Vec::new();
+    loop {
+        let upload = upload_report(gateway, client, digest).await;
+        let stage = upload["stage"].as_str().unwrap().to_owned();
+        if stages.last() != Some(&stage) {
+            stages.push(stage.clone());
+        }
+        if !["queued", "compiling", "testing"].contains(&stage.as_str()) {
+            return (stages, upload);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "upload still {stage}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_answer_at_once_and_show_their_progress_until_live_or_failed() {
+    let _serial = SERIAL.lock().await;
+    let keyword = built_policy("keyword");
+    let ab_split = built_policy("ab_split");
+    let (label_a, label_b) = (label("live", &keyword), label("live", &ab_split));
+    let gateway = admin_gateway("reload-background", &keyword).await;
+    let client = reqwest::Client::new();
+    let digest = |bytes: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+
+    let (_, headers, _) = gateway.chat(&client, "Summarize: x", "acme").await;
+    assert_eq!(headers["x-switchyard-policy"], label_a.as_str());
+
+    // A new version: 202 at once, queued; the report follows it until it is live.
+    let bytes = std::fs::read(&ab_split).unwrap();
+    let (status, body) = gateway
+        .admin(&client, "/admin/policies/live/versions", bytes.clone())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["upload"]["stage"], "queued", "{body}");
+    assert_eq!(body["upload"]["digest"], digest(&bytes).as_str(), "{body}");
+    let (stages, upload) = follow_upload(&gateway, &client, &digest(&bytes)).await;
+    println!(
+        "background upload: stages {stages:?}, {} ms",
+        upload["elapsed_ms"]
+    );
+    assert_eq!(upload["stage"], "live", "{upload}");
+    assert_eq!(upload["outcome"]["to"], label_b.as_str(), "{upload}");
+    let (_, headers, _) = gateway.chat(&client, "Summarize: x", "acme").await;
+    assert_eq!(headers["x-switchyard-policy"], label_b.as_str());
+
+    // The same bytes again: nothing to prepare, answered at once.
+    let (status, body) = gateway
+        .admin(&client, "/admin/policies/live/versions", bytes.clone())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "unchanged", "{body}");
+
+    // A broken component is accepted, then fails with its reason; the live version stays.
+    let broken = wrong_world();
+    let (status, body) = gateway
+        .admin(&client, "/admin/policies/live/versions", broken.clone())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, upload) = follow_upload(&gateway, &client, &digest(&broken)).await;
+    assert_eq!(upload["stage"], "failed", "{upload}");
+    assert!(
+        upload["error"].as_str().unwrap().contains("world"),
+        "{upload}"
+    );
+    let (_, headers, _) = gateway.chat(&client, "Summarize: x", "acme").await;
+    assert_eq!(headers["x-switchyard-policy"], label_b.as_str());
+
+    // What can be refused at once still is: a bad canary percent, an unknown policy.
+    let (status, body) = gateway
+        .admin(
+            &client,
+            "/admin/policies/live/versions?mode=canary&percent=150",
+            std::fs::read(&keyword).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = gateway
+        .admin(&client, "/admin/policies/nope/versions", b"x".to_vec())
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +561,7 @@ async fn shadow_counts_agreements_and_disagreements() {
     let (status, _) = gateway
         .admin(
             &client,
-            "/admin/policies/live/versions",
+            "/admin/policies/live/versions?wait=true",
             std::fs::read(&ab_split).unwrap(),
         )
         .await;
@@ -451,7 +577,7 @@ async fn shadow_counts_agreements_and_disagreements() {
     let (status, body) = gateway
         .admin(
             &client,
-            "/admin/policies/live/versions?mode=shadow",
+            "/admin/policies/live/versions?mode=shadow&wait=true",
             std::fs::read(&ab_split).unwrap(),
         )
         .await;

@@ -141,6 +141,39 @@ pub enum DispatchError {
     },
 }
 
+/// A request not served: why, and, once the routing rule has decided, which policy
+/// version decided and the request's id (the client gets them as `x-switchyard-policy`
+/// and `x-request-id`, as a served request does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub error: DispatchError,
+    /// The deciding policy version; `None` when the request was refused before its
+    /// policy ran (an unknown model, a rate limit, the ledger).
+    pub policy: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl From<DispatchError> for Refused {
+    fn from(error: DispatchError) -> Self {
+        Self {
+            error,
+            policy: None,
+            request_id: None,
+        }
+    }
+}
+
+impl Routed {
+    /// `error`, for a request this policy decision routed.
+    fn refused(&self, error: DispatchError) -> Refused {
+        Refused {
+            error,
+            policy: Some(self.policy.clone()),
+            request_id: Some(self.request_id.clone()),
+        }
+    }
+}
+
 fn local_outcome(attempts: &[Attempt]) -> String {
     if attempts.is_empty() {
         "no local backend was among the targets".to_owned()
@@ -383,13 +416,13 @@ impl Dispatcher {
     pub async fn complete(
         &self,
         request: &ClientRequest,
-    ) -> Result<(Routed, ChatResponse), DispatchError> {
+    ) -> Result<(Routed, ChatResponse), Refused> {
         let mut record = None;
         let result = self.complete_logged(request, &mut record).await;
         if let Some(record) = record {
             match &result {
                 Ok((routed, response)) => record.write(Some(routed), 200, Some(response.usage)),
-                Err(e) => record.write(None, e.status(), None),
+                Err(e) => record.write(None, e.error.status(), None),
             }
         }
         result
@@ -399,14 +432,15 @@ impl Dispatcher {
         &self,
         request: &ClientRequest,
         record: &mut Option<PendingRecord>,
-    ) -> Result<(Routed, ChatResponse), DispatchError> {
+    ) -> Result<(Routed, ChatResponse), Refused> {
         let (mut routed, mut plan) = self.plan(request, record).await?;
         let charge = plan.charge.take();
-        let (response, reservation) = self
+        let attempted = self
             .attempts(&mut routed, plan, |b, chat| async move {
                 b.backend.chat(chat).await
             })
-            .await?;
+            .await;
+        let (response, reservation) = attempted.map_err(|e| routed.refused(e))?;
         settle::close(reservation, Some(routed.cost_usd(&response.usage)));
         if let Some(charge) = charge {
             charge.used(&response.usage);
@@ -416,18 +450,16 @@ impl Dispatcher {
 
     /// Serves a streamed completion. Fails over only until the first event arrives; the
     /// returned stream starts with that event.
-    pub async fn stream(
-        &self,
-        request: &ClientRequest,
-    ) -> Result<(Routed, ChatStream), DispatchError> {
+    pub async fn stream(&self, request: &ClientRequest) -> Result<(Routed, ChatStream), Refused> {
         let mut record = None;
         let result = self.plan(request, &mut record).await;
         let served = match result {
             Ok((mut routed, mut plan)) => {
                 let charge = plan.charge.take();
-                self.attempts(&mut routed, plan, attempt::first_event)
-                    .await
-                    .map(|(stream, reservation)| (routed, stream, reservation, charge))
+                match self.attempts(&mut routed, plan, attempt::first_event).await {
+                    Ok((stream, reservation)) => Ok((routed, stream, reservation, charge)),
+                    Err(e) => Err(routed.refused(e)),
+                }
             }
             Err(e) => Err(e),
         };
@@ -438,7 +470,7 @@ impl Dispatcher {
             }
             Err(e) => {
                 if let Some(record) = record {
-                    record.write(None, e.status(), None);
+                    record.write(None, e.error.status(), None);
                 }
                 Err(e)
             }
@@ -454,15 +486,20 @@ impl Dispatcher {
         &self,
         request: &ClientRequest,
         record: &mut Option<PendingRecord>,
-    ) -> Result<(Routed, Plan), DispatchError> {
+    ) -> Result<(Routed, Plan), Refused> {
         let started = Instant::now();
         if !self.is_routable(&request.model) {
-            return Err(DispatchError::UnknownModel(request.model.clone()));
+            return Err(DispatchError::UnknownModel(request.model.clone()).into());
         }
         let policy_request = self.policy_request(request);
         let charge = self.admit(&policy_request).await?;
         let eval = self.rule.decide(&policy_request, self.host.clone()).await;
         let policy = eval.policy.clone();
+        let decided = |error| Refused {
+            error,
+            policy: Some(eval.policy.clone()),
+            request_id: Some(policy_request.id.clone()),
+        };
         crate::metrics::decision(&policy, eval.elapsed, eval.failure.is_some());
         let live = self.live.as_ref().filter(|live| live.watched());
         if self.decision_log.is_some() || live.is_some() {
@@ -497,11 +534,11 @@ impl Dispatcher {
                 } else {
                     403
                 };
-                return Err(DispatchError::Rejected {
+                return Err(decided(DispatchError::Rejected {
                     policy,
                     status,
                     message: r.message,
-                });
+                }));
             }
             Verdict::Route(d) => d,
         };
@@ -510,21 +547,22 @@ impl Dispatcher {
             (false, _) => decision.targets,
             (true, Some(fallback)) => self.fallback_for(fallback, &request.model),
             (true, None) if eval.failure.is_some() => {
-                return Err(DispatchError::PolicyFailed { policy });
+                return Err(decided(DispatchError::PolicyFailed { policy }));
             }
             (true, None) => Vec::new(),
         };
         let (mut targets, attempts) = self.resolve(chosen, &request.model);
         if targets.is_empty() {
-            return Err(DispatchError::NoTargets {
+            return Err(decided(DispatchError::NoTargets {
                 policy,
                 reason: decision.reason,
-            });
+            }));
         }
         let mut reason = decision.reason;
         let local_only = self
             .enforce_privacy(request, fell_back, &mut targets, &mut reason, record)
-            .await?;
+            .await
+            .map_err(decided)?;
         let max_tokens = match (request.max_tokens, decision.max_tokens) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -235,7 +235,7 @@ async fn the_clients_own_error_stops_at_the_first_target() {
     let a = Scripted::new("a", vec![Step::Fail(status(422))]);
     let b = Scripted::new("b", vec![Step::Answer("never")]);
     let d = dispatcher(&[&a, &b], 2, &["a", "b"]);
-    let err = d.complete(&request()).await.unwrap_err();
+    let err = d.complete(&request()).await.unwrap_err().error;
     assert_eq!(
         err,
         DispatchError::Upstream {
@@ -297,7 +297,8 @@ async fn every_target_unavailable_is_503_and_any_other_failure_502() {
     let err = dispatcher(&[&a, &b], 0, &["a", "b"])
         .complete(&request())
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .error;
     assert_eq!(err.status(), 503);
     let DispatchError::AllFailed { attempts, .. } = &err else {
         panic!("{err:?}");
@@ -313,7 +314,8 @@ async fn every_target_unavailable_is_503_and_any_other_failure_502() {
     let err = dispatcher(&[&c, &e], 0, &["c", "e"])
         .complete(&request())
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .error;
     assert_eq!(err.status(), 502);
 }
 
@@ -325,7 +327,8 @@ async fn a_prompt_no_target_can_hold_is_the_clients_400() {
     let err = dispatcher(&[&a, &b], 0, &["a", "nowhere", "b"])
         .complete(&request())
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .error;
     assert_eq!(
         err,
         DispatchError::Upstream {
@@ -343,7 +346,8 @@ async fn a_prompt_no_target_can_hold_is_the_clients_400() {
     let err = dispatcher(&[&a, &b, &c], 0, &["a", "b", "c"])
         .complete(&request())
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .error;
     assert_eq!(err.status(), 502);
 }
 
@@ -359,7 +363,8 @@ async fn unknown_targets_are_recorded_and_skipped() {
     let err = dispatcher(&[&b], 0, &["ghost"])
         .complete(&request())
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .error;
     assert!(matches!(err, DispatchError::NoTargets { .. }), "{err:?}");
 }
 
@@ -570,7 +575,7 @@ async fn a_local_only_request_with_no_local_target_left_is_refused() {
         Decides::to(&["cloud"]),
         fallback_to(&["local"]),
     ));
-    let err = d.complete(&of_tenant("hospital")).await.unwrap_err();
+    let err = d.complete(&of_tenant("hospital")).await.unwrap_err().error;
     assert_eq!(err.status(), 503);
     assert_eq!(
         err.to_string(),
@@ -593,7 +598,7 @@ async fn a_local_only_request_whose_local_backend_is_down_gets_503_not_the_cloud
         Decides::to(&["local", "cloud"]),
         fallback_to(&["cloud"]),
     ));
-    let err = d.complete(&of_tenant("hospital")).await.unwrap_err();
+    let err = d.complete(&of_tenant("hospital")).await.unwrap_err().error;
     assert_eq!(err.status(), 503);
     let DispatchError::LocalOnly { attempts, .. } = &err else {
         panic!("{err:?}");
@@ -629,7 +634,7 @@ async fn a_failed_policys_fallback_is_held_to_the_same_rules() {
 async fn a_reject_fallback_refuses_a_failed_policys_request() {
     let cloud = Scripted::new("cloud", vec![Step::Answer("from cloud")]);
     let d = with_rule(&[&cloud], 0, Decides::failing("trap"), Fallback::Reject);
-    let err = d.complete(&request()).await.unwrap_err();
+    let err = d.complete(&request()).await.unwrap_err().error;
     assert_eq!(
         err,
         DispatchError::PolicyFailed {
@@ -678,7 +683,7 @@ async fn pii_the_host_finds_keeps_a_fallback_local() {
         Decides::failing("trap"),
         fallback_to(&["cloud"]),
     );
-    let err = cloud_only.complete(&with_pii).await.unwrap_err();
+    let err = cloud_only.complete(&with_pii).await.unwrap_err().error;
     assert!(matches!(err, DispatchError::LocalOnly { .. }), "{err:?}");
     // A working policy's decision is its own (its `pii.detect` import is its business).
     let working = with_rule(

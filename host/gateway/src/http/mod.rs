@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::backends::{ChatResponse, ChatStream, Passthrough, StreamEvent, Usage};
-use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Routed};
+use crate::dispatch::{ClientRequest, DispatchError, Dispatcher, Refused, Routed};
 use crate::log_text::sanitize;
 
 /// Longest client- or policy-controlled value (model, tenant, reason) in a log line.
@@ -120,8 +120,16 @@ pub struct ApiError {
     message: String,
     /// Sent as `Retry-After` (an upstream's 429).
     retry_after_s: Option<u64>,
-    /// Sent as `x-switchyard-policy`: the policy version that refused the request.
-    policy: Option<String>,
+    /// What decided the request, once its policy ran (boxed: most errors have none).
+    decided: Option<Box<Decided>>,
+}
+
+/// The policy version that decided a request (sent as `x-switchyard-policy`) and the
+/// request's id (`x-request-id`).
+#[derive(Debug)]
+struct Decided {
+    policy: String,
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -132,7 +140,7 @@ impl ApiError {
             code: None,
             message: message.into(),
             retry_after_s: None,
-            policy: None,
+            decided: None,
         }
     }
     fn with_code(mut self, code: &'static str) -> Self {
@@ -141,6 +149,19 @@ impl ApiError {
     }
     fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        let mut api = Self::from(refused.error);
+        if let Some(policy) = refused.policy {
+            api.decided = Some(Box::new(Decided {
+                policy,
+                request_id: refused.request_id,
+            }));
+        }
+        api
     }
 }
 
@@ -165,7 +186,10 @@ impl From<DispatchError> for ApiError {
         | DispatchError::NoTargets { policy, .. }
         | DispatchError::PolicyFailed { policy } = &err
         {
-            api.policy = Some(policy.clone());
+            api.decided = Some(Box::new(Decided {
+                policy: policy.clone(),
+                request_id: None,
+            }));
         }
         if let DispatchError::RateLimited { retry_after_s, .. } = err {
             api.retry_after_s = Some(retry_after_s);
@@ -212,11 +236,15 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(policy) = &self.policy {
-            response.headers_mut().insert(
+        if let Some(decided) = &self.decided {
+            let headers = response.headers_mut();
+            headers.insert(
                 HeaderName::from_static("x-switchyard-policy"),
-                header_value(policy),
+                header_value(&decided.policy),
             );
+            if let Some(id) = &decided.request_id {
+                headers.insert(HeaderName::from_static("x-request-id"), header_value(id));
+            }
         }
         response
     }
@@ -395,7 +423,11 @@ async fn chat_completions(
                 Served::Whole(response) => completion_response(&routed, &response),
             }
         }
-        Err(err) => {
+        Err(refused) => {
+            let err = &refused.error;
+            if let Some(id) = &refused.request_id {
+                span.record("id", id.as_str());
+            }
             let message = err.to_string();
             let error = sanitize(&message, LOG_ERROR_MAX);
             if err.status() >= 500 {
@@ -405,15 +437,19 @@ async fn chat_completions(
                 // the metrics; a client repeating it must not flood the log.
                 tracing::debug!(parent: &span, %error, "request refused");
             }
+            let policy = match &refused.policy {
+                Some(policy) => policy.clone(),
+                None => state.dispatcher.policy_label(),
+            };
             crate::metrics::request(
                 "none",
-                &state.dispatcher.policy_label(),
+                &policy,
                 "",
                 err.status(),
                 request.stream,
                 started.elapsed(),
             );
-            ApiError::from(err).into_response()
+            ApiError::from(refused).into_response()
         }
     }
 }
@@ -831,6 +867,22 @@ mod tests {
         assert_eq!(refused.headers()["x-switchyard-policy"], "cost@1a2b3c4d");
         let unknown = ApiError::from(DispatchError::UnknownModel("x".to_owned())).into_response();
         assert!(!unknown.headers().contains_key("x-switchyard-policy"));
+    }
+
+    #[test]
+    fn a_failure_after_the_decision_names_the_policy_version_and_request() {
+        let failed = ApiError::from(Refused {
+            error: DispatchError::AllFailed {
+                attempts: Vec::new(),
+                unavailable: false,
+            },
+            policy: Some("hybrid@0badc0de".to_owned()),
+            request_id: Some("chatcmpl-1".to_owned()),
+        })
+        .into_response();
+        assert_eq!(failed.status(), 502);
+        assert_eq!(failed.headers()["x-switchyard-policy"], "hybrid@0badc0de");
+        assert_eq!(failed.headers()["x-request-id"], "chatcmpl-1");
     }
 
     #[test]

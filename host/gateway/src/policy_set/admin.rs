@@ -1,5 +1,6 @@
 //! Admin API for live policies, behind a bearer token: list, reload, rollback, upload a
-//! version (live, canary or shadow), promote or abort the candidate.
+//! version (live, canary or shadow; prepared in the background unless `wait=true`),
+//! promote or abort the candidate.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CandidateMode, PolicySet, ReloadOutcome, UpdateError};
+use super::{Accepted, CandidateMode, PolicySet, ReloadOutcome, UpdateError};
 
 /// What the admin handlers share.
 #[derive(Debug, Clone)]
@@ -82,10 +83,18 @@ pub fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
 fn outcome(result: Result<ReloadOutcome, UpdateError>) -> Response {
     match result {
         Ok(outcome) => axum::Json(outcome).into_response(),
-        Err(e @ UpdateError::UnknownPolicy(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ UpdateError::Prepare(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Err(e @ UpdateError::Invalid(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => refused(&e),
     }
+}
+
+fn refused(e: &UpdateError) -> Response {
+    let status = match e {
+        UpdateError::UnknownPolicy(_) => StatusCode::NOT_FOUND,
+        UpdateError::Prepare(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        UpdateError::Invalid(_) => StatusCode::CONFLICT,
+        UpdateError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+    };
+    error(status, e.to_string())
 }
 
 async fn list(State(state): State<AdminState>) -> Response {
@@ -108,7 +117,7 @@ async fn abort(State(state): State<AdminState>, Path(name): Path<String>) -> Res
     outcome(state.policies.abort(&name).await)
 }
 
-/// `?mode=live|canary|shadow&percent=N`.
+/// `?mode=live|canary|shadow&percent=N&wait=true|false`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
@@ -116,6 +125,10 @@ struct UploadQuery {
     mode: Option<String>,
     #[serde(default)]
     percent: Option<f64>,
+    /// Answer when the version is live or staged (200 with the outcome, 422 when it does
+    /// not prepare) instead of at once (202, progress in `GET /admin/policies`).
+    #[serde(default)]
+    wait: bool,
 }
 
 async fn upload(
@@ -150,7 +163,26 @@ async fn upload(
             "the body must be the component bytes",
         );
     }
-    outcome(state.policies.upload(&name, body.to_vec(), mode).await)
+    if query.wait {
+        return outcome(state.policies.upload(&name, body.to_vec(), mode).await);
+    }
+    match state
+        .policies
+        .upload_in_background(&name, body.to_vec(), mode)
+    {
+        Ok(Accepted::Done(done)) => axum::Json(done).into_response(),
+        Ok(Accepted::Preparing(upload)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({
+                "result": "accepted",
+                "policy": name,
+                "upload": upload,
+                "progress": "GET /admin/policies: this policy's uploads[] (by digest)",
+            })),
+        )
+            .into_response(),
+        Err(e) => refused(&e),
+    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,12 @@ pub mod replicas;
 mod report;
 mod routing;
 mod update;
+mod uploads;
 mod watch;
 
 pub use report::{CandidateReport, SlotReport, VersionReport};
+pub use update::Accepted;
+pub use uploads::{UploadReport, UploadStage};
 pub use watch::{ConfigReader, Watcher, watch};
 
 use std::collections::BTreeMap;
@@ -170,6 +173,8 @@ pub struct Slot {
     decisions: AtomicU64,
     /// Serialises prepare + commit of this slot.
     update: tokio::sync::Mutex<()>,
+    /// Admin uploads preparing in the background, and the last few finished.
+    uploads: uploads::Uploads,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -190,6 +195,7 @@ impl Slot {
             status: Mutex::new(SlotStatus::default()),
             decisions: AtomicU64::new(0),
             update: tokio::sync::Mutex::new(()),
+            uploads: uploads::Uploads::default(),
         }
     }
 
@@ -229,6 +235,9 @@ pub enum UpdateError {
     Prepare(String),
     #[error("{0}")]
     Invalid(String),
+    /// Too many uploads of the slot are still being prepared.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Every live policy of the gateway.
@@ -252,7 +261,7 @@ impl PolicySet {
             let bytes = tokio::fs::read(&config.path)
                 .await
                 .map_err(|e| format!("reading policy {}: {e}", config.path.display()))?;
-            let policy = prepare::prepare(&engine, &config, bytes)
+            let policy = prepare::prepare(&engine, &config, bytes, None)
                 .await
                 .map_err(|e| format!("policy {} ({}): {e}", config.name, config.path.display()))?;
             tracing::info!(policy = %policy_label(&policy), file = %config.path.display(), "policy loaded");

@@ -7,25 +7,34 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::SlotConfig;
+use super::uploads::{Upload, UploadStage};
 use crate::domain::{ChatMessage, PolicyRequest, Role};
 use crate::policy::{FailureKind, LoadedPolicy, PolicyEngine, StaticHost, cases};
 
 /// Compiles (or takes from the cache) and links `bytes` on a blocking thread, makes
 /// smoke decisions with the demo host (a guest that traps, loops or runs out of memory on
 /// a plain request never goes live), then runs the self-test case file beside the
-/// component when there is one.
+/// component when there is one. `progress`, when given, follows the stages.
 pub(super) async fn prepare(
     engine: &PolicyEngine,
     config: &SlotConfig,
     bytes: Vec<u8>,
+    progress: Option<&Upload>,
 ) -> Result<LoadedPolicy, String> {
     let started = Instant::now();
+    let stage = |s| {
+        if let Some(upload) = progress {
+            upload.stage(s);
+        }
+    };
+    stage(UploadStage::Compiling);
     let engine = engine.clone();
     let spec = config.spec();
     let policy = tokio::task::spawn_blocking(move || engine.load(spec, &bytes))
         .await
         .map_err(|e| format!("policy loader task failed: {e}"))?
         .map_err(|e| e.to_string())?;
+    stage(UploadStage::Testing);
     smoke(&policy).await?;
     self_test(&policy, config).await?;
     tracing::debug!(policy = %config.name, digest = %policy.digest(),

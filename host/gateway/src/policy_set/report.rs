@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
+use super::uploads::UploadReport;
 use super::{CandidateMode, Disagreement, Origin, PolicySet, Slot, Version, lock, unix_ms};
 use crate::policy::policy_label;
 
@@ -19,6 +20,8 @@ pub struct SlotReport {
     pub live: VersionReport,
     pub history: Vec<VersionReport>,
     pub candidate: Option<CandidateReport>,
+    /// Admin uploads preparing in the background, and the last few finished, newest first.
+    pub uploads: Vec<UploadReport>,
     pub decisions: u64,
     pub status: &'static str,
     pub last_error: Option<String>,
@@ -86,6 +89,7 @@ impl Slot {
                 fallbacks: c.fallbacks.load(Ordering::Relaxed),
                 samples: lock(&c.samples).clone(),
             }),
+            uploads: self.uploads.report(),
             decisions: self.decisions.load(Ordering::Relaxed),
             status: if status.last_error.is_some() {
                 "serving; last update failed"

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::prepare::prepare;
 use super::replicas::{Blob, Changed, SharedSlot};
+use super::uploads::{Upload, UploadReport};
 use super::{
     Candidate, CandidateMode, Origin, PolicySet, ReloadOutcome, Slot, SlotConfig, UpdateError,
     Version, lock, unix_ms,
@@ -61,6 +62,45 @@ impl Slot {
         lock(&self.status).last_error = None;
     }
 
+    /// What an update can be refused for before it is prepared: a canary percent out of
+    /// range, a candidate of the other kind running; and, made live, bytes equal to the
+    /// live version's (`Some(Unchanged)`: nothing to do).
+    fn precheck(
+        &self,
+        mode: Option<CandidateMode>,
+        digest: &str,
+    ) -> Result<Option<ReloadOutcome>, UpdateError> {
+        if let Some(CandidateMode::Canary { percent }) = mode
+            && !(0.0..=100.0).contains(&percent)
+        {
+            return Err(UpdateError::Invalid(
+                "canary percent must be in 0..=100".to_owned(),
+            ));
+        }
+        if let (Some(new), Some(running)) = (mode, self.candidate())
+            && std::mem::discriminant(&new) != std::mem::discriminant(&running.mode)
+        {
+            let kind = |m: CandidateMode| match m {
+                CandidateMode::Canary { .. } => "canary",
+                CandidateMode::Shadow => "shadow",
+            };
+            return Err(UpdateError::Invalid(format!(
+                "policy {} already has a {} candidate ({}): promote or abort it before \
+                 staging a {}",
+                self.name(),
+                kind(running.mode),
+                policy_label(&running.version.policy),
+                kind(new)
+            )));
+        }
+        if mode.is_none() && digest == self.live().policy.digest() {
+            return Ok(Some(ReloadOutcome::Unchanged {
+                digest: digest.to_owned(),
+            }));
+        }
+        Ok(None)
+    }
+
     /// Removes the candidate, or says there is none.
     fn take_candidate(&self) -> Result<Arc<Candidate>, UpdateError> {
         self.candidate
@@ -80,25 +120,47 @@ impl PolicySet {
             slot.failed(&msg);
             UpdateError::Prepare(msg)
         })?;
-        self.update(&slot, bytes, None, Origin::File).await
+        self.update(&slot, bytes, None, Origin::File, None).await
     }
 
     /// A new version from bytes: live at once (`mode` `None`), or staged as a candidate.
+    /// Answers when it is done.
     pub async fn upload(
         &self,
         name: &str,
         bytes: Vec<u8>,
         mode: Option<CandidateMode>,
     ) -> Result<ReloadOutcome, UpdateError> {
-        if let Some(CandidateMode::Canary { percent }) = mode
-            && !(0.0..=100.0).contains(&percent)
-        {
-            return Err(UpdateError::Invalid(
-                "canary percent must be in 0..=100".to_owned(),
-            ));
-        }
         let slot = self.slot(name)?.clone();
-        self.update(&slot, bytes, mode, Origin::Upload).await
+        self.update(&slot, bytes, mode, Origin::Upload, None).await
+    }
+
+    /// [`PolicySet::upload`] in the background: what can be refused at once is
+    /// ([`Slot::precheck`], too many uploads pending); otherwise a task prepares the
+    /// version and the answer is the upload's progress, which the admin report keeps
+    /// showing until it is done.
+    pub fn upload_in_background(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        mode: Option<CandidateMode>,
+    ) -> Result<Accepted, UpdateError> {
+        let slot = self.slot(name)?.clone();
+        let digest = digest_of(&bytes);
+        if let Some(done) = slot.precheck(mode, &digest)? {
+            reload_metric(&slot.name(), "unchanged");
+            return Ok(Accepted::Done(done));
+        }
+        let upload = slot.uploads.start(digest, mode)?;
+        let report = upload.report();
+        let set = self.clone();
+        tokio::spawn(async move {
+            let result = set
+                .update(&slot, bytes, mode, Origin::Upload, Some(&upload))
+                .await;
+            upload.finish(&result);
+        });
+        Ok(Accepted::Preparing(report))
     }
 
     /// Re-reads every slot's config (params, path, scopes) and reloads those that changed.
@@ -122,7 +184,7 @@ impl PolicySet {
             };
             let _guard = slot.update.lock().await;
             let blob = self.blob_for(&bytes);
-            match prepare(&self.engine, &config, bytes).await {
+            match prepare(&self.engine, &config, bytes, None).await {
                 Ok(policy) => {
                     slot.config.store(Arc::new(config));
                     slot.commit(Version::new(policy, Origin::File));
@@ -134,41 +196,31 @@ impl PolicySet {
         }
     }
 
+    /// Prepares `bytes` and makes them live or stages them, under the slot's update
+    /// lock (checked again there: the slot may have changed while this one waited);
+    /// `progress` follows the stages of an upload prepared in the background.
     async fn update(
         &self,
         slot: &Arc<Slot>,
         bytes: Vec<u8>,
         mode: Option<CandidateMode>,
         origin: Origin,
+        progress: Option<&Upload>,
     ) -> Result<ReloadOutcome, UpdateError> {
         let _guard = slot.update.lock().await;
         let name = slot.name();
-        if let (Some(new), Some(running)) = (mode, slot.candidate())
-            && std::mem::discriminant(&new) != std::mem::discriminant(&running.mode)
-        {
-            let kind = |m: CandidateMode| match m {
-                CandidateMode::Canary { .. } => "canary",
-                CandidateMode::Shadow => "shadow",
-            };
-            return Err(UpdateError::Invalid(format!(
-                "policy {name} already has a {} candidate ({}): promote or abort it before \
-                 staging a {}",
-                kind(running.mode),
-                policy_label(&running.version.policy),
-                kind(new)
-            )));
-        }
-        let digest = digest_of(&bytes);
-        if mode.is_none() && digest == slot.live().policy.digest() {
+        if let Some(done) = slot.precheck(mode, &digest_of(&bytes))? {
             reload_metric(&name, "unchanged");
-            return Ok(ReloadOutcome::Unchanged { digest });
+            return Ok(done);
         }
         let config = slot.config();
         let blob = self.blob_for(&bytes);
-        let policy = prepare(&self.engine, &config, bytes).await.map_err(|e| {
-            slot.failed(&e);
-            UpdateError::Prepare(e)
-        })?;
+        let policy = prepare(&self.engine, &config, bytes, progress)
+            .await
+            .map_err(|e| {
+                slot.failed(&e);
+                UpdateError::Prepare(e)
+            })?;
         slot.clear_error();
         let version = Version::new(policy, origin);
         let outcome = match mode {
@@ -227,6 +279,15 @@ impl PolicySet {
             digest: policy_label(&slot.live().policy),
         })
     }
+}
+
+/// How a background upload was taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// Nothing to prepare (the bytes of the live version).
+    Done(ReloadOutcome),
+    /// Preparing; its progress so far.
+    Preparing(UploadReport),
 }
 
 /// Reads a shared version's component by digest (from the replicas' database).
@@ -326,7 +387,7 @@ impl PolicySet {
         if digest_of(&bytes) != digest {
             return Err(format!("the stored bytes of {digest} do not match it"));
         }
-        prepare(&self.engine, &slot.config(), bytes).await
+        prepare(&self.engine, &slot.config(), bytes, None).await
     }
 }
 
