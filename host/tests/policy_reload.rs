@@ -538,6 +538,76 @@ async fn uploads_answer_at_once_and_show_their_progress_until_live_or_failed() {
     assert_eq!(status, 404);
 }
 
+/// The policy version that answers a plain request.
+async fn serving(gateway: &Gateway, client: &reqwest::Client) -> String {
+    let (status, headers, _) = gateway.chat(client, "Summarize: x", "acme").await;
+    assert_eq!(status, 200);
+    headers["x-switchyard-policy"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_outlives_a_restart_unless_the_file_changed_meanwhile() {
+    let _serial = SERIAL.lock().await;
+    let [a, b, c] = ["latency", "complexity", "keyword"].map(built_policy);
+    let [label_a, label_b, label_c] = [&a, &b, &c].map(|p| label("live", p));
+    let scratch_dir = scratch("reload-restart");
+    let dir = scratch_dir.path();
+    let live = dir.join("live.wasm");
+    replace(&live, &std::fs::read(&a).unwrap());
+    let local = spawn_upstream("local").await;
+    let cloud = spawn_upstream("cloud").await;
+    let config = write_config(
+        dir,
+        &live,
+        local,
+        cloud,
+        &params_config("[admin]\nwatch = false"),
+    );
+    let client = reqwest::Client::new();
+    // The file is A; B, then C are uploaded; a rollback makes B live again.
+    let gateway = Gateway::start(&config).await;
+    assert_eq!(serving(&gateway, &client).await, label_a);
+    for version in [&b, &c] {
+        let (status, body) = gateway
+            .admin(
+                &client,
+                "/admin/policies/live/versions?wait=true",
+                std::fs::read(version).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = gateway
+        .admin(&client, "/admin/policies/live/rollback", Vec::new())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serving(&gateway, &client).await, label_b);
+
+    // A restart serves B, not the file.
+    drop(gateway);
+    let gateway = Gateway::start(&config).await;
+    assert_eq!(serving(&gateway, &client).await, label_b);
+    let report: serde_json::Value = client
+        .get(gateway.url("/admin/policies"))
+        .bearer_auth(gateway_support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report["policies"][0]["live"]["origin"], "restored",
+        "{report}"
+    );
+
+    // A new file deployed while the gateway was down wins over the saved state.
+    drop(gateway);
+    replace(&live, &std::fs::read(&c).unwrap());
+    let gateway = Gateway::start(&config).await;
+    assert_eq!(serving(&gateway, &client).await, label_c);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_counts_agreements_and_disagreements() {
     let _serial = SERIAL.lock().await;

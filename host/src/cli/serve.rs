@@ -167,9 +167,19 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
             .with_rate_limits(config.rate_limits.clone())
             .when_down(config.ledger_when_down),
     );
-    if let (Some(set), Some(url)) = (&policies, &config.ledger_url) {
+    match (&policies, &config.ledger_url) {
         // Replicas on one database share policy versions too.
-        policy_set::replicas::share(set.clone(), url.config().clone());
+        (Some(set), Some(url)) => policy_set::replicas::share(set.clone(), url.config().clone()),
+        // A single node keeps them beside its ledger, so a rollback or an upload outlives
+        // a restart.
+        (Some(set), None) => {
+            let path = policy_set::saved::path_beside(&config.ledger_path);
+            policy_set::saved::keep(set.clone(), &path)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(path = %path.display(), "policy versions saved across restarts");
+        }
+        (None, _) => {}
     }
     let mut dispatcher =
         Dispatcher::from_config(&config, rule, local, tokens, &env)?.with_ledger(ledger.clone());

@@ -11,6 +11,7 @@ mod prepare;
 pub mod replicas;
 mod report;
 mod routing;
+pub mod saved;
 mod update;
 mod uploads;
 mod watch;
@@ -84,6 +85,8 @@ pub enum Origin {
     Promote,
     /// Made live (or staged) by another replica, through the shared database.
     Replica,
+    /// Saved by this node before a restart ([`saved`]) and made live again.
+    Restored,
 }
 
 impl Origin {
@@ -94,6 +97,7 @@ impl Origin {
             Self::Rollback => "rollback",
             Self::Promote => "promote",
             Self::Replica => "replica",
+            Self::Restored => "restored",
         }
     }
 }
@@ -317,6 +321,7 @@ mod tests {
             Origin::Rollback,
             Origin::Promote,
             Origin::Replica,
+            Origin::Restored,
         ] {
             let json = serde_json::to_value(origin).ok();
             assert_eq!(json, Some(serde_json::Value::from(origin.as_str())));

@@ -59,6 +59,21 @@ pub(super) struct SharedSlot {
 }
 
 impl SharedSlot {
+    /// A state saved by this node alone ([`super::saved`]).
+    pub(super) fn saved(
+        live: String,
+        file_digest: String,
+        candidate: Option<(String, CandidateMode)>,
+    ) -> Self {
+        Self {
+            live,
+            file_digest,
+            candidate,
+            generation: 0,
+            changed_by: String::new(),
+        }
+    }
+
     fn from_row(row: &Row) -> Result<(String, Self), tokio_postgres::Error> {
         let mode: Option<String> = row.try_get("candidate_mode")?;
         let percent: Option<f64> = row.try_get("canary_percent")?;
@@ -368,7 +383,9 @@ impl Sync {
                     .map_err(|e| format!("reading version {digest} from the database: {e}"))
             })
         };
-        self.set.adopt(slot, &state, &fetch).await;
+        self.set
+            .adopt(slot, &state, &fetch, super::Origin::Replica)
+            .await;
         Ok(())
     }
 }

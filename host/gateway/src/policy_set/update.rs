@@ -37,6 +37,7 @@ impl Slot {
             Origin::Rollback => "rollback",
             Origin::Promote => "promoted",
             Origin::Replica => "replicated",
+            Origin::Restored => "restored",
         };
         reload_metric(&name, result);
         tracing::info!(policy = %name, from = %from, to = %to, origin = origin.as_str(),
@@ -319,11 +320,18 @@ impl PolicySet {
         }
     }
 
-    /// Makes slot `name` match the `state` another replica shared: its live version (one
-    /// this replica holds is reused, another is fetched with `fetch` and prepared as any
-    /// version is) and its candidate. A version that does not prepare here is not served:
-    /// the current one keeps serving and the error is reported.
-    pub(super) async fn adopt(&self, name: &str, state: &SharedSlot, fetch: Fetch<'_>) {
+    /// Makes slot `name` match the `state` another replica shared (or this node saved,
+    /// `origin` says which): its live version (one this replica holds is reused, another
+    /// is fetched with `fetch` and prepared as any version is) and its candidate. A
+    /// version that does not prepare here is not served: the current one keeps serving
+    /// and the error is reported.
+    pub(super) async fn adopt(
+        &self,
+        name: &str,
+        state: &SharedSlot,
+        fetch: Fetch<'_>,
+        origin: Origin,
+    ) {
         let Ok(slot) = self.slot(name).cloned() else {
             return;
         };
@@ -332,12 +340,13 @@ impl PolicySet {
         if state.live != slot.live().policy.digest() {
             match self.version_for(&slot, &state.live, fetch).await {
                 Ok(policy) => {
-                    slot.commit(Version::new(policy, Origin::Replica));
+                    slot.commit(Version::new(policy, origin));
                     slot.clear_error();
                 }
                 Err(e) => slot.failed(&format!(
-                    "version {} from another replica: {e}",
-                    short(&state.live)
+                    "version {} ({}): {e}",
+                    short(&state.live),
+                    origin.as_str()
                 )),
             }
         }
@@ -351,13 +360,14 @@ impl PolicySet {
             None => slot.candidate.store(None),
             Some((digest, mode)) => match self.version_for(&slot, digest, fetch).await {
                 Ok(policy) => {
-                    let version = Version::new(policy, Origin::Replica);
+                    let version = Version::new(policy, origin);
                     slot.candidate
                         .store(Some(Arc::new(Candidate::new(version, *mode))));
                 }
                 Err(e) => slot.failed(&format!(
-                    "candidate {} from another replica: {e}",
-                    short(digest)
+                    "candidate {} ({}): {e}",
+                    short(digest),
+                    origin.as_str()
                 )),
             },
         }
