@@ -277,15 +277,7 @@ async fn swaps_under_load_fail_no_request_and_broken_files_never_go_live() {
     );
 
     // The broken files were reported, not served.
-    let report: serde_json::Value = client
-        .get(gateway.url("/admin/policies"))
-        .bearer_auth(gateway_support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = gateway.admin_report(&client).await;
     let slot = &report["policies"][0];
     assert!(slot["rejected_updates"].as_u64().unwrap() >= 20, "{slot}");
     assert!(slot["swaps"].as_u64().unwrap() >= 30, "{slot}");
@@ -426,15 +418,7 @@ async fn upload_report(
     client: &reqwest::Client,
     digest: &str,
 ) -> serde_json::Value {
-    let report: serde_json::Value = client
-        .get(gateway.url("/admin/policies"))
-        .bearer_auth(gateway_support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = gateway.admin_report(client).await;
     let uploads = report["policies"][0]["uploads"].as_array().unwrap().clone();
     uploads
         .into_iter()
@@ -587,15 +571,7 @@ async fn a_rollback_outlives_a_restart_unless_the_file_changed_meanwhile() {
     drop(gateway);
     let gateway = Gateway::start(&config).await;
     assert_eq!(serving(&gateway, &client).await, label_b);
-    let report: serde_json::Value = client
-        .get(gateway.url("/admin/policies"))
-        .bearer_auth(gateway_support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = gateway.admin_report(&client).await;
     assert_eq!(
         report["policies"][0]["live"]["origin"], "restored",
         "{report}"
@@ -657,15 +633,7 @@ async fn shadow_counts_agreements_and_disagreements() {
 
     let start = Instant::now();
     let candidate = loop {
-        let report: serde_json::Value = client
-            .get(gateway.url("/admin/policies"))
-            .bearer_auth(gateway_support::ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let report = gateway.admin_report(&client).await;
         let c = report["policies"][0]["candidate"].clone();
         if c["served"].as_u64() == Some(script.len() as u64) {
             break c;

@@ -265,6 +265,19 @@ impl Gateway {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
+
+    /// `GET /admin/policies` with the admin token.
+    pub async fn admin_report(&self, client: &reqwest::Client) -> Value {
+        client
+            .get(self.url("/admin/policies"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
 }
 
 /// `name@short_digest` of a component file, as the gateway labels responses.

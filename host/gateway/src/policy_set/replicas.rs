@@ -45,6 +45,50 @@ pub struct Changed {
     pub file_digest: Option<String>,
 }
 
+impl Changed {
+    /// `slot`'s file as a change: its component, read again, as the file's version.
+    pub(super) async fn file_of(slot: &super::Slot) -> Option<Self> {
+        let name = slot.name();
+        match tokio::fs::read(&slot.config().path).await {
+            Ok(bytes) => {
+                let digest = digest_of(&bytes);
+                Some(Self {
+                    slot: name,
+                    blob: Some(Blob {
+                        digest: digest.clone(),
+                        bytes: Arc::from(bytes),
+                    }),
+                    file_digest: Some(digest),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(policy = %name, error = %e, "cannot read the policy file to keep it");
+                None
+            }
+        }
+    }
+}
+
+/// A slot's candidate as the databases store it: its digest, mode and canary percent.
+pub(super) fn candidate_columns(
+    slot: &super::Slot,
+) -> (Option<String>, Option<&'static str>, Option<f64>) {
+    match slot.candidate().as_deref() {
+        None => (None, None, None),
+        Some(c) => {
+            let (mode, percent) = match c.mode {
+                CandidateMode::Shadow => ("shadow", None),
+                CandidateMode::Canary { percent } => ("canary", Some(percent)),
+            };
+            (
+                Some(c.version.policy.digest().to_owned()),
+                Some(mode),
+                percent,
+            )
+        }
+    }
+}
+
 /// Where a replica's changes are sent.
 pub type Announcer = mpsc::UnboundedSender<Changed>;
 
@@ -221,23 +265,9 @@ impl Sync {
                     self.apply(client, &name, state.clone()).await?;
                 }
                 _ => {
-                    let bytes = match tokio::fs::read(&slot.config().path).await {
-                        Ok(bytes) => Arc::<[u8]>::from(bytes),
-                        Err(e) => {
-                            tracing::warn!(policy = %name, error = %e,
-                                "cannot read the policy file to share it");
-                            continue;
-                        }
-                    };
-                    let change = Changed {
-                        slot: name,
-                        blob: Some(Blob {
-                            digest: digest_of(&bytes),
-                            bytes,
-                        }),
-                        file_digest: Some(digest),
-                    };
-                    self.write(client, change).await?;
+                    if let Some(change) = Changed::file_of(&slot).await {
+                        self.write(client, change).await?;
+                    }
                 }
             }
         }
@@ -254,21 +284,7 @@ impl Sync {
             return Ok(());
         };
         let live = slot.live().policy.digest().to_owned();
-        let candidate = slot.candidate();
-        let (candidate_digest, mode, percent) = match candidate.as_deref() {
-            None => (None, None, None),
-            Some(c) => {
-                let (mode, percent) = match c.mode {
-                    CandidateMode::Shadow => ("shadow", None),
-                    CandidateMode::Canary { percent } => ("canary", Some(percent)),
-                };
-                (
-                    Some(c.version.policy.digest().to_owned()),
-                    Some(mode),
-                    percent,
-                )
-            }
-        };
+        let (candidate_digest, mode, percent) = candidate_columns(slot);
         let now = now_ms();
         let transaction = client.build_transaction().start().await?;
         if let Some(blob) = &change.blob {

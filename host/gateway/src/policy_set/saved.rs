@@ -13,9 +13,8 @@ use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use super::replicas::{Blob, Changed, SharedSlot};
+use super::replicas::{Changed, SharedSlot, candidate_columns};
 use super::{CandidateMode, Origin, PolicySet, lock};
-use crate::policy::digest_of;
 use crate::time::now_ms;
 
 const SCHEMA: &str = "
@@ -66,23 +65,9 @@ pub async fn keep(set: Arc<PolicySet>, path: &Path) -> Result<(), String> {
                 set.adopt(&name, &state, &fetch, Origin::Restored).await;
             }
             Ok(_) => {
-                let bytes = match tokio::fs::read(&slot.config().path).await {
-                    Ok(bytes) => Arc::<[u8]>::from(bytes),
-                    Err(e) => {
-                        tracing::warn!(policy = %name, error = %e,
-                            "cannot read the policy file to save it");
-                        continue;
-                    }
-                };
-                let change = Changed {
-                    slot: name,
-                    blob: Some(Blob {
-                        digest: digest_of(&bytes),
-                        bytes,
-                    }),
-                    file_digest: Some(digest),
-                };
-                store.write(&set, change).await;
+                if let Some(change) = Changed::file_of(&slot).await {
+                    store.write(&set, change).await;
+                }
             }
             Err(e) => tracing::warn!(policy = %name, error = %e,
                 "cannot read the saved policy version; serving the file"),
@@ -172,20 +157,7 @@ impl Store {
             return;
         };
         let live = slot.live().policy.digest().to_owned();
-        let (candidate, mode, percent) = match slot.candidate().as_deref() {
-            None => (None, None, None),
-            Some(c) => {
-                let (mode, percent) = match c.mode {
-                    CandidateMode::Shadow => ("shadow", None),
-                    CandidateMode::Canary { percent } => ("canary", Some(percent)),
-                };
-                (
-                    Some(c.version.policy.digest().to_owned()),
-                    Some(mode),
-                    percent,
-                )
-            }
-        };
+        let (candidate, mode, percent) = candidate_columns(slot);
         // Components to keep besides those the rows name: every slot's history, so a
         // rollback to any of them is saved with its component.
         let held: HashSet<String> = set
