@@ -362,6 +362,17 @@ async fn dashboard_shows_what_the_gateway_did() {
             "the uploaded version",
         )
         .await;
+    // The upload's progress ends as live, on the page too.
+    let digest = body["upload"]["digest"].as_str().unwrap();
+    browser
+        .wait_for(
+            &format!(
+                "((document.querySelector('[data-policy=live] [data-cell=uploads]') || {{}}).textContent || '').startsWith({})",
+                js(&format!("{} (live): live after", &digest[..12]))
+            ),
+            "the upload's progress",
+        )
+        .await;
     browser.screenshot("policies-before-rollback.png").await;
     browser
         .eval("document.querySelector('button[data-action=rollback][data-policy=live]').click(); true")

@@ -521,6 +521,20 @@
     return versionText(c) + ": " + how;
   }
 
+  // The newest few admin uploads: what each is (live or a candidate), its stage and time.
+  function uploadsText(list) {
+    if (!list || !list.length) return "none";
+    return list
+      .slice(0, 3)
+      .map((u) => {
+        const what = !u.mode ? "live" : u.mode.mode === "canary" ? "canary " + u.mode.percent + " %" : "shadow";
+        const time = (u.elapsed_ms / 1000).toFixed(1) + " s";
+        const running = ["queued", "compiling", "testing"].includes(u.stage);
+        return u.digest.slice(0, 12) + " (" + what + "): " + u.stage + (running ? ", " + time + " so far" : " after " + time) + (u.error ? ": " + u.error : "");
+      })
+      .join("; ");
+  }
+
   function row(term, value, cell) {
     return [el("dt", { text: term }), el("dd", { text: value, "data-cell": cell })];
   }
@@ -554,6 +568,7 @@
           ...row("Live", p.live.policy, "live"),
           ...row("Live version", versionText(p.live), "live-version"),
           ...row("Candidate", candidateText(p.candidate), "candidate"),
+          ...row("Uploads", uploadsText(p.uploads), "uploads"),
           ...row("Decisions", String(p.decisions), "decisions"),
           ...row("Status", p.status + " (" + p.swaps + " swaps, " + p.rejected_updates + " rejected updates)", "status"),
           ...row("Last reload error", p.last_error ? p.last_error + (p.last_error_at_ms ? " at " + new Date(p.last_error_at_ms).toISOString() : "") : "none", "last-error")
