@@ -427,6 +427,7 @@ fn content_free_decision_log_replays_pii_faithfully() {
 fn cli_json_chart_and_bad_lines() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let chart = dir.path().join("cost.svg");
+    let html = dir.path().join("report.html");
     let bin = env!("CARGO_BIN_EXE_switchyard");
     let out = std::process::Command::new(bin)
         .args(["replay", "--policy"])
@@ -448,6 +449,8 @@ fn cli_json_chart_and_bad_lines() {
         ])
         .arg("--chart")
         .arg(&chart)
+        .arg("--html")
+        .arg(&html)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ok(&out);
@@ -463,6 +466,29 @@ fn cli_json_chart_and_bad_lines() {
     );
     let svg = std::fs::read_to_string(&chart).unwrap_or_else(|e| panic!("{e}"));
     assert!(svg.contains("openai/gpt-4o ($97.50)"), "{svg}");
+    // The HTML page: self-contained, the same figures, both day charts, the text report.
+    let page = std::fs::read_to_string(&html).unwrap_or_else(|e| panic!("{e}"));
+    for needle in [
+        "<td class=\"n\">$97.50</td>",
+        "openai/gpt-4o ($97.50)",
+        "Local share by day",
+        "<h2>Break-even</h2>",
+        "$87.80 a month",
+        "<details><summary>The text report</summary>",
+    ] {
+        assert!(
+            page.contains(needle),
+            "{needle} missing from the HTML report"
+        );
+    }
+    for absent in [
+        "<script",
+        "src=\"http",
+        "href=\"http",
+        "Cost against quality",
+    ] {
+        assert!(!page.contains(absent), "{absent} in the HTML report");
+    }
 
     let workload = dir.path().join("bad.jsonl");
     std::fs::write(
@@ -693,6 +719,28 @@ fn learned_policy_replays_with_the_configured_router_and_labels() {
     let scored: Arc<dyn switchyard::embeddings::TextScorer> = Arc::new(classifiers);
     let (at_30, _) = replay_at("0.3", scored.clone());
     let (at_70, q70) = replay_at("0.7", scored.clone());
+    // With labels the HTML report plots cost against quality.
+    let opts = ReplayOptions {
+        scorer: scored.clone(),
+        labels: Some(labels.clone()),
+        ..ReplayOptions::default()
+    };
+    let both = run(
+        &[
+            load("learned", &[("strong_share", "0.3")]),
+            load("learned", &[("strong_share", "0.7")]),
+        ],
+        JsonlReader::new(lines.as_bytes()),
+        &opts,
+    );
+    let page = switchyard::replay::html::page(&both);
+    assert!(page.contains("Cost against quality"), "no quality chart");
+    assert_eq!(
+        page.matches("<circle").count(),
+        4,
+        "two policies, two points each"
+    );
+    assert!(page.contains(&format!("{:.1} %", q70.quality * 100.0)));
     // The sample leans to hard subjects (half of it fails the weak model, against 30 %
     // in training), so more of it than the strong share goes to the cloud; the share
     // still moves the cut.

@@ -26,7 +26,7 @@ use crate::replay::{
   switchyard replay --policy target/policies/hybrid.wasm --synthetic 1000
   switchyard replay --policy a.wasm --compare b.wasm --workload requests.jsonl --json
   switchyard replay --policy cost.wasm --config switchyard.toml --synthetic 5000 --days 30 \\
-      --outage openai:10-12 --hardware price=1800,months=36,watts=350 --chart cost.svg")]
+      --outage openai:10-12 --hardware price=1800,months=36,watts=350 --chart cost.svg --html report.html")]
 pub struct ReplayArgs {
     /// Policy component to replay (A).
     #[arg(long, required_unless_present = "emit_workload")]
@@ -80,6 +80,10 @@ pub struct ReplayArgs {
     /// Write an SVG chart of daily cost per target.
     #[arg(long, value_name = "FILE")]
     pub chart: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page: tables, charts of daily cost and
+    /// local share by day, cost against quality with --labels, the text report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Policy parameter KEY=VALUE (repeatable; overrides the config's).
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -322,6 +326,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.chart {
         std::fs::write(path, replay::chart::daily_cost_svg(&report))
             .with_context(|| format!("writing chart {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, replay::html::page(&report))
+            .with_context(|| format!("writing the HTML report {}", path.display()))?;
     }
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&report)?;

@@ -1,5 +1,5 @@
-//! SVG line chart of daily cost per target (one panel per policy), written by hand so the
-//! report needs no drawing or font dependencies.
+//! SVG charts of the replay report (daily cost per target, local share by day, cost
+//! against quality), written by hand so the report needs no drawing or font dependencies.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -166,6 +166,181 @@ pub fn daily_cost_svg(report: &Report) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// Share of each day's requests a local backend served, one line per policy.
+pub fn local_share_svg(report: &Report) -> String {
+    let height = PANEL;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = PANEL - TOP - BOTTOM;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" role="img" aria-label="Local share by day">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="15" font-weight="bold">Local share by day (requests a local backend served)</text>"#
+    );
+    let dates: Vec<&str> = report
+        .policies
+        .iter()
+        .max_by_key(|p| p.daily.len())
+        .map(|p| p.daily.iter().map(|d| d.date.as_str()).collect())
+        .unwrap_or_default();
+    let x_of = |date: &str| {
+        let i = dates.iter().position(|d| *d == date).unwrap_or(0);
+        if dates.len() <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + plot_w * i as f64 / (dates.len() - 1) as f64
+        }
+    };
+    let y_of = |share: f64| TOP + plot_h - plot_h * share;
+    for pct in [0, 25, 50, 75, 100] {
+        let y = y_of(f64::from(pct) / 100.0);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{pct} %</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    let every = (dates.len() / 8).max(1);
+    for (i, d) in dates.iter().enumerate() {
+        if i % every == 0 || i + 1 == dates.len() {
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                x_of(d),
+                PANEL - BOTTOM + 16.0,
+                escape(d.get(5..).unwrap_or(d))
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/>"##
+    );
+    // Dashed for the second policy, so the lines part without colour too.
+    for (n, p) in report.policies.iter().enumerate() {
+        let color = COLORS[n % COLORS.len()];
+        let dash = if n % 2 == 1 {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let points: Vec<String> = p
+            .daily
+            .iter()
+            .map(|d| {
+                let share = if d.requests == 0 {
+                    0.0
+                } else {
+                    d.local_requests as f64 / d.requests as f64
+                };
+                format!("{:.1},{:.1}", x_of(&d.date), y_of(share))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+            points.join(" ")
+        );
+        let ly = TOP + 10.0 + 18.0 * n as f64;
+        let lx = LEFT + plot_w + 14.0;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"{dash}/><text x="{:.1}" y="{:.1}" font-size="11">{} ({:.1} %)</text>"#,
+            lx + 18.0,
+            lx + 24.0,
+            ly + 4.0,
+            escape(&p.policy),
+            p.local_share * 100.0
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Each policy's cost against its quality over the labelled requests (`--labels`), with
+/// random routing at the same shares per backend beside it; `None` without labels.
+pub fn cost_quality_svg(report: &Report) -> Option<String> {
+    let points: Vec<(&PolicyReport, &super::quality::QualityReport)> = report
+        .policies
+        .iter()
+        .filter_map(|p| p.quality.as_ref().map(|q| (p, q)))
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = PANEL - TOP - BOTTOM;
+    let (xmax, xstep) = nice_axis(points.iter().map(|(p, _)| p.cost_usd).fold(0.0, f64::max));
+    let x_of = |usd: f64| LEFT + plot_w * usd / xmax;
+    let y_of = |q: f64| TOP + plot_h - plot_h * q;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{PANEL}" viewBox="0 0 {WIDTH} {PANEL}" font-family="sans-serif" role="img" aria-label="Cost against quality">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="15" font-weight="bold">Cost against quality (labelled requests)</text>"#
+    );
+    for pct in [0, 25, 50, 75, 100] {
+        let y = y_of(f64::from(pct) / 100.0);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{pct} %</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    let mut v = 0.0;
+    while v <= xmax + xstep / 2.0 {
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+            x_of(v),
+            PANEL - BOTTOM + 16.0,
+            super::report::usd(v)
+        );
+        v += xstep;
+    }
+    let _ = writeln!(
+        out,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">total cost (USD); quality: mean over labelled requests</text>"##,
+        LEFT + plot_w / 2.0,
+        PANEL - 8.0
+    );
+    for (n, (p, q)) in points.iter().enumerate() {
+        let color = COLORS[n % COLORS.len()];
+        let (x, y, yr) = (
+            x_of(p.cost_usd),
+            y_of(q.quality),
+            y_of(q.random_same_shares),
+        );
+        // Filled: the policy; hollow: random routing with the same shares.
+        let _ = writeln!(
+            out,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{color}"/><circle cx="{x:.1}" cy="{yr:.1}" r="6" fill="white" stroke="{color}" stroke-width="2"/>"#
+        );
+        let ly = TOP + 10.0 + 36.0 * n as f64;
+        let lx = LEFT + plot_w + 14.0;
+        let _ = writeln!(
+            out,
+            r#"<text x="{lx:.1}" y="{ly:.1}" font-size="11">● {} {:.1} %</text><text x="{lx:.1}" y="{:.1}" font-size="11">○ random, same shares {:.1} %</text>"#,
+            escape(&p.policy),
+            q.quality * 100.0,
+            ly + 15.0,
+            q.random_same_shares * 100.0
+        );
+    }
+    out.push_str("</svg>\n");
+    Some(out)
 }
 
 #[cfg(test)]

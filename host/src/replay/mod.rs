@@ -20,6 +20,7 @@
 
 mod assemble;
 pub mod chart;
+pub mod html;
 mod intake;
 mod lockstep;
 mod prepare;

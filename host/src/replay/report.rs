@@ -131,6 +131,9 @@ pub struct DayCost {
     pub date: String,
     pub total_usd: f64,
     pub by_target: BTreeMap<String, f64>,
+    /// The day's requests, and those a local backend served.
+    pub requests: u64,
+    pub local_requests: u64,
 }
 
 /// What one policy did to the workload.

@@ -39,12 +39,22 @@ pub(super) struct PolicyRun {
     failovers: u64,
     failures: BTreeMap<&'static str, u64>,
     targets: BTreeMap<String, TargetStats>,
-    daily: BTreeMap<i64, BTreeMap<String, f64>>,
+    daily: BTreeMap<i64, DayAcc>,
     local_served: u64,
     pii_to_cloud: u64,
     tenants: BTreeMap<String, TenantAcc>,
     pub(super) decision_ns: u128,
     quality: QualityAcc,
+}
+
+/// One replayed day of one policy.
+#[derive(Debug, Default)]
+struct DayAcc {
+    /// Cost per served target.
+    by_target: BTreeMap<String, f64>,
+    requests: u64,
+    /// Served by a local backend.
+    local: u64,
 }
 
 /// Whether any of `messages` holds PII per the host detector.
@@ -105,6 +115,7 @@ impl PolicyRun {
             *self.failures.entry(f.kind.as_str()).or_default() += 1;
         }
         self.requests += 1;
+        self.daily.entry(ctx.day).or_default().requests += 1;
         let tenant = self.tenants.entry(req.tenant.clone()).or_default();
         tenant.requests += 1;
         let decision = match eval.verdict {
@@ -187,14 +198,17 @@ impl PolicyRun {
         stats.output_tokens += output;
         stats.cost_usd += cost;
         let day = self.daily.entry(ctx.day).or_default();
-        match day.get_mut(&label) {
+        match day.by_target.get_mut(&label) {
             Some(c) => *c += cost,
             None => {
-                day.insert(label, cost);
+                day.by_target.insert(label, cost);
             }
         }
         match backend.kind {
-            BackendKind::Local => self.local_served += 1,
+            BackendKind::Local => {
+                self.local_served += 1;
+                day.local += 1;
+            }
             BackendKind::Cloud => {
                 let sent_pii = match &decision.messages {
                     Some(rewritten) => has_pii(rewritten),
@@ -251,10 +265,12 @@ impl PolicyRun {
         let daily = self
             .daily
             .into_iter()
-            .map(|(day, by_target)| DayCost {
+            .map(|(day, acc)| DayCost {
                 date: time::date_string(day),
-                total_usd: by_target.values().sum(),
-                by_target,
+                total_usd: acc.by_target.values().sum(),
+                by_target: acc.by_target,
+                requests: acc.requests,
+                local_requests: acc.local,
             })
             .collect();
         let info = self.policy.info();
