@@ -374,9 +374,21 @@ async fn dashboard_shows_what_the_gateway_did() {
         )
         .await;
     browser.screenshot("policies-before-rollback.png").await;
+    // The first press only asks for confirmation; nothing changes until the second.
+    let rollback = "document.querySelector('button[data-action=rollback][data-policy=live]')";
+    browser.eval(&format!("{rollback}.click(); true")).await;
     browser
-        .eval("document.querySelector('button[data-action=rollback][data-policy=live]').click(); true")
+        .wait_for(
+            &format!(
+                "{rollback}.dataset.armed === 'yes' && {rollback}.textContent.startsWith('Confirm')"
+            ),
+            "the rollback's confirmation",
+        )
         .await;
+    let listed = admin_policies(&gateway, &client).await;
+    assert_eq!(listed["policies"][0]["live"]["policy"], complexity.as_str());
+    browser.screenshot("policies-confirm-rollback.png").await;
+    browser.eval(&format!("{rollback}.click(); true")).await;
     browser
         .wait_for(
             &format!(

@@ -24,6 +24,8 @@
   let missed = 0;
   let dirty = true;
   let lastPolicies = "";
+  const CONFIRM_MS = 5000; // a policy action's button waits this long for its second press
+  let armed = null; // {key, until}: the action button pressed once, awaiting confirmation
   let lastOverview = "";
 
   // ---------- helpers
@@ -548,15 +550,19 @@
       const history = p.history.length
         ? el("ol", { class: "history" }, ...p.history.map((v) => el("li", { text: versionText(v) })))
         : el("p", { text: "No earlier version." });
-      const button = (action, label, enabled) =>
-        el("button", {
+      const button = (action, label, enabled) => {
+        const key = action + "/" + p.name;
+        const waiting = enabled && armed && armed.key === key && Date.now() < armed.until;
+        return el("button", {
           type: "button",
           "data-action": action,
           "data-policy": p.name,
-          "data-key": action + "/" + p.name,
+          "data-key": key,
+          "data-armed": waiting ? "yes" : "no",
           disabled: !enabled,
-          text: label,
+          text: waiting ? "Confirm: " + label.toLowerCase() + "?" : label,
         });
+      };
       return el(
         "article",
         { class: "policy", "data-policy": p.name },
@@ -594,7 +600,24 @@
   $("policy-list").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button || button.disabled) return;
-    const { action, policy } = button.dataset;
+    const { action, policy, key } = button.dataset;
+    // Rollback, promote and abort change what serves live traffic: the first press asks,
+    // a second press within CONFIRM_MS does it.
+    if (button.dataset.armed !== "yes") {
+      armed = { key, until: Date.now() + CONFIRM_MS };
+      setText("policy-result", "Press again within " + CONFIRM_MS / 1000 + " s to confirm " + action + " of " + policy + ".");
+      lastPolicies = "";
+      await refreshPolicies(true);
+      setTimeout(() => {
+        if (armed && armed.key === key && Date.now() >= armed.until) {
+          armed = null;
+          lastPolicies = "";
+          refreshPolicies(true);
+        }
+      }, CONFIRM_MS + 50);
+      return;
+    }
+    armed = null;
     button.disabled = true;
     setText("policy-result", action + " of " + policy + "…");
     try {
