@@ -19,6 +19,12 @@
 #                    throwaway local server (initdb in the temp dir). Both gateways then
 #                    give the `default` tenant a hard cap, so every reservation is the
 #                    capped one (on PostgreSQL, a conditional statement per request).
+#   UI=1             give the gateway an admin token, so the dashboard and admin API are
+#                    mounted (what an operator runs); nobody watches unless WATCH=1
+#   WATCH=1          (implies UI=1) a dashboard watcher on /admin/events for the whole run;
+#                    the report counts the decisions it received and the ones it missed
+#   RATE=N           also send the gateway N requests/s for DURATION (oha -q, c=C_HIGH):
+#                    latency at a fixed load, e.g. RATE=1000 with and without WATCH=1
 #   NGINX_PORT / GW_PORT / LITELLM_PORT / GW_PG_PORT / PG_PORT
 #                    (defaults 18181 / 18182 / 18183 / 18184 / 18185)
 #
@@ -39,6 +45,11 @@ WARM_INSTANCES="${WARM_INSTANCES:-16}"
 LEDGER_URL="${LEDGER_URL:-}"
 GW_PG_PORT="${GW_PG_PORT:-18184}"
 PG_PORT="${PG_PORT:-18185}"
+WATCH="${WATCH:-0}"
+UI="${UI:-$WATCH}"
+RATE="${RATE:-}"
+ADMIN_TOKEN=""
+[ "$UI" = 1 ] && ADMIN_TOKEN="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 BIN="${SWITCHYARD_BIN:-$ROOT/target/debug/switchyard}"
 POLICY="$ROOT/target/policies/hybrid.wasm"
 TOOLS="$ROOT/target/bench-tools"
@@ -181,7 +192,8 @@ path = "$TMP/gw/ledger.db"
 
 $TENANTS
 EOF
-RUST_LOG=warn "$BIN" serve --config "$TMP/gw/switchyard.toml" >"$TMP/gw/log" 2>&1 &
+SWITCHYARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG=warn "$BIN" serve --config "$TMP/gw/switchyard.toml" \
+  >"$TMP/gw/log" 2>&1 &
 GW_PID=$!
 PIDS+=($GW_PID)
 GW="http://127.0.0.1:$GW_PORT"
@@ -262,6 +274,13 @@ gw_metrics() {
     /^switchyard_requests_total/ {rq += $NF}
     END {printf "%s %d %d %d %.9f %d\n", tag, rq, fb, pf, ds, dc}' >>"$TMP/gw_metrics.txt" || true
 }
+if [ "$WATCH" = 1 ]; then
+  curl -sSN -H "authorization: Bearer $ADMIN_TOKEN" "$GW/admin/events" >"$TMP/events.txt" 2>&1 &
+  PIDS+=($!)
+  sleep 0.5
+  grep -q '^event: ready' "$TMP/events.txt" || die "the dashboard watcher did not connect: $(head -c 300 "$TMP/events.txt")"
+  log "a dashboard watcher follows /admin/events"
+fi
 gw_metrics start
 TARGETS=(direct gateway)
 run direct 1 "$UP/v1/chat/completions" "$UP_BODY"
@@ -281,15 +300,23 @@ run gateway "$C_HIGH" "$GW/v1/chat/completions" "$GW_BODY"
 gw_metrics high
 [ -n "$LEDGER_URL" ] && run gateway_pg "$C_HIGH" "$GWPG/v1/chat/completions" "$GW_BODY"
 [ "$SKIP_LITELLM" != 1 ] && run litellm "$C_HIGH" "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
+if [ -n "$RATE" ]; then
+  log "measuring the gateway at $RATE requests/s for ${DURATION}s"
+  "$OHA" --no-tui -w --output-format json -m POST -H 'content-type: application/json' -d "$GW_BODY" \
+    -c "$C_HIGH" -q "$RATE" -z "${DURATION}s" "$GW/v1/chat/completions" >"$TMP/rate.json"
+fi
+gw_metrics end
 sleep 2
 RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 
 # ------------------------------------------------------------------ report
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+UI="$UI" WATCH="$WATCH" RATE="$RATE" \
 python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$RSS_IDLE_ANON_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "$WARM_INSTANCES" "${TARGETS[@]}" <<'PY'
-import json, sys
+import json, os, sys
 tmp, c_high, out, rss_idle, rss_after, rss_anon, binary, profile, load, cores, warm = sys.argv[1:12]
 targets = sys.argv[12:]
+ui, watch, rate = os.environ["UI"] == "1", os.environ["WATCH"] == "1", os.environ["RATE"]
 
 def stats(name, c):
     d = json.load(open(f"{tmp}/{name}.c{c}.json"))
@@ -340,8 +367,30 @@ try:
     report["gateway_policy"] = pol
 except OSError:
     pol = {}
+report["ui"], report["watching"] = ui, watch
+if rate:
+    d = json.load(open(f"{tmp}/rate.json"))
+    p = d["latencyPercentiles"]
+    codes = d.get("statusCodeDistribution", {})
+    report["fixed_rate"] = {"target_rps": float(rate), "rps": d["summary"]["requestsPerSec"],
+                            "p50_us": p["p50"] * 1e6, "p99_us": p["p99"] * 1e6,
+                            "non_200": sum(codes.values()) - codes.get("200", 0)}
+if watch:
+    text = open(f"{tmp}/events.txt", errors="replace").read()
+    got = text.count("event: decision")
+    lagged = sum(int(line.split(":", 1)[1]) for line in text.splitlines()
+                 if line.startswith("data:") and line.split(":", 1)[1].strip().isdigit())
+    m = {}
+    for line in open(f"{tmp}/gw_metrics.txt"):
+        tag, rq, *_ = line.split()
+        m[tag] = int(rq)
+    served = m.get("end", 0) - m.get("start", 0)
+    report["watcher"] = {"decisions_received": got, "missed_reported": lagged,
+                         "gateway_requests": served}
 json.dump(report, open(out, "w"), indent=2)
 
+print(f"\nSwitchyard overhead benchmark  UI {'on' if ui else 'off'}, "
+      f"{'one dashboard watcher' if watch else 'nobody watching'}")
 print(f"\nSwitchyard overhead benchmark  binary={binary} [{profile}]  cores={cores}  load={load}")
 print(f"{'target':<11}{'c=1 p50 µs':>12}{'c=1 p99 µs':>12}{'added p50':>11}{'added p99':>11}"
       f"{f'c={c_high} RPS':>12}{f'c={c_high} p99 ms':>14}{'non-200':>9}")
@@ -373,5 +422,13 @@ for name, p in pol.items():
     print(f"gateway policy at {name}: {p['policy_fallback_decisions']} fallback decisions "
           f"({p['policy_failures']} failures) of {p['requests']} requests, mean decision "
           + (f"{mean:.0f} µs" if mean is not None else "-"))
+if "fixed_rate" in report:
+    f = report["fixed_rate"]
+    print(f"gateway at {f['target_rps']:.0f} req/s: {f['rps']:.0f} req/s served, p50 {f['p50_us']:.0f} µs, "
+          f"p99 {f['p99_us']:.0f} µs, non-200 {f['non_200']}")
+if "watcher" in report:
+    w = report["watcher"]
+    print(f"dashboard watcher: {w['decisions_received']} decisions received of {w['gateway_requests']} "
+          f"requests, {w['missed_reported']} reported missed (lagged)")
 print(f"JSON: {out}")
 PY
