@@ -9,7 +9,7 @@ use super::report::{PolicyReport, Report};
 const WIDTH: f64 = 900.0;
 const PANEL: f64 = 340.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 220.0;
+const RIGHT: f64 = 290.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 40.0;
 const COLORS: &[&str] = &[
