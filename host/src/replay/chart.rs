@@ -168,6 +168,21 @@ pub fn daily_cost_svg(report: &Report) -> String {
     out
 }
 
+/// Grid lines and labels at 0, 25, 50, 75 and 100 % of a share axis (`y_of` maps 0..1).
+fn percent_grid(out: &mut String, y_of: impl Fn(f64) -> f64) {
+    let plot_w = WIDTH - LEFT - RIGHT;
+    for pct in [0, 25, 50, 75, 100] {
+        let y = y_of(f64::from(pct) / 100.0);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{pct} %</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+}
+
 /// Share of each day's requests a local backend served, one line per policy.
 pub fn local_share_svg(report: &Report) -> String {
     let height = PANEL;
@@ -197,16 +212,7 @@ pub fn local_share_svg(report: &Report) -> String {
         }
     };
     let y_of = |share: f64| TOP + plot_h - plot_h * share;
-    for pct in [0, 25, 50, 75, 100] {
-        let y = y_of(f64::from(pct) / 100.0);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{pct} %</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            y + 4.0
-        );
-    }
+    percent_grid(&mut out, y_of);
     let every = (dates.len() / 8).max(1);
     for (i, d) in dates.iter().enumerate() {
         if i % every == 0 || i + 1 == dates.len() {
@@ -289,16 +295,7 @@ pub fn cost_quality_svg(report: &Report) -> Option<String> {
         out,
         r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="15" font-weight="bold">Cost against quality (labelled requests)</text>"#
     );
-    for pct in [0, 25, 50, 75, 100] {
-        let y = y_of(f64::from(pct) / 100.0);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{pct} %</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            y + 4.0
-        );
-    }
+    percent_grid(&mut out, y_of);
     let mut v = 0.0;
     while v <= xmax + xstep / 2.0 {
         let _ = writeln!(
