@@ -173,11 +173,16 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         // A single node keeps them beside its ledger, so a rollback or an upload outlives
         // a restart.
         (Some(set), None) => {
+            // A store that cannot be opened (a corrupt or unwritable file) costs the
+            // saved versions, not the gateway: it serves its files and says so.
             let path = policy_set::saved::path_beside(&config.ledger_path);
-            policy_set::saved::keep(set.clone(), &path)
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
-            tracing::info!(path = %path.display(), "policy versions saved across restarts");
+            match policy_set::saved::keep(set.clone(), &path).await {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "policy versions saved across restarts")
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "policy versions are not saved: a restart serves the policy files"),
+            }
         }
         (None, _) => {}
     }

@@ -92,19 +92,7 @@ fn panel(out: &mut String, p: &PolicyReport, title: &str, y0: f64) {
         y0 + TOP + plot_h / 2.0,
         y0 + TOP + plot_h / 2.0
     );
-    // X labels: about eight dates.
-    let every = (dates.len() / 8).max(1);
-    for (i, d) in dates.iter().enumerate() {
-        if i % every == 0 || i + 1 == dates.len() {
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
-                x_of(i),
-                y0 + PANEL - BOTTOM + 16.0,
-                escape(d.get(5..).unwrap_or(d))
-            );
-        }
-    }
+    date_labels(out, &dates, x_of, y0 + PANEL - BOTTOM + 16.0);
     let _ = writeln!(
         out,
         r##"<rect x="{LEFT}" y="{:.1}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/>"##,
@@ -168,6 +156,21 @@ pub fn daily_cost_svg(report: &Report) -> String {
     out
 }
 
+/// About eight of `dates` (and the last) under the x axis at height `y`, `MM-DD`.
+fn date_labels(out: &mut String, dates: &[&str], x_at: impl Fn(usize) -> f64, y: f64) {
+    let every = (dates.len() / 8).max(1);
+    for (i, d) in dates.iter().enumerate() {
+        if i % every == 0 || i + 1 == dates.len() {
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{y:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                x_at(i),
+                escape(d.get(5..).unwrap_or(d))
+            );
+        }
+    }
+}
+
 /// Grid lines and labels at 0, 25, 50, 75 and 100 % of a share axis (`y_of` maps 0..1).
 fn percent_grid(out: &mut String, y_of: impl Fn(f64) -> f64) {
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -203,28 +206,17 @@ pub fn local_share_svg(report: &Report) -> String {
         .max_by_key(|p| p.daily.len())
         .map(|p| p.daily.iter().map(|d| d.date.as_str()).collect())
         .unwrap_or_default();
-    let x_of = |date: &str| {
-        let i = dates.iter().position(|d| *d == date).unwrap_or(0);
+    let x_at = |i: usize| {
         if dates.len() <= 1 {
             LEFT + plot_w / 2.0
         } else {
             LEFT + plot_w * i as f64 / (dates.len() - 1) as f64
         }
     };
+    let x_of = |date: &str| x_at(dates.iter().position(|d| *d == date).unwrap_or(0));
     let y_of = |share: f64| TOP + plot_h - plot_h * share;
     percent_grid(&mut out, y_of);
-    let every = (dates.len() / 8).max(1);
-    for (i, d) in dates.iter().enumerate() {
-        if i % every == 0 || i + 1 == dates.len() {
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
-                x_of(d),
-                PANEL - BOTTOM + 16.0,
-                escape(d.get(5..).unwrap_or(d))
-            );
-        }
-    }
+    date_labels(&mut out, &dates, x_at, PANEL - BOTTOM + 16.0);
     let _ = writeln!(
         out,
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/>"##
