@@ -4,6 +4,7 @@
 
 use crate::model::{Compute, Llama};
 use crate::sampling::Sampler;
+use crate::structured::Constraint;
 use crate::tokenizer::{StreamDecoder, TextCodec};
 use crate::{FinishReason, GenerateEvent, GenerateRequest, LocalConfig, LocalError};
 use burn::tensor::Device;
@@ -22,6 +23,8 @@ const EVENT_BUFFER: usize = 64;
 struct Job {
     prompt: Vec<u32>,
     request: GenerateRequest,
+    /// The request's output format, compiled (`None`: free text).
+    constraint: Option<Constraint>,
     events: tokio_mpsc::Sender<GenerateEvent>,
 }
 
@@ -197,11 +200,13 @@ impl JobHandle {
     pub(crate) fn new(
         prompt: Vec<u32>,
         request: GenerateRequest,
+        constraint: Option<Constraint>,
         events: tokio_mpsc::Sender<GenerateEvent>,
     ) -> Self {
         JobHandle(Job {
             prompt,
             request,
+            constraint,
             events,
         })
     }
@@ -264,10 +269,14 @@ fn generate(model: &Llama, codec: &TextCodec, job: Job) {
     let Job {
         prompt,
         request,
+        mut constraint,
         events,
     } = job;
     let context = model.config.context_length;
     let send = |e: GenerateEvent| events.blocking_send(e).is_ok();
+    let fail = |why: String| {
+        send(GenerateEvent::Error(format!("output format: {why}")));
+    };
     let mut cache = model.new_cache();
     let mut logits = Vec::new();
     for chunk in prompt.chunks(PREFILL_CHUNK) {
@@ -290,27 +299,47 @@ fn generate(model: &Llama, codec: &TextCodec, job: Job) {
     let mut completion = 0u32;
     let mut finish = FinishReason::Length;
     let mut hit_stop_sequence = false;
-    while completion < request.max_tokens {
+    'decode: while completion < request.max_tokens {
+        if let Some(constraint) = constraint.as_mut()
+            && let Err(why) = constraint.mask(&mut logits)
+        {
+            return fail(why);
+        }
         let id = sampler.sample(&logits);
         if codec.is_end_of_generation(id) {
             finish = FinishReason::Stop;
             break;
         }
-        completion += 1;
-        let (text, stopped) = stop.push(&decoder.push(codec, id));
-        if !text.is_empty() && !send(GenerateEvent::Delta(text)) {
-            return;
+        // This token, then any the output format forces after it (within max_tokens).
+        let mut step = vec![id];
+        if let Some(constraint) = constraint.as_mut() {
+            if let Err(why) = constraint.accept(id) {
+                return fail(why);
+            }
+            let room = (request.max_tokens - completion - 1) as usize;
+            step.extend(constraint.forced().into_iter().take(room));
         }
-        if stopped {
+        for &token in &step {
+            completion += 1;
+            let (text, stopped) = stop.push(&decoder.push(codec, token));
+            if !text.is_empty() && !send(GenerateEvent::Delta(text)) {
+                return;
+            }
+            if stopped {
+                finish = FinishReason::Stop;
+                hit_stop_sequence = true;
+                break 'decode;
+            }
+        }
+        if constraint.as_ref().is_some_and(Constraint::is_complete) {
             finish = FinishReason::Stop;
-            hit_stop_sequence = true;
             break;
         }
-        // The next forward pass stores this token: prompt + completion stay within the context.
-        if completion >= request.max_tokens || cache.len() + 1 >= context {
+        // The next forward pass stores these tokens: prompt + completion stay within the context.
+        if completion >= request.max_tokens || cache.len() + step.len() >= context {
             break;
         }
-        logits = model.forward(&[id], &mut cache);
+        logits = model.forward(&step, &mut cache);
     }
     if !hit_stop_sequence {
         let (text, hit) = stop.push(&decoder.finish());
@@ -342,6 +371,7 @@ mod tests {
             top_p: None,
             seed: None,
             stop: Vec::new(),
+            format: None,
         }
     }
 
@@ -360,7 +390,7 @@ mod tests {
             let (tx, rx) = event_channel();
             shared.depth.fetch_add(1, Ordering::SeqCst);
             queue
-                .try_send(JobHandle::new(prompt, request(), tx))
+                .try_send(JobHandle::new(prompt, request(), None, tx))
                 .ok()
                 .unwrap();
             receivers.push(rx);

@@ -10,15 +10,17 @@ pub mod model;
 pub mod quant;
 pub mod sampling;
 mod simd;
+pub mod structured;
 pub mod tokenizer;
 
 use crate::engine::{JobHandle, Shared};
 use crate::gguf::{GgufError, GgufFile};
 use crate::model::Llama;
+use crate::structured::{Grammars, OutputFormat};
 use crate::tokenizer::{TextCodec, TokenizerError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 /// The default model file name inside the models directory.
@@ -76,6 +78,8 @@ pub struct GenerateRequest {
     pub top_p: Option<f32>,
     pub seed: Option<u64>,
     pub stop: Vec<String>,
+    /// The reply must be JSON (`None`: free text).
+    pub format: Option<OutputFormat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +121,9 @@ pub enum LocalError {
     /// The chat template failed to render these messages.
     #[error("{0}")]
     Template(String),
+    /// The requested output format cannot be compiled (an unsupported or broken schema).
+    #[error("response_format: {0}")]
+    OutputFormat(String),
     #[error("the local inference thread has stopped")]
     WorkerGone,
 }
@@ -135,6 +142,8 @@ struct Inner {
     context: u32,
     capacity: usize,
     codec: Arc<TextCodec>,
+    /// Built on the first request with an output format.
+    grammars: OnceLock<Result<Grammars, String>>,
     shared: Arc<Shared>,
     queue: mpsc::SyncSender<JobHandle>,
     load_time: Duration,
@@ -180,6 +189,7 @@ impl LocalEngine {
                 context,
                 capacity: config.queue_capacity.max(1),
                 codec,
+                grammars: OnceLock::new(),
                 shared,
                 queue,
                 load_time,
@@ -230,12 +240,24 @@ impl LocalEngine {
         self.inner.shared.depth.load(Ordering::SeqCst)
     }
 
+    /// The output-format compiler, built on first use (it indexes the vocabulary).
+    fn grammars(&self) -> Result<&Grammars, LocalError> {
+        self.inner
+            .grammars
+            .get_or_init(|| Grammars::new(Arc::clone(&self.inner.codec)))
+            .as_ref()
+            .map_err(|e| LocalError::OutputFormat(format!("cannot index the vocabulary: {e}")))
+    }
+
     /// Queues a generation. Events stream on the returned receiver; dropping it cancels.
     pub fn submit(
         &self,
         req: GenerateRequest,
     ) -> Result<tokio::sync::mpsc::Receiver<GenerateEvent>, LocalError> {
-        let prompt_text = self.render_prompt(&req.messages)?;
+        let prompt_text = match &req.format {
+            Some(format) => self.render_prompt(&format.instruct(&req.messages))?,
+            None => self.render_prompt(&req.messages)?,
+        };
         let prompt = self.tokenize(&prompt_text, true);
         let context = self.inner.context;
         if prompt.len() as u64 >= u64::from(context) {
@@ -244,6 +266,14 @@ impl LocalEngine {
                 context,
             });
         }
+        let constraint = match &req.format {
+            Some(format) => Some(
+                self.grammars()?
+                    .constraint(format)
+                    .map_err(LocalError::OutputFormat)?,
+            ),
+            None => None,
+        };
         let capacity = self.inner.capacity;
         let depth = &self.inner.shared.depth;
         if depth
@@ -255,7 +285,11 @@ impl LocalEngine {
             return Err(LocalError::QueueFull { capacity });
         }
         let (tx, rx) = engine::event_channel();
-        match self.inner.queue.try_send(JobHandle::new(prompt, req, tx)) {
+        match self
+            .inner
+            .queue
+            .try_send(JobHandle::new(prompt, req, constraint, tx))
+        {
             Ok(()) => Ok(rx),
             Err(err) => {
                 depth.fetch_sub(1, Ordering::SeqCst);

@@ -50,6 +50,8 @@ pub struct TextCodec {
     plain: Tokenizer,
     /// Bytes of each token when it is printed (empty for control tokens).
     token_bytes: Vec<Vec<u8>>,
+    /// Control tokens (id, text): `<|im_start|>` etc.
+    control: Vec<(u32, String)>,
     end_of_generation: Vec<u32>,
     bos_text: String,
     eos_text: String,
@@ -144,11 +146,13 @@ impl TextCodec {
 
         let decoder = byte_decoder();
         let mut added = Vec::new();
+        let mut control = Vec::new();
         let mut token_bytes = Vec::with_capacity(tokens.len());
-        for (tok, ty) in tokens.iter().zip(&types) {
+        for (id, (tok, ty)) in tokens.iter().zip(&types).enumerate() {
             match *ty {
                 TOKEN_CONTROL => {
                     added.push(AddedToken::from(*tok, true));
+                    control.push((id as u32, tok.to_string()));
                     token_bytes.push(Vec::new());
                 }
                 TOKEN_USER_DEFINED => {
@@ -196,6 +200,7 @@ impl TextCodec {
             special,
             plain,
             token_bytes,
+            control,
             end_of_generation,
             bos_text: text_of(bos),
             eos_text: text_of(eos),
@@ -222,6 +227,23 @@ impl TextCodec {
 
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)
+    }
+
+    /// The tokens that end a generation (EOS first, then end-of-turn tokens).
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
+    /// Each token's bytes as a grammar engine indexes them: what it prints, or for a
+    /// control token `0xFF` and its text (llguidance's marker for special tokens).
+    pub fn vocabulary_bytes(&self) -> Vec<Vec<u8>> {
+        let mut words = self.token_bytes.clone();
+        for (id, text) in &self.control {
+            let mut word = vec![0xFF];
+            word.extend_from_slice(text.as_bytes());
+            words[*id as usize] = word;
+        }
+        words
     }
 
     /// Bytes a token prints as (empty for control tokens and unknown ids).

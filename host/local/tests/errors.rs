@@ -113,6 +113,7 @@ fn ask(text: &str, max_tokens: u32) -> GenerateRequest {
         top_p: None,
         seed: None,
         stop: Vec::new(),
+        format: None,
     }
 }
 

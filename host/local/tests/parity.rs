@@ -62,6 +62,7 @@ fn greedy_chat_matches_llama_cpp() {
                 top_p: None,
                 seed: Some(0),
                 stop: Vec::new(),
+                format: None,
             })
             .unwrap();
         let mut text = String::new();

@@ -92,6 +92,7 @@ pub fn run(cmd: LocalCommand) -> anyhow::Result<ExitCode> {
                     top_p,
                     seed,
                     stop,
+                    format: None,
                 },
             )
         }

@@ -66,6 +66,7 @@ impl LocalBackend {
             top_p: request.top_p,
             seed: request.seed,
             stop: request.stop,
+            format: None,
         };
         tokio::task::spawn_blocking(move || engine.submit(req))
             .await
