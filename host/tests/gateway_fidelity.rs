@@ -356,9 +356,12 @@ async fn translating_connectors_refuse_what_they_cannot_honour_before_any_call()
             &["small"][..],
         ),
         (
-            with("response_format", json!({"type": "json_object"})),
-            "`response_format`",
-            &["small"][..],
+            with(
+                "response_format",
+                json!({"type": "grammar", "grammar": "root ::= x"}),
+            ),
+            "`response_format` of type \"grammar\"",
+            all,
         ),
         (
             with("logprobs", json!(true)),

@@ -85,10 +85,19 @@ impl TokenizerEnv for Vocabulary {
     }
 }
 
+/// Digits a JSON number may have in a row: enough for any 64-bit integer; a longer run
+/// carries nothing a JSON parser keeps (an IEEE double holds 17 significant digits). No
+/// schema keyword bounds a number's length, and a small model can repeat digits until its
+/// token budget runs out; this cap ends the number instead.
+const MAX_DIGIT_RUN: u32 = 20;
+
 /// Compiles output formats into per-request constraints. Built once per model: indexing the
 /// vocabulary takes a moment, a request's schema compiles in milliseconds.
 pub struct Grammars {
     factory: ParserFactory,
+    codec: Arc<TextCodec>,
+    /// Tokens whose text starts with an ASCII digit.
+    digit_tokens: Arc<Vec<TokenId>>,
 }
 
 impl std::fmt::Debug for Grammars {
@@ -104,15 +113,25 @@ impl Grammars {
             .first()
             .ok_or("the model names no end-of-generation token")?;
         let words = codec.vocabulary_bytes();
+        let digit_tokens = (0..words.len() as TokenId)
+            .filter(|&id| words[id as usize].first().is_some_and(u8::is_ascii_digit))
+            .collect();
         let info = TokRxInfo {
             tok_end_of_turn: codec.end_of_generation().get(1).copied(),
             ..TokRxInfo::new(words.len() as u32, eos)
         };
         let trie = TokTrie::from(&info, &words);
-        let env: TokEnv = Arc::new(Vocabulary { trie, codec });
+        let env: TokEnv = Arc::new(Vocabulary {
+            trie,
+            codec: Arc::clone(&codec),
+        });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
         factory.quiet();
-        Ok(Self { factory })
+        Ok(Self {
+            factory,
+            codec,
+            digit_tokens: Arc::new(digit_tokens),
+        })
     }
 
     /// A fresh constraint for one reply; a schema llguidance cannot compile is an error that
@@ -126,7 +145,41 @@ impl Grammars {
         let matcher = Matcher::new(Ok(parser));
         match matcher.get_error() {
             Some(e) => Err(e),
-            None => Ok(Constraint { matcher }),
+            None => Ok(Constraint {
+                matcher,
+                codec: Arc::clone(&self.codec),
+                digit_tokens: Arc::clone(&self.digit_tokens),
+                lexer: JsonLexer::default(),
+            }),
+        }
+    }
+}
+
+/// Where the reply so far stands, lexically: inside a string or not, and the digits just
+/// written outside strings.
+#[derive(Debug, Default)]
+struct JsonLexer {
+    in_string: bool,
+    escaped: bool,
+    digit_run: u32,
+}
+
+impl JsonLexer {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+            } else if b.is_ascii_digit() {
+                self.digit_run += 1;
+            } else {
+                self.digit_run = 0;
+                self.in_string = b == b'"';
+            }
         }
     }
 }
@@ -134,6 +187,9 @@ impl Grammars {
 /// One reply's constraint: which tokens may come next, fed each token chosen.
 pub struct Constraint {
     matcher: Matcher,
+    codec: Arc<TextCodec>,
+    digit_tokens: Arc<Vec<TokenId>>,
+    lexer: JsonLexer,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -156,22 +212,96 @@ impl Constraint {
                 *logit = f32::NEG_INFINITY;
             }
         }
+        if self.lexer.digit_run >= MAX_DIGIT_RUN {
+            // End the number, unless the format allows nothing but more digits.
+            let digits = self.digit_tokens.iter();
+            let allowed_digits = digits.filter(|&&id| allowed.is_allowed(id)).count();
+            if allowed.num_set() > allowed_digits {
+                for &id in self.digit_tokens.iter() {
+                    if let Some(logit) = logits.get_mut(id as usize) {
+                        *logit = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
     /// Records the token chosen (one the last mask allowed).
     pub fn accept(&mut self, id: u32) -> Result<(), String> {
-        self.matcher.consume_token(id).map_err(|e| e.to_string())
+        self.matcher.consume_token(id).map_err(|e| e.to_string())?;
+        self.lexer.push(self.codec.token_bytes(id));
+        Ok(())
     }
 
     /// Tokens the format forces next (a key name, a closing quote): the caller may append
     /// them without asking the model. They are already recorded.
     pub fn forced(&mut self) -> Vec<u32> {
-        self.matcher.consume_ff_tokens()
+        let forced = self.matcher.consume_ff_tokens();
+        for &id in &forced {
+            self.lexer.push(self.codec.token_bytes(id));
+        }
+        forced
     }
 
     /// The reply is complete: the format allows nothing more.
     pub fn is_complete(&self) -> bool {
         self.matcher.is_stopped()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lex(text: &str) -> JsonLexer {
+        let mut lexer = JsonLexer::default();
+        for piece in text.as_bytes().chunks(3) {
+            lexer.push(piece);
+        }
+        lexer
+    }
+
+    #[test]
+    fn digit_runs_count_outside_strings_only() {
+        assert_eq!(lex(r#"{"n": 12345"#).digit_run, 5);
+        assert_eq!(lex(r#"{"n": 12.345"#).digit_run, 3);
+        assert_eq!(lex(r#"{"id": "12345"#).digit_run, 0);
+        assert!(lex(r#"{"id": "12345"#).in_string);
+        // An escaped quote does not end the string; a real one does.
+        assert!(lex(r#"{"a": "x\"1"#).in_string);
+        assert!(lex(r#"{"a": "x\\"#).in_string);
+        let after = lex(r#"{"a": "x\\", "b": 77"#);
+        assert!(!after.in_string);
+        assert_eq!(after.digit_run, 2);
+    }
+
+    #[test]
+    fn the_instruction_joins_the_system_message_or_leads() {
+        let format = OutputFormat::JsonSchema(json!({"type": "object"}));
+        let user = vec![("user".to_string(), "hi".to_string())];
+        let told = format.instruct(&user);
+        assert_eq!(told.len(), 2);
+        assert_eq!(told[0].0, "system");
+        assert!(told[0].1.contains(r#"{"type":"object"}"#), "{}", told[0].1);
+        let with_system = vec![
+            ("system".to_string(), "Be brief.".to_string()),
+            ("user".to_string(), "hi".to_string()),
+        ];
+        let told = OutputFormat::JsonObject.instruct(&with_system);
+        assert_eq!(told.len(), 2);
+        assert_eq!(told[0].1, "Be brief.\n\nReply with one JSON object.");
+    }
+
+    #[test]
+    fn the_layout_replaces_a_clients_guidance_options() {
+        let format = OutputFormat::JsonSchema(
+            json!({"type": "object", "x-guidance": {"whitespace_flexible": true}}),
+        );
+        assert_eq!(format.schema()["x-guidance"]["whitespace_flexible"], false);
+        assert_eq!(
+            OutputFormat::JsonObject.schema()["x-guidance"]["key_separator"],
+            ": "
+        );
     }
 }

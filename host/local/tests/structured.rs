@@ -130,6 +130,37 @@ fn json_schema_replies_match_the_schema() {
     }
 }
 
+/// A number with no bounds in its schema ends after at most 20 digits in a row, where
+/// greedy decoding would otherwise repeat digits until `max_tokens` (seen with this prompt).
+#[test]
+fn numbers_end_where_a_small_model_would_repeat_digits() {
+    let engine = engine();
+    let schema = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["name", "country", "population_millions"],
+        "properties": {"name": {"type": "string", "maxLength": 40},
+                       "country": {"type": "string", "maxLength": 40},
+                       "population_millions": {"type": "number"}}
+    });
+    let mut request = ask(
+        "Describe Paris as JSON.",
+        OutputFormat::JsonSchema(schema),
+        0.0,
+        1,
+    );
+    request.max_tokens = 200;
+    let (text, finish) = run(&engine, request);
+    assert_eq!(finish, FinishReason::Stop, "{text}");
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert!(value["population_millions"].is_number(), "{text}");
+    let longest_run = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest_run <= 20, "{text}");
+}
+
 #[test]
 fn a_reply_cut_by_max_tokens_says_length() {
     let engine = engine();

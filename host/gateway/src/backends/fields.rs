@@ -1,7 +1,7 @@
 //! Which top-level fields of a client's OpenAI chat request a translating connector
 //! (Anthropic, Gemini, local) honours, and the refusal that names what it cannot: a request
 //! is refused by name before any upstream call, never dropped silently. Local takes text
-//! messages only ([`text_only`]); Anthropic and Gemini read the rest in `chat_input`.
+//! messages and JSON output only ([`text_only`], `local.rs`); Anthropic and Gemini read the rest in `chat_input`.
 //! From the same rules, what each configured model can do ([`capabilities`], what
 //! contract 0.2 policies read).
 
@@ -59,8 +59,8 @@ pub fn needs(pass: &Passthrough) -> RequestNeeds {
 /// What each model of a configured backend can do, one entry per model in order. OpenAI
 /// and OpenAI-compatible connectors forward the request whole: every capability (the
 /// upstream decides). Anthropic translates tools, JSON output and images, not `logprobs`
-/// or `n` > 1; Gemini all of them (images as `data:` URLs); local takes text only
-/// ([`text_only`]). Context
+/// or `n` > 1; Gemini all of them (images as `data:` URLs); local takes text and JSON
+/// output (constrained decoding) only. Context
 /// window and prices: the backend's configured ones for its default model, the price
 /// table's ([`defaults::model_card`]) for the others, else the backend's.
 pub fn capabilities(cfg: &BackendConfig) -> Vec<ModelCapabilities> {
@@ -87,9 +87,11 @@ pub fn capabilities(cfg: &BackendConfig) -> Vec<ModelCapabilities> {
                     multiple_choices: false,
                     ..ModelCapabilities::full(model, window, (usd_in, usd_out))
                 },
-                ConnectorKind::Local => {
-                    ModelCapabilities::text_only(model, window, (usd_in, usd_out))
-                }
+                ConnectorKind::Local => ModelCapabilities {
+                    json_object: true,
+                    json_schema: true,
+                    ..ModelCapabilities::text_only(model, window, (usd_in, usd_out))
+                },
             }
         })
         .collect()

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
+use serde_json::{Value, json};
+use switchyard_local::structured::OutputFormat;
 use switchyard_local::{FinishReason, GenerateEvent, GenerateRequest, LocalEngine, LocalError};
 
 use super::{Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage};
@@ -46,6 +48,7 @@ impl LocalBackend {
         request: ChatRequest,
     ) -> Result<tokio::sync::mpsc::Receiver<GenerateEvent>, BackendError> {
         let engine = self.engine()?;
+        let format = output_format(&request, &self.name)?;
         let req = GenerateRequest {
             messages: request
                 .messages
@@ -66,7 +69,7 @@ impl LocalBackend {
             top_p: request.top_p,
             seed: request.seed,
             stop: request.stop,
-            format: None,
+            format,
         };
         tokio::task::spawn_blocking(move || engine.submit(req))
             .await
@@ -82,7 +85,45 @@ fn map_error(err: LocalError) -> BackendError {
         }
         LocalError::PromptTooLong { .. } => BackendError::ContextExceeded(err.to_string()),
         LocalError::Template(_) => BackendError::InvalidRequest(err.to_string()),
+        LocalError::OutputFormat(_) => BackendError::Unsupported(err.to_string()),
         other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+/// The `response_format` the local model honours: `text` (nothing to do), `json_object`,
+/// or `json_schema` (always enforced, `strict` or not: every reply matches the schema; no
+/// schema means any JSON object). Anything else is refused by name.
+fn output_format(
+    request: &ChatRequest,
+    backend: &str,
+) -> Result<Option<OutputFormat>, BackendError> {
+    let Some(value) = request
+        .passthrough
+        .fields
+        .get("response_format")
+        .filter(|v| !super::fields::neutral(v))
+    else {
+        return Ok(None);
+    };
+    let refuse = |what: &str| Err(super::fields::unsupported(backend, "local", what));
+    match value.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(OutputFormat::JsonObject)),
+        Some("json_schema") => match value.pointer("/json_schema/schema") {
+            None | Some(Value::Null) => {
+                Ok(Some(OutputFormat::JsonSchema(json!({"type": "object"}))))
+            }
+            Some(schema @ (Value::Object(_) | Value::Bool(true))) => {
+                Ok(Some(OutputFormat::JsonSchema(schema.clone())))
+            }
+            Some(_) => {
+                refuse("`response_format.json_schema.schema` that is not a JSON Schema object")
+            }
+        },
+        other => refuse(&format!(
+            "`response_format` of type {:?}",
+            other.unwrap_or("?")
+        )),
     }
 }
 
@@ -118,8 +159,12 @@ impl Backend for LocalBackend {
             request,
             &self.name,
             "local",
-            &["temperature", "top_p", "stop", "seed"],
-        )
+            &["temperature", "top_p", "stop", "seed", "response_format"],
+        )?;
+        match (output_format(request, &self.name)?, &self.engine) {
+            (Some(format), Ok(engine)) => engine.check_format(&format).map_err(map_error),
+            _ => Ok(()),
+        }
     }
 
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
