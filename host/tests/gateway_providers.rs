@@ -1,6 +1,8 @@
 //! Gateway tests against mock Anthropic and Gemini upstreams on 127.0.0.1:0 that replay
 //! fixtures in each provider's wire format (`tests/fixtures/`): request translation,
-//! response and stream translation into OpenAI shapes, and failover on overload.
+//! response and stream translation into OpenAI shapes, and failover on overload; and
+//! `/v1/embeddings` routed by model to OpenAI-compatible and Gemini upstreams, billed in
+//! the ledger.
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,6 +23,7 @@ use switchyard::config::Config;
 use switchyard::dispatch::{Dispatcher, StaticTargets};
 use switchyard::domain::estimate_tokens;
 use switchyard::http::{self, AppState};
+use switchyard::ledger::{Budget, Ledger};
 
 const ANTHROPIC_KEY: &str = "sk-ant-test-ZZZZ-never-log-me";
 const GEMINI_KEY: &str = "AIza-test-YYYY-never-log-me";
@@ -91,11 +94,31 @@ async fn gemini(
     }
     match (action.split_once(':').map(|(_, a)| a), query.as_deref()) {
         (Some("generateContent"), None) => reply(fixture("gemini_generate.json"), false),
+        (Some("batchEmbedContents"), None) => reply(
+            json!({"embeddings": [{"values": [0.5, -0.25]}, {"values": [1.0, 0.0]}]}).to_string(),
+            false,
+        ),
         (Some("streamGenerateContent"), Some("alt=sse")) => {
             reply(fixture("gemini_stream.sse"), true)
         }
         _ => (StatusCode::NOT_FOUND, "{}").into_response(),
     }
+}
+
+/// OpenAI's embeddings reply, whatever was asked.
+const OPENAI_EMBEDDINGS: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AAAAPwAAgL4="}],"model":"text-embedding-3-small","usage":{"prompt_tokens":12,"total_tokens":12}}"#;
+
+async fn openai_embeddings(
+    State(up): State<Arc<Upstream>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let body: Value = serde_json::from_str(&body).unwrap();
+    up.seen
+        .lock()
+        .unwrap()
+        .push(("openai embeddings".into(), body, headers));
+    reply(OPENAI_EMBEDDINGS.to_owned(), false)
 }
 
 async fn spawn_upstream(anthropic_overloaded: bool) -> (SocketAddr, Arc<Upstream>) {
@@ -105,6 +128,7 @@ async fn spawn_upstream(anthropic_overloaded: bool) -> (SocketAddr, Arc<Upstream
     });
     let app = axum::Router::new()
         .route("/v1/messages", post(anthropic))
+        .route("/v1/embeddings", post(openai_embeddings))
         .route("/v1beta/models/{action}", post(gemini))
         .with_state(up.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -114,7 +138,6 @@ async fn spawn_upstream(anthropic_overloaded: bool) -> (SocketAddr, Arc<Upstream
 }
 
 async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
-    gateway_support::capture_logs();
     let toml = format!(
         r#"
         [policy]
@@ -131,14 +154,23 @@ async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
         models = ["gemini-2.0-flash"]
         "#
     );
-    let config = Config::parse(&toml).unwrap();
+    spawn_gateway_with(&toml, targets, None).await
+}
+
+async fn spawn_gateway_with(
+    toml: &str,
+    targets: &[&str],
+    ledger: Option<Arc<Ledger>>,
+) -> SocketAddr {
+    gateway_support::capture_logs();
+    let config = Config::parse(toml).unwrap();
     let env = |var: &str| match var {
         "ANTHROPIC_API_KEY" => Some(ANTHROPIC_KEY.to_owned()),
         "GEMINI_API_KEY" => Some(GEMINI_KEY.to_owned()),
         _ => None,
     };
     let router = StaticTargets::new(targets.iter().map(|t| (*t).to_owned()).collect());
-    let dispatcher = Dispatcher::from_config(
+    let mut dispatcher = Dispatcher::from_config(
         &config,
         Arc::new(router),
         BTreeMap::new(),
@@ -146,6 +178,9 @@ async fn spawn_gateway(up: SocketAddr, targets: &[&str]) -> SocketAddr {
         &env,
     )
     .unwrap();
+    if let Some(ledger) = ledger {
+        dispatcher = dispatcher.with_ledger(ledger);
+    }
     let app = http::router(AppState {
         dispatcher: Arc::new(dispatcher),
         max_body_bytes: config.server.max_body_bytes,
@@ -298,4 +333,123 @@ async fn anthropic_overload_fails_over_to_gemini_and_keys_stay_secret() {
             .unwrap()
             .contains("Overloaded")
     );
+}
+
+async fn post_embeddings(gw: SocketAddr, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{gw}/v1/embeddings"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn embeddings_go_to_the_backend_serving_the_model_and_are_billed() {
+    let (up, seen) = spawn_upstream(false).await;
+    let dead = gateway_support::free_port();
+    // "a-down" comes first by name and serves the model too: its failure is failed over.
+    let toml = format!(
+        r#"
+        [policy]
+        static_targets = ["oai"]
+        [[backends]]
+        name = "a-down"
+        kind = "openai_compatible"
+        base_url = "http://{dead}/v1"
+        models = ["text-embedding-3-small"]
+        [[backends]]
+        name = "oai"
+        kind = "openai_compatible"
+        base_url = "http://{up}/v1"
+        models = ["gpt-4o-mini", "text-embedding-3-small"]
+        [[backends]]
+        name = "gemini"
+        kind = "gemini"
+        base_url = "http://{up}/v1beta"
+        models = ["gemini-2.0-flash", "gemini-embedding-001"]
+        "#
+    );
+    let ledger = Arc::new(Ledger::in_memory(BTreeMap::new(), Budget::default()).unwrap());
+    let gw = spawn_gateway_with(&toml, &["oai"], Some(ledger.clone())).await;
+
+    // OpenAI-compatible: the body goes up as sent (model set), the reply comes back as sent.
+    let asked = json!({"model": "text-embedding-3-small", "input": ["hello", "world"],
+                       "encoding_format": "base64", "dimensions": 1, "user": "u1"});
+    let resp = post_embeddings(gw, &asked).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-backend"], "oai");
+    let cost: f64 = resp.headers()["x-switchyard-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((cost - 12.0 * 0.02 / 1e6).abs() < 1e-12, "{cost}");
+    assert_eq!(resp.text().await.unwrap(), OPENAI_EMBEDDINGS);
+    {
+        let seen = seen.seen.lock().unwrap();
+        let (what, body, _) = seen.last().unwrap();
+        assert_eq!(what, "openai embeddings");
+        assert_eq!(body, &asked);
+    }
+    // Billed to the tenant at the model's input price.
+    let spent = ledger.status("u1").today_usd;
+    assert!((spent - 12.0 * 0.02 / 1e6).abs() < 1e-9, "{spent}");
+
+    // Gemini: translated to batchEmbedContents and back into OpenAI's shape.
+    let resp = post_embeddings(
+        gw,
+        &json!({"model": "gemini-embedding-001", "input": ["hi there", "x"], "dimensions": 2}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-backend"], "gemini");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "gemini-embedding-001");
+    assert_eq!(
+        body["data"][0],
+        json!({"object": "embedding", "index": 0, "embedding": [0.5, -0.25]})
+    );
+    assert_eq!(body["data"][1]["embedding"], json!([1.0, 0.0]));
+    let tokens = estimate_tokens("hi there") + estimate_tokens("x");
+    assert_eq!(body["usage"]["prompt_tokens"], tokens);
+    {
+        let seen = seen.seen.lock().unwrap();
+        let (what, sent, headers) = seen.last().unwrap();
+        assert!(
+            what.starts_with("gemini gemini-embedding-001:batchEmbedContents"),
+            "{what}"
+        );
+        assert_eq!(headers["x-goog-api-key"], GEMINI_KEY);
+        assert_eq!(
+            sent["requests"][0],
+            json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "hi there"}]},
+                   "outputDimensionality": 2})
+        );
+    }
+
+    // What Gemini cannot honour is refused by name; an unknown model is a 404.
+    let resp = post_embeddings(
+        gw,
+        &json!({"model": "gemini-embedding-001", "input": "x", "task_type": "clustering"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "unsupported_parameter");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`task_type`"),
+        "{err}"
+    );
+    let resp = post_embeddings(gw, &json!({"model": "nope", "input": "x"})).await;
+    assert_eq!(resp.status(), 404);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "model_not_found");
+    // An empty input is the client's error, found before any upstream call.
+    let resp = post_embeddings(gw, &json!({"model": "gpt-4o-mini", "input": []})).await;
+    assert_eq!(resp.status(), 400);
 }

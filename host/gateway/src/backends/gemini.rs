@@ -6,6 +6,7 @@
 //! function calls as tool calls with ids `call_<n>`, its logprobs in OpenAI's shape). The
 //! key travels in `x-goog-api-key`, never in the URL.
 
+use base64::Engine;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -20,7 +21,8 @@ use super::chat_output::{
 use super::sse::SseEvent;
 use super::upstream::{self, MAX_REPLY_BYTES, Step, Translate, reply_body, send, sse_events};
 use super::{
-    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
+    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, EmbedRequest,
+    EmbedResponse, StreamEvent, Usage,
 };
 use crate::config::{BackendConfig, Timeouts};
 use crate::domain::BackendKind;
@@ -78,31 +80,23 @@ impl Gemini {
         Ok((body, input))
     }
 
+    /// `POST {base_url}/models/{model}:{method}` with `body`.
     async fn post(
         &self,
-        request: &ChatRequest,
+        model: &str,
+        method: &str,
         body: &Value,
-        stream: bool,
     ) -> Result<reqwest::Response, BackendError> {
-        if request.model.is_empty()
-            || !request
-                .model
+        if model.is_empty()
+            || !model
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
         {
             return Err(BackendError::InvalidRequest(format!(
-                "model name {:?} is not valid for Gemini",
-                request.model
+                "model name {model:?} is not valid for Gemini"
             )));
         }
-        let url = if stream {
-            format!(
-                "{}/models/{}:streamGenerateContent?alt=sse",
-                self.base_url, request.model
-            )
-        } else {
-            format!("{}/models/{}:generateContent", self.base_url, request.model)
-        };
+        let url = format!("{}/models/{model}:{method}", self.base_url);
         let body = serde_json::to_vec(body).map_err(|e| BackendError::Protocol(e.to_string()))?;
         let mut builder = self
             .client
@@ -146,7 +140,7 @@ impl Backend for Gemini {
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
         async move {
             let (body, _) = self.translate(&request)?;
-            let response = self.post(&request, &body, false).await?;
+            let response = self.post(&request.model, "generateContent", &body).await?;
             let body = reply_body(response, MAX_REPLY_BYTES).await?;
             let wire: WireResponse = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("bad generateContent JSON: {e}")))?;
@@ -197,7 +191,9 @@ impl Backend for Gemini {
     fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>> {
         async move {
             let (body, input) = self.translate(&request)?;
-            let response = self.post(&request, &body, true).await?;
+            let response = self
+                .post(&request.model, "streamGenerateContent?alt=sse", &body)
+                .await?;
             let translator = StreamTranslator {
                 writer: None,
                 model: request.model,
@@ -210,6 +206,122 @@ impl Backend for Gemini {
         }
         .boxed()
     }
+
+    /// `batchEmbedContents`, one request per input text; the reply in OpenAI's shape.
+    /// Gemini reports no token count: usage is the gateway's estimate.
+    fn embed(&self, request: EmbedRequest) -> BoxFuture<'_, Result<EmbedResponse, BackendError>> {
+        async move {
+            let (body, texts, base64) = embed_request(&self.name, &request)?;
+            let response = self
+                .post(&request.model, "batchEmbedContents", &body)
+                .await?;
+            let reply = reply_body(response, MAX_REPLY_BYTES).await?;
+            let wire: WireEmbeddings = serde_json::from_slice(&reply)
+                .map_err(|e| BackendError::Protocol(format!("bad batchEmbedContents JSON: {e}")))?;
+            if wire.embeddings.len() != texts.len() {
+                return Err(BackendError::Protocol(format!(
+                    "{} embeddings for {} inputs",
+                    wire.embeddings.len(),
+                    texts.len()
+                )));
+            }
+            let prompt_tokens = texts
+                .iter()
+                .map(|t| crate::domain::estimate_tokens(t))
+                .fold(0u32, u32::saturating_add);
+            let data: Vec<Value> = wire
+                .embeddings
+                .iter()
+                .enumerate()
+                .map(|(index, e)| {
+                    let embedding = if base64 {
+                        let bytes: Vec<u8> =
+                            e.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    } else {
+                        json!(e.values)
+                    };
+                    json!({"object": "embedding", "index": index, "embedding": embedding})
+                })
+                .collect();
+            let body = json!({
+                "object": "list", "data": data, "model": request.model,
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+            });
+            Ok(EmbedResponse {
+                body: serde_json::to_vec(&body)
+                    .map_err(|e| BackendError::Protocol(e.to_string()))?
+                    .into(),
+                prompt_tokens,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// `batchEmbedContents`'s reply.
+#[derive(Deserialize)]
+struct WireEmbeddings {
+    #[serde(default)]
+    embeddings: Vec<WireEmbedding>,
+}
+
+#[derive(Deserialize)]
+struct WireEmbedding {
+    #[serde(default)]
+    values: Vec<f32>,
+}
+
+/// The `batchEmbedContents` body for an OpenAI embeddings request, its texts, and whether
+/// the client asked for base64; a field Gemini cannot honour is refused by name.
+fn embed_request(
+    backend: &str,
+    request: &EmbedRequest,
+) -> Result<(Value, Vec<String>, bool), BackendError> {
+    let refuse = |what: &str| Err(super::fields::unsupported(backend, "gemini", what));
+    let mut base64 = false;
+    let mut dimensions = None;
+    let mut texts = Vec::new();
+    let mut names: Vec<&String> = request.fields.keys().collect();
+    names.sort();
+    for name in names {
+        let value = &request.fields[name];
+        match name.as_str() {
+            "input" => match value {
+                Value::String(text) => texts.push(text.clone()),
+                Value::Array(items) if items.iter().all(Value::is_string) => {
+                    texts.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
+                }
+                _ => return refuse("`input` that is not a string or a list of strings"),
+            },
+            "encoding_format" => match value.as_str() {
+                Some("float") | None => {}
+                Some("base64") => base64 = true,
+                Some(_) => return refuse("`encoding_format` other than float or base64"),
+            },
+            "dimensions" => dimensions = value.as_u64(),
+            "user" => {}
+            _ if super::fields::neutral(value) => {}
+            other => return refuse(&format!("the request field `{other}`")),
+        }
+    }
+    if texts.is_empty() {
+        return Err(BackendError::InvalidRequest("`input` is empty".into()));
+    }
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|text| {
+            let mut one = json!({
+                "model": format!("models/{}", request.model),
+                "content": {"parts": [{"text": text}]},
+            });
+            if let Some(d) = dimensions {
+                one["outputDimensionality"] = json!(d);
+            }
+            one
+        })
+        .collect();
+    Ok((json!({ "requests": requests }), texts, base64))
 }
 
 /// The upstream body for `input`.

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{Backend, BackendError, ChatRequest, ChatResponse, ChatStream};
+use super::{
+    Backend, BackendError, ChatRequest, ChatResponse, ChatStream, EmbedRequest, EmbedResponse,
+};
 use crate::config::BackendConfig;
 use crate::domain::{BackendStatus, ModelCapabilities};
 
@@ -203,6 +205,22 @@ impl Instrumented {
         let _guard = InFlight(self.in_flight.clone());
         let start = Instant::now();
         let result = self.inner.chat(request).await;
+        match Self::outcome(&result, start) {
+            Some(o) => Self::record(&self.stats, o),
+            None => lock(&self.stats).probe_in_flight = false,
+        }
+        result
+    }
+
+    /// Embeddings, through the breaker and the statistics (as a whole completion).
+    pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, BackendError> {
+        if !self.admit() {
+            return Err(BackendError::Unavailable("circuit breaker open".into()));
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _guard = InFlight(self.in_flight.clone());
+        let start = Instant::now();
+        let result = self.inner.embed(request).await;
         match Self::outcome(&result, start) {
             Some(o) => Self::record(&self.stats, o),
             None => lock(&self.stats).probe_in_flight = false,

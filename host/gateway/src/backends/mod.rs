@@ -95,6 +95,24 @@ pub enum StreamEvent {
     },
 }
 
+/// An embeddings request for one upstream: the client's OpenAI body (`input`,
+/// `encoding_format`, `dimensions`, `user`, ...) with `model` set per target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedRequest {
+    pub model: String,
+    /// Every field of the client's body except `model` (shared by every attempt).
+    pub fields: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// An upstream's embeddings in OpenAI's shape (`object: "list"`, `data`, `model`, `usage`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedResponse {
+    /// The OpenAI JSON body the client gets.
+    pub body: bytes::Bytes,
+    /// Input tokens (the upstream's count, or an estimate where it reports none).
+    pub prompt_tokens: u32,
+}
+
 /// A streamed completion; ends after the last event or at the first error.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, BackendError>> + Send>>;
 
@@ -206,6 +224,14 @@ pub trait Backend: Send + Sync + 'static {
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>>;
     /// A streamed completion; resolves once the upstream accepted the request.
     fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>>;
+    /// Embeddings of the request's input. The default serves none
+    /// ([`BackendError::Unsupported`]): OpenAI, OpenAI-compatible and Gemini connectors do.
+    fn embed(&self, request: EmbedRequest) -> BoxFuture<'_, Result<EmbedResponse, BackendError>> {
+        let _ = request;
+        let refusal =
+            BackendError::Unsupported(format!("backend {:?} serves no embeddings", self.name()));
+        Box::pin(std::future::ready(Err(refusal)))
+    }
 }
 
 /// An API key read from the env var the config names. Debug never shows it.

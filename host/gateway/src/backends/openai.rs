@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::upstream::{self, MAX_REPLY_BYTES, Step, Translate, reply_body, send, sse_events};
 use super::{
-    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, StreamEvent, Usage,
+    ApiKey, Backend, BackendError, ChatRequest, ChatResponse, ChatStream, EmbedRequest,
+    EmbedResponse, StreamEvent, Usage,
 };
 use crate::config::{BackendConfig, Timeouts};
 use crate::domain::{BackendKind, ChatMessage, Role};
@@ -23,6 +24,8 @@ pub struct OpenAi {
     models: Vec<String>,
     locality: BackendKind,
     url: reqwest::Url,
+    /// `{base_url}/embeddings`.
+    embeddings_url: reqwest::Url,
     key: Option<ApiKey>,
     timeouts: Timeouts,
     client: reqwest::Client,
@@ -35,6 +38,7 @@ impl OpenAi {
             models: cfg.models.clone(),
             locality: cfg.locality,
             url: upstream::endpoint(&cfg.base_url, "chat/completions")?,
+            embeddings_url: upstream::endpoint(&cfg.base_url, "embeddings")?,
             key,
             timeouts: cfg.timeouts,
             client: upstream::http_client(&cfg.timeouts).map_err(|e| e.to_string())?,
@@ -48,9 +52,17 @@ impl OpenAi {
     ) -> Result<reqwest::Response, BackendError> {
         let body = serde_json::to_vec(&WireBody::new(request, stream))
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
+        self.post(self.url.clone(), body).await
+    }
+
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, BackendError> {
         let mut builder = self
             .client
-            .post(self.url.clone())
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(key) = &self.key {
@@ -101,6 +113,37 @@ impl Backend for OpenAi {
         }
         .boxed()
     }
+
+    /// `POST {base_url}/embeddings` with the client's body; the reply comes back as sent.
+    fn embed(&self, request: EmbedRequest) -> BoxFuture<'_, Result<EmbedResponse, BackendError>> {
+        async move {
+            let mut body = (*request.fields).clone();
+            body.insert("model".into(), Value::String(request.model));
+            let body =
+                serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?;
+            let response = self.post(self.embeddings_url.clone(), body).await?;
+            let body = reply_body(response, MAX_REPLY_BYTES).await?;
+            let usage: EmbeddingsUsage = serde_json::from_slice(&body)
+                .map_err(|e| BackendError::Protocol(format!("bad embeddings JSON: {e}")))?;
+            Ok(EmbedResponse {
+                prompt_tokens: usage.usage.map_or(0, |u| u.prompt_tokens),
+                body,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// The usage of an OpenAI embeddings reply (the rest passes through unread).
+#[derive(Deserialize)]
+struct EmbeddingsUsage {
+    usage: Option<EmbeddingsTokens>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsTokens {
+    #[serde(default)]
+    prompt_tokens: u32,
 }
 
 /// OpenAI's chunks, passed through ([`parse_chunk`]) until `[DONE]`.

@@ -103,6 +103,11 @@ pub fn model_card(model: &str) -> Option<(f64, f64, u32)> {
         "gemini-2.0-flash" => (0.10, 0.40, 1_000_000),
         "gemini-2.5-flash" => (0.30, 2.50, 1_000_000),
         "gemini-2.5-pro" => (1.25, 10.00, 1_000_000),
+        // Embedding models: input tokens only.
+        "text-embedding-3-small" => (0.02, 0.0, 8_191),
+        "text-embedding-3-large" => (0.13, 0.0, 8_191),
+        "text-embedding-ada-002" => (0.10, 0.0, 8_191),
+        "gemini-embedding-001" => (0.15, 0.0, 2_048),
         _ => return None,
     };
     Some(card)

@@ -14,7 +14,6 @@ use super::privacy::LocalOnly;
 use super::settle::{self, HeldReservation, TokenCharge};
 use super::{DispatchBackend, DispatchError, Dispatcher, Routed};
 use crate::backends::{BackendError, ChatRequest, ChatStream};
-use crate::ledger::LedgerError;
 
 /// Why one target did not serve the request.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -218,26 +217,16 @@ impl Dispatcher {
             .unwrap_or(crate::config::defaults::ESTIMATE_COMPLETION_TOKENS);
         let estimate = f64::from(routed.prompt_tokens) * facts.usd_per_mtok_in / 1e6
             + f64::from(completion) * facts.usd_per_mtok_out / 1e6;
-        match ledger
-            .reserve(
-                &routed.tenant,
-                &routed.request_id,
-                number,
-                backend.backend.name(),
-                estimate,
-            )
-            .await
-        {
-            Ok(reservation) => Ok(Some(HeldReservation {
-                ledger: ledger.clone(),
-                reservation,
-            })),
-            Err(e @ LedgerError::HardCap { .. }) => Err(DispatchError::Budget(e.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "ledger reserve failed");
-                Err(DispatchError::Ledger(e.to_string()))
-            }
-        }
+        HeldReservation::hold(
+            ledger,
+            &routed.tenant,
+            &routed.request_id,
+            number,
+            backend.backend.name(),
+            estimate,
+        )
+        .await
+        .map(Some)
     }
 }
 

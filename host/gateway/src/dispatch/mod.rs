@@ -3,12 +3,14 @@
 //! the policy ([`GatewayHost`]).
 
 mod attempt;
+mod embeddings;
 mod host;
 mod privacy;
 mod rule;
 mod settle;
 
 pub use attempt::{Attempt, AttemptError};
+pub use embeddings::Embedded;
 pub use host::{GatewayHost, TokenCounter};
 pub use rule::{RouteEvaluation, RoutingRule, StaticTargets};
 
@@ -612,23 +614,32 @@ impl Dispatcher {
     /// Admits the request against its tenant's rate limits (before its policy runs):
     /// its token charge, or 429 with the wait when it is over a limit.
     async fn admit(&self, request: &PolicyRequest) -> Result<Option<TokenCharge>, DispatchError> {
-        let Some(ledger) = &self.ledger else {
-            return Ok(None);
-        };
         let completion = request
             .max_tokens
             .unwrap_or(crate::config::defaults::ESTIMATE_COMPLETION_TOKENS);
         let tokens = request.prompt_tokens.saturating_add(completion);
-        match ledger.admit(&request.tenant, tokens).await {
+        self.admit_tokens(&request.tenant, tokens).await
+    }
+
+    /// Admits a request of `tenant` that may use `tokens` against its rate limits.
+    async fn admit_tokens(
+        &self,
+        tenant: &str,
+        tokens: u32,
+    ) -> Result<Option<TokenCharge>, DispatchError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(None);
+        };
+        match ledger.admit(tenant, tokens).await {
             Ok(0) => Ok(None),
             Ok(charged) => Ok(Some(TokenCharge {
                 ledger: ledger.clone(),
-                tenant: request.tenant.clone(),
+                tenant: tenant.to_owned(),
                 charged,
                 used: 0,
             })),
             Err(ref e @ LedgerError::RateLimited { ref refused, .. }) => {
-                crate::metrics::rate_limited(&request.tenant, refused.kind.as_str());
+                crate::metrics::rate_limited(tenant, refused.kind.as_str());
                 Err(DispatchError::RateLimited {
                     limit: refused.kind.as_str(),
                     retry_after_s: crate::ledger::retry_after_s(refused),

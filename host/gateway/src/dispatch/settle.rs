@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
-use super::Routed;
+use super::{DispatchError, Routed};
 use crate::backends::{ChatStream, StreamEvent, Usage};
 use crate::decision_log::{DecisionLog, DecisionLogRecord, UsageRecord};
-use crate::ledger::{Ledger, Reservation};
+use crate::ledger::{Ledger, LedgerError, Reservation};
 use crate::live_feed::{LiveDecision, LiveFeed};
 
 /// An attempt's open reservation. [`HeldReservation::close`] settles or releases it;
@@ -23,6 +23,33 @@ pub(super) struct HeldReservation {
 }
 
 impl HeldReservation {
+    /// Reserves `estimate_usd` in `ledger` for attempt `number` of `request_id` on
+    /// `backend`; refused over the tenant's hard cap ([`DispatchError::Budget`]) or while
+    /// the ledger fails ([`DispatchError::Ledger`]).
+    pub(super) async fn hold(
+        ledger: &Arc<Ledger>,
+        tenant: &str,
+        request_id: &str,
+        number: u32,
+        backend: &str,
+        estimate_usd: f64,
+    ) -> Result<Self, DispatchError> {
+        match ledger
+            .reserve(tenant, request_id, number, backend, estimate_usd)
+            .await
+        {
+            Ok(reservation) => Ok(Self {
+                ledger: ledger.clone(),
+                reservation,
+            }),
+            Err(e @ LedgerError::HardCap { .. }) => Err(DispatchError::Budget(e.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, "ledger reserve failed");
+                Err(DispatchError::Ledger(e.to_string()))
+            }
+        }
+    }
+
     /// Settles with `cost`, or releases (`None`: the attempt failed); only the first
     /// call counts.
     pub(super) fn close(&self, cost: Option<f64>) {

@@ -1,17 +1,20 @@
 //! `POST /v1/embeddings`: the host's local embedding model (all-MiniLM-L6-v2) in OpenAI's
-//! shape. `input` is a string or a list of strings; `encoding_format` `float` (default) or
-//! `base64` (little-endian f32, what the OpenAI SDKs ask for). Runs off the async threads.
+//! shape, or, for a model a configured backend serves (OpenAI, OpenAI-compatible, Gemini),
+//! that upstream's embeddings, billed to the tenant in the ledger. `input` is a string or a
+//! list of strings; `encoding_format` `float` (default) or `base64` (little-endian f32,
+//! what the OpenAI SDKs ask for). The local model runs off the async threads.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState, authenticate, read_body};
+use crate::dispatch::Embedded;
 
 /// Most texts one request may embed (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
@@ -33,40 +36,105 @@ pub(super) async fn embeddings(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match serve(&state, &headers, body).await {
-        Ok(body) => axum::Json(body).into_response(),
+        Ok(Served::Local(body)) => axum::Json(body).into_response(),
+        Ok(Served::Upstream(embedded)) => upstream_response(embedded),
         Err(e) => e.into_response(),
     }
+}
+
+/// Embeddings from the local model (its JSON) or from an upstream.
+enum Served {
+    Local(Value),
+    Upstream(Embedded),
+}
+
+/// An upstream's embeddings as it sent them (OpenAI's shape), with the request's id, the
+/// backend and the cost in headers, as a completion has.
+fn upstream_response(embedded: Embedded) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        embedded.response.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    let mut put = |name: &'static str, value: &str| {
+        headers.insert(HeaderName::from_static(name), super::header_value(value));
+    };
+    put("x-request-id", &embedded.request_id);
+    put("x-switchyard-backend", &embedded.backend);
+    put(
+        "x-switchyard-cost-usd",
+        &format!("{:.8}", embedded.cost_usd),
+    );
+    response
+}
+
+/// Sends the request to the backends serving `model`, billed to the request's tenant.
+async fn upstream(
+    state: &AppState,
+    headers: &HeaderMap,
+    key_tenant: Option<String>,
+    body: &[u8],
+) -> Result<Served, ApiError> {
+    let mut fields: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid embeddings request: {e}")))?;
+    let model = match fields.remove("model") {
+        Some(Value::String(model)) => model,
+        _ => return Err(ApiError::invalid("`model` must be a string")),
+    };
+    let texts = inputs(fields.get("input").cloned().unwrap_or(Value::Null))?;
+    let user = fields
+        .get("user")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let tenant = match key_tenant {
+        Some(tenant) => tenant,
+        None => state
+            .tenants
+            .admit(super::routing_inputs(headers, user, None).0)
+            .map_err(super::tenant_refused)?,
+    };
+    let tokens = texts
+        .iter()
+        .map(|t| crate::domain::estimate_tokens(t))
+        .fold(0u32, u32::saturating_add);
+    let embedded = state
+        .dispatcher
+        .embed(&tenant, &model, fields, tokens)
+        .await?;
+    Ok(Served::Upstream(embedded))
 }
 
 async fn serve(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Value, ApiError> {
+) -> Result<Served, ApiError> {
     let body = read_body(state, body)?;
-    authenticate(state, headers)?;
+    let key_tenant = authenticate(state, headers)?;
     let request: EmbeddingsRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("invalid embeddings request: {e}")))?;
     let scorer = state.dispatcher.text_scorer();
-    let Some(model) = scorer.embedding_model().map(str::to_owned) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "this gateway has no embedding model (configure [embeddings])",
-        )
-        .with_code("model_not_found"));
-    };
-    if !request.model.eq_ignore_ascii_case(&model) {
+    let local = scorer.embedding_model().map(str::to_owned);
+    let Some(model) = local.filter(|m| request.model.eq_ignore_ascii_case(m)) else {
+        if state.dispatcher.serves_model(&request.model) {
+            return upstream(state, headers, key_tenant, &body).await;
+        }
+        let served_here = match scorer.embedding_model() {
+            Some(local) => format!("embeddings are served by {local:?} and the backends' models"),
+            None => "embeddings are served by the backends' models (GET /v1/models)".to_owned(),
+        };
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             format!(
-                "the model {:?} does not exist here; embeddings are served by {model:?}",
+                "the model {:?} does not exist here; {served_here}",
                 crate::log_text::sanitize(&request.model, super::LOG_VALUE_MAX)
             ),
         )
         .with_code("model_not_found"));
-    }
+    };
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -106,12 +174,12 @@ async fn serve(
             json!({ "object": "embedding", "index": index, "embedding": embedding })
         })
         .collect();
-    Ok(json!({
+    Ok(Served::Local(json!({
         "object": "list",
         "data": data,
         "model": model,
         "usage": { "prompt_tokens": batch.tokens, "total_tokens": batch.tokens },
-    }))
+    })))
 }
 
 /// The texts of `input`: one string or a non-empty list of at most [`MAX_INPUTS`] strings.
