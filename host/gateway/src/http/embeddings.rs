@@ -123,7 +123,9 @@ async fn serve(
         }
         let served_here = match scorer.embedding_model() {
             Some(local) => format!("embeddings are served by {local:?} and the backends' models"),
-            None => "embeddings are served by the backends' models (GET /v1/models)".to_owned(),
+            None => "no backend serves it and this gateway has no local embedding model \
+                     (configure [embeddings])"
+                .to_owned(),
         };
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
