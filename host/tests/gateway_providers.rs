@@ -52,12 +52,9 @@ fn reply(body: String, sse: bool) -> Response {
 }
 
 async fn anthropic(State(up): State<Arc<Upstream>>, headers: HeaderMap, body: String) -> Response {
+    up.record("anthropic".into(), &body, &headers);
     let body: Value = serde_json::from_str(&body).unwrap();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    up.seen
-        .lock()
-        .unwrap()
-        .push(("anthropic".into(), body, headers.clone()));
     if headers.get("x-api-key").map(|v| v.to_str().unwrap()) != Some(ANTHROPIC_KEY)
         || headers.get("anthropic-version").is_none()
     {
@@ -84,11 +81,7 @@ async fn gemini(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let body: Value = serde_json::from_str(&body).unwrap();
-    up.seen
-        .lock()
-        .unwrap()
-        .push((format!("gemini {action} {query:?}"), body, headers.clone()));
+    up.record(format!("gemini {action} {query:?}"), &body, &headers);
     if headers.get("x-goog-api-key").map(|v| v.to_str().unwrap()) != Some(GEMINI_KEY) {
         return (StatusCode::FORBIDDEN, "{}").into_response();
     }
@@ -113,12 +106,19 @@ async fn openai_embeddings(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let body: Value = serde_json::from_str(&body).unwrap();
-    up.seen
-        .lock()
-        .unwrap()
-        .push(("openai embeddings".into(), body, headers));
+    up.record("openai embeddings".into(), &body, &headers);
     reply(OPENAI_EMBEDDINGS.to_owned(), false)
+}
+
+impl Upstream {
+    /// Keeps what a mock endpoint was sent.
+    fn record(&self, what: String, body: &str, headers: &HeaderMap) {
+        let body: Value = serde_json::from_str(body).unwrap();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((what, body, headers.clone()));
+    }
 }
 
 async fn spawn_upstream(anthropic_overloaded: bool) -> (SocketAddr, Arc<Upstream>) {

@@ -230,6 +230,28 @@ impl Dispatcher {
     }
 }
 
+/// The client's answer for `backend` refusing the request itself (an error that is not
+/// failed over): the upstream's 400, 404, 413 or 422 as it is, anything else a 502.
+pub(super) fn refused_upstream(backend: String, err: BackendError) -> DispatchError {
+    let (status, message, provider) = match err {
+        BackendError::Status {
+            status: s @ (400 | 404 | 413 | 422),
+            message,
+            provider,
+            ..
+        } => (s, message, provider),
+        BackendError::InvalidRequest(message) => (400, message, None),
+        other => (502, other.to_string(), None),
+    };
+    DispatchError::Upstream {
+        backend,
+        status,
+        message,
+        retry_after_s: None,
+        provider,
+    }
+}
+
 /// Why no target served the request, from its attempts and the last backend error: the
 /// client's own error (the upstream's 4xx, a prompt no target can hold) as it is;
 /// otherwise every target failed, `unavailable` when none could take requests at all.
@@ -245,25 +267,7 @@ fn failed(routed: &mut Routed, last: Option<(String, BackendError)>) -> Dispatch
         )
     });
     match last {
-        Some((backend, err)) if !err.is_failover() => {
-            let (status, message, provider) = match err {
-                BackendError::Status {
-                    status: s @ (400 | 404 | 413 | 422),
-                    message,
-                    provider,
-                    ..
-                } => (s, message, provider),
-                BackendError::InvalidRequest(message) => (400, message, None),
-                other => (502, other.to_string(), None),
-            };
-            DispatchError::Upstream {
-                backend,
-                status,
-                message,
-                retry_after_s: None,
-                provider,
-            }
-        }
+        Some((backend, err)) if !err.is_failover() => refused_upstream(backend, err),
         Some((_, BackendError::Unsupported(message))) if only_client => {
             DispatchError::Unsupported(message)
         }

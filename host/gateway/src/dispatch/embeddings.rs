@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::attempt::refused_upstream;
 use super::settle::HeldReservation;
 use super::{Attempt, AttemptError, DispatchError, Dispatcher};
 use crate::backends::{BackendError, EmbedRequest, EmbedResponse, Usage};
@@ -103,7 +104,7 @@ impl Dispatcher {
                         error: Some(AttemptError::Backend(err.clone())),
                     });
                     if !err.is_failover() {
-                        return Err(client_error(backend, err));
+                        return Err(refused_upstream(backend, err));
                     }
                     last = Some(err);
                 }
@@ -129,26 +130,5 @@ impl Dispatcher {
                 attempts,
             }),
         }
-    }
-}
-
-/// The client's answer for an upstream that refused the request itself (a 4xx).
-fn client_error(backend: String, err: BackendError) -> DispatchError {
-    let (status, message, provider) = match err {
-        BackendError::Status {
-            status,
-            message,
-            provider,
-            ..
-        } => (status, message, provider),
-        BackendError::InvalidRequest(message) => (400, message, None),
-        other => (502, other.to_string(), None),
-    };
-    DispatchError::Upstream {
-        backend,
-        status,
-        message,
-        retry_after_s: None,
-        provider,
     }
 }
