@@ -27,7 +27,8 @@ export function backendStatus(name, kind, model, fields = {}) {
  * The demo backends, the same set as the host's `StaticHost::default()`: local
  * (smollm2-135m-instruct, free, 8192 ctx), openai (gpt-4o, gpt-4o-mini; $2.50/$10, 128k,
  * every capability), anthropic (claude-sonnet-4-5; $3/$15, 200k), gemini
- * (gemini-2.0-flash; $0.10/$0.40, 1M); all but openai text only.
+ * (gemini-2.0-flash; $0.10/$0.40, 1M); local text and JSON output (constrained decoding),
+ * anthropic and gemini text only.
  */
 export function demoBackends() {
   const text = (name, kind, model, price, ctx, p50, p95) => backendStatus(name, kind, model, {
@@ -35,7 +36,10 @@ export function demoBackends() {
     capabilities: [textOnlyModel(model, ctx, price[0], price[1])],
   });
   return [
-    text('local', 'local', 'smollm2-135m-instruct', [0, 0], 8192, 400, 1200),
+    backendStatus('local', 'local', 'smollm2-135m-instruct', {
+      latencyP50Ms: 400, latencyP95Ms: 1200, usdPerMtokIn: 0, usdPerMtokOut: 0, contextWindow: 8192,
+      capabilities: [{ ...textOnlyModel('smollm2-135m-instruct', 8192, 0, 0), jsonObject: true, jsonSchema: true }],
+    }),
     backendStatus('openai', 'cloud', 'gpt-4o', {
       models: ['gpt-4o', 'gpt-4o-mini'], latencyP50Ms: 700, latencyP95Ms: 1500, usdPerMtokIn: 2.5,
       usdPerMtokOut: 10, contextWindow: 128_000,

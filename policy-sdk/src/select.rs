@@ -250,16 +250,17 @@ mod tests {
             d.labels.get("skipped").map(String::as_str),
             Some("local:tools,anthropic:tools,gemini:tools")
         );
-        // Each need on its own: JSON mode and schema, images, logprobs, n.
+        // JSON output: the local model (constrained decoding) and OpenAI.
+        for format in [ResponseFormat::JsonObject, ResponseFormat::JsonSchema] {
+            let r = Request::user("x").needs(Needs {
+                response_format: format,
+                ..Needs::default()
+            });
+            let d = capable_targets(&host, &r, decided()).unwrap();
+            assert_eq!(d.backends(), ["local", "openai"], "{format:?}");
+        }
+        // Each other need on its own: images, logprobs, n.
         for needs in [
-            Needs {
-                response_format: ResponseFormat::JsonObject,
-                ..Needs::default()
-            },
-            Needs {
-                response_format: ResponseFormat::JsonSchema,
-                ..Needs::default()
-            },
             Needs {
                 images: 1,
                 ..Needs::default()

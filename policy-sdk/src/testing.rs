@@ -13,7 +13,8 @@ use crate::pii::{self, PiiMatch};
 /// $2.50/$10, 128k, 700/1500 ms), `anthropic` (claude-sonnet-4-5; $3/$15, 200k,
 /// 900/1800 ms), `gemini` (gemini-2.0-flash; $0.10/$0.40, 1M, 500/900 ms). Capabilities
 /// as the gateway's connectors report them: OpenAI's models can do everything (tools,
-/// JSON, vision, logprobs, `n`), the others text only.
+/// JSON, vision, logprobs, `n`), the local model text and JSON output (constrained
+/// decoding), the others text only.
 pub fn demo_backends() -> Vec<BackendStatus> {
     let priced = |caps: ModelCapabilities, b: &BackendStatus| ModelCapabilities {
         usd_per_mtok_in: b.usd_per_mtok_in,
@@ -36,12 +37,17 @@ pub fn demo_backends() -> Vec<BackendStatus> {
         usd_per_mtok_out: 0.60,
         ..ModelCapabilities::full("gpt-4o-mini", 128_000)
     };
+    let mut local = text_only(
+        BackendStatus::local("local", "smollm2-135m-instruct")
+            .context(8192)
+            .latency(400.0, 1200.0),
+    );
+    for caps in &mut local.capabilities {
+        caps.json_object = true;
+        caps.json_schema = true;
+    }
     vec![
-        text_only(
-            BackendStatus::local("local", "smollm2-135m-instruct")
-                .context(8192)
-                .latency(400.0, 1200.0),
-        ),
+        local,
         openai.capable(gpt4o).capable(mini),
         text_only(
             BackendStatus::cloud("anthropic", "claude-sonnet-4-5")

@@ -1,6 +1,8 @@
 // Parity with the real bindings: records a probe component (componentize-js 0.23.0)
 // received from `switchyard policy route` (demo host, params x=1 b=2), printed with
 // JSON.stringify; the case runner and MockHost must build the same values, key order too.
+// (The local model's JSON capabilities were set to true by hand when the host's demo set
+// gained them.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { caseSetup, parseCaseFile } from '../cases.js';
@@ -19,7 +21,7 @@ const RECEIVED = {
     latencyP95Ms: 1200, errorRate: 0, inFlight: 0, queueDepth: 0, usdPerMtokIn: 0, usdPerMtokOut: 0,
     contextWindow: 8192, labels: [],
     capabilities: [{
-      model: 'smollm2-135m-instruct', tools: false, jsonObject: false, jsonSchema: false, vision: false,
+      model: 'smollm2-135m-instruct', tools: false, jsonObject: true, jsonSchema: true, vision: false,
       logprobs: false, multipleChoices: false, contextWindow: 8192, usdPerMtokIn: 0, usdPerMtokOut: 0,
     }],
   },

@@ -19,7 +19,8 @@ def demo_backends() -> List[BackendStatus]:
     """The demo backends (the host's `StaticHost::default()`): `local` (smollm2-135m-instruct,
     free, 8192 ctx, 400/1200 ms), `openai` (gpt-4o, gpt-4o-mini; $2.50/$10, 128k, 700/1500 ms),
     `anthropic` (claude-sonnet-4-5; $3/$15, 200k, 900/1800 ms), `gemini` (gemini-2.0-flash;
-    $0.10/$0.40, 1M, 500/900 ms). OpenAI's models can do everything, the others text only."""
+    $0.10/$0.40, 1M, 500/900 ms). OpenAI's models can do everything, the local model text and
+    JSON output (constrained decoding), the others text only."""
 
     def text_only(b: BackendStatus) -> BackendStatus:
         caps = ModelCapabilities.text_only(b.models[0], b.context_window)
@@ -33,9 +34,11 @@ def demo_backends() -> List[BackendStatus]:
         replace(ModelCapabilities.full("gpt-4o", 128_000), usd_per_mtok_in=2.5, usd_per_mtok_out=10.0),
         replace(ModelCapabilities.full("gpt-4o-mini", 128_000), usd_per_mtok_in=0.15, usd_per_mtok_out=0.60),
     ]
+    local = text_only(BackendStatus.local("local", "smollm2-135m-instruct", context_window=8192,
+                                          latency_p50_ms=400.0, latency_p95_ms=1200.0))
+    local.capabilities = [replace(local.capabilities[0], json_object=True, json_schema=True)]
     return [
-        text_only(BackendStatus.local("local", "smollm2-135m-instruct", context_window=8192,
-                                      latency_p50_ms=400.0, latency_p95_ms=1200.0)),
+        local,
         openai,
         text_only(BackendStatus.cloud("anthropic", "claude-sonnet-4-5", usd_per_mtok_in=3.0, usd_per_mtok_out=15.0,
                                       context_window=200_000, latency_p50_ms=900.0, latency_p95_ms=1800.0)),

@@ -37,6 +37,7 @@ class Defaults(unittest.TestCase):
         self.assertTrue(mini.tools and mini.vision and mini.usd_per_mtok_in == 0.15 and mini.usd_per_mtok_out == 0.60)
         small = host.backend("local").model("smollm2-135m-instruct")
         self.assertTrue(not small.tools and small.context_window == 8192)
+        self.assertTrue(small.json_object and small.json_schema and not small.vision)
         self.assertEqual(host.backend("anthropic").model("claude-sonnet-4-5").usd_per_mtok_out, 15.0)
         self.assertFalse(host.backend("gemini").model("gemini-2.0-flash").json_object)
 

@@ -61,15 +61,20 @@ fn backend(
     context_window: u32,
     latency: (f64, f64),
 ) -> BackendStatus {
-    // The connectors on main: OpenAI takes everything, the others translate text only.
+    // A demo set: OpenAI takes everything, the local model text and JSON output
+    // (constrained decoding), the others text only (as the SDKs' mock hosts have it).
     let capabilities = models
         .iter()
         .map(|m| {
             let card = crate::config::defaults::model_card(m).map_or(price, |c| (c.0, c.1));
-            if name == "openai" {
-                ModelCapabilities::full(m, context_window, card)
-            } else {
-                ModelCapabilities::text_only(m, context_window, card)
+            match kind {
+                _ if name == "openai" => ModelCapabilities::full(m, context_window, card),
+                BackendKind::Local => ModelCapabilities {
+                    json_object: true,
+                    json_schema: true,
+                    ..ModelCapabilities::text_only(m, context_window, card)
+                },
+                BackendKind::Cloud => ModelCapabilities::text_only(m, context_window, card),
             }
         })
         .collect();
