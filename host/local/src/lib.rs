@@ -249,15 +249,6 @@ impl LocalEngine {
             .map_err(|e| LocalError::OutputFormat(format!("cannot index the vocabulary: {e}")))
     }
 
-    /// Whether `format` compiles for this model (what [`Self::submit`] would refuse with
-    /// [`LocalError::OutputFormat`]), without queueing anything.
-    pub fn check_format(&self, format: &OutputFormat) -> Result<(), LocalError> {
-        self.grammars()?
-            .constraint(format)
-            .map(drop)
-            .map_err(LocalError::OutputFormat)
-    }
-
     /// Queues a generation. Events stream on the returned receiver; dropping it cancels.
     pub fn submit(
         &self,
