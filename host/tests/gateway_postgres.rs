@@ -113,7 +113,7 @@ async fn request(client: &reqwest::Client, gateway: SocketAddr) -> (u16, String,
 
 fn inspect(url: &str) -> Ledger {
     Ledger::inspect_postgres(
-        &PostgresUrl::parse(url).unwrap(),
+        &PostgresUrl::parse(url, None).unwrap(),
         BTreeMap::new(),
         Budget::default(),
     )

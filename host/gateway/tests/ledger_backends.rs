@@ -1,8 +1,9 @@
 //! The spend ledger's semantics on both stores, SQLite and PostgreSQL (a real server
 //! started by the test): reserve, settle exactly once, release, the hard cap under
 //! concurrency (across two replicas on PostgreSQL), reopening, recovery of a dead
-//! replica's reservations, refusal while the database is down and recovery after it, and
-//! what a reservation costs on each store (printed).
+//! replica's reservations, refusal while the database is down and recovery after it, TLS
+//! to the database with the server's certificate verified, and what a reservation costs
+//! on each store (printed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,7 +43,9 @@ impl Backend {
 
     /// A new database on `server`.
     fn postgres(server: &PgServer, db: &str) -> Self {
-        Backend::Postgres(Box::new(PostgresUrl::parse(&server.database(db)).unwrap()))
+        Backend::Postgres(Box::new(
+            PostgresUrl::parse(&server.database(db), None).unwrap(),
+        ))
     }
 
     /// Opens a ledger (another replica, on PostgreSQL); blocking.
@@ -186,7 +189,7 @@ async fn postgres_recovers_a_dead_replicas_reservations() {
     let server = PgServer::start();
     let url = server.database("ledger");
     let ledger = Ledger::connect(
-        &PostgresUrl::parse(&url).unwrap(),
+        &PostgresUrl::parse(&url, None).unwrap(),
         budgets(1.0),
         Budget::default(),
     )
@@ -259,7 +262,7 @@ async fn postgres_recovers_a_dead_replicas_reservations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_refuses_reservations_then_recovers() {
     let server = PgServer::start();
-    let url = PostgresUrl::parse(&server.database("ledger")).unwrap();
+    let url = PostgresUrl::parse(&server.database("ledger"), None).unwrap();
     let ledger = Arc::new(Ledger::connect(&url, budgets(10.0), Budget::default()).unwrap());
     let a = ledger.reserve("acme", "a", 0, "b", 0.5).await.unwrap();
     let free = ledger.reserve("other", "f", 0, "b", 0.5).await.unwrap();
@@ -315,7 +318,7 @@ async fn postgres_down_refuses_reservations_then_recovers() {
 async fn reservation_cost_per_store() {
     const N: u32 = 2000;
     let server = PgServer::start();
-    let url = PostgresUrl::parse(&server.database("bench")).unwrap();
+    let url = PostgresUrl::parse(&server.database("bench"), None).unwrap();
     let sqlite = Backend::sqlite();
     let stores = [
         ("sqlite", sqlite.open(budgets(1e9))),
@@ -354,4 +357,64 @@ async fn reservation_cost_per_store() {
     {
         eprint!("{report}");
     }
+}
+
+/// `sslmode=require`: the ledger talks TLS to a server that takes TLS only and verifies
+/// its certificate against the configured CA; plaintext is refused by the server, and a
+/// certificate no trusted CA issued is refused by the ledger.
+#[test]
+fn tls_to_the_database_verifies_the_server() {
+    let server = PgServer::start();
+    let plain_url = server.database("tls");
+    let ca = server.require_tls();
+    let url = format!("{plain_url}?sslmode=require");
+    let ledger = Ledger::connect(
+        &PostgresUrl::parse(&url, Some(&ca)).unwrap(),
+        budgets(1.0),
+        Budget::default(),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let held = runtime
+        .block_on(ledger.reserve("acme", "tls-1", 0, "openai", 0.25))
+        .unwrap();
+    ledger.settle(&held, 0.125).unwrap();
+    ledger.flush().unwrap();
+    let acme = ledger
+        .tenants()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.tenant == "acme")
+        .unwrap();
+    assert!((acme.month_usd - 0.125).abs() < 1e-9, "{acme:?}");
+
+    let plain = Ledger::connect(
+        &PostgresUrl::parse(&plain_url, None).unwrap(),
+        budgets(1.0),
+        Budget::default(),
+    );
+    let err = plain
+        .expect_err("a plaintext connection is refused")
+        .to_string();
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba"),
+        "{err}"
+    );
+
+    let unverified = Ledger::connect(
+        &PostgresUrl::parse(&url, None).unwrap(),
+        budgets(1.0),
+        Budget::default(),
+    );
+    let err = unverified
+        .expect_err("an unknown issuer is refused")
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // A CA file without TLS asked for, or with no certificate in it, is a config error.
+    let err = PostgresUrl::parse(&plain_url, Some(&ca)).unwrap_err();
+    assert!(err.contains("sslmode=require"), "{err}");
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let err = PostgresUrl::parse(&url, Some(empty.path())).unwrap_err();
+    assert!(err.contains("no PEM certificate"), "{err}");
 }

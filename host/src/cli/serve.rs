@@ -169,7 +169,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     );
     match (&policies, &config.ledger_url) {
         // Replicas on one database share policy versions too.
-        (Some(set), Some(url)) => policy_set::replicas::share(set.clone(), url.config().clone()),
+        (Some(set), Some(url)) => policy_set::replicas::share(set.clone(), url.clone()),
         // A single node keeps them beside its ledger, so a rollback or an upload outlives
         // a restart.
         (Some(set), None) => {

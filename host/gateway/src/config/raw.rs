@@ -126,6 +126,7 @@ pub(super) struct RawAdmin {
 pub(super) struct RawLedger {
     pub(super) path: Option<PathBuf>,
     pub(super) url: Option<String>,
+    pub(super) tls_ca_file: Option<PathBuf>,
     pub(super) when_down: Option<String>,
 }
 

@@ -468,11 +468,16 @@ fn ledger(raw: RawLedger) -> Result<(PathBuf, Option<PostgresUrl>, WhenDown), Co
             });
         }
         Some(url) => Some(
-            PostgresUrl::parse(&url).map_err(|message| ConfigError::Invalid {
-                key: "ledger.url".into(),
-                message,
+            PostgresUrl::parse(&url, raw.tls_ca_file.as_deref()).map_err(|message| {
+                ConfigError::Invalid {
+                    key: "ledger.url".into(),
+                    message,
+                }
             })?,
         ),
+        None if raw.tls_ca_file.is_some() => {
+            return Err(invalid("ledger.tls_ca_file", "is only used with `url`"));
+        }
         None => None,
     };
     let path = raw

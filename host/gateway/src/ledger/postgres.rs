@@ -25,6 +25,7 @@ use arc_swap::ArcSwapOption;
 use futures_util::future::try_join_all;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls, Statement, config::SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::rate::{Costs, LimitKind, Refused, WINDOW_US};
 use super::totals::{Nanos, SpendMap, Totals, replace_committed, to_nanos, to_usd};
@@ -109,26 +110,35 @@ SELECT tenant,
        COUNT(*) FILTER (WHERE state = 'reserved')
 FROM attempts GROUP BY tenant ORDER BY tenant";
 
-/// A `postgres://` URL for `[ledger] url`, parsed. Its `Debug` hides the password.
-#[derive(Clone, Debug)]
-pub struct PostgresUrl(tokio_postgres::Config);
+/// A `postgres://` URL for `[ledger] url`, parsed, with its TLS settings. Its `Debug`
+/// hides the password.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    config: tokio_postgres::Config,
+    /// `Some` with `sslmode=require`: TLS, the server's certificate verified against the
+    /// Mozilla roots and the configured CA file. `disable` and `prefer`: plaintext.
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresUrl")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
 
 impl PostgresUrl {
     /// Parses `url` (`postgres://user:password@host:port/db?...`); the error never
-    /// repeats the URL (it may hold a password).
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// repeats the URL (it may hold a password). `ca_file`: PEM certificates trusted for
+    /// the server besides the Mozilla roots (a private CA), used with `sslmode=require`.
+    pub fn parse(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("must be a postgres:// or postgresql:// URL".to_owned());
         }
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(
-                "sslmode=require: TLS to the ledger database is not supported yet \
-                        (use sslmode=disable or prefer, on a private network or a TLS tunnel)"
-                    .to_owned(),
-            );
-        }
         if config.get_hosts().is_empty() {
             return Err("names no host".to_owned());
         }
@@ -138,13 +148,89 @@ impl PostgresUrl {
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
         }
-        Ok(Self(config))
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => Some(tls_connector(ca_file)?),
+            _ if ca_file.is_some() => {
+                return Err("tls_ca_file is set but the URL does not ask for TLS \
+                            (add ?sslmode=require)"
+                    .to_owned());
+            }
+            _ => None,
+        };
+        Ok(Self { config, tls })
     }
 
     /// The parsed connection settings (for other users of the same database).
     pub fn config(&self) -> &tokio_postgres::Config {
-        &self.0
+        &self.config
     }
+
+    /// Opens a connection and drives it on a task (logging when it ends with an error);
+    /// `on_message` sees each asynchronous message (a `NOTIFY`) until then.
+    pub async fn connect(
+        &self,
+        on_message: impl FnMut(tokio_postgres::AsyncMessage) + Send + 'static,
+    ) -> Result<Client, tokio_postgres::Error> {
+        match &self.tls {
+            Some(tls) => Ok(drive(self.config.connect(tls.clone()).await?, on_message)),
+            None => Ok(drive(self.config.connect(NoTls).await?, on_message)),
+        }
+    }
+}
+
+/// rustls with the Mozilla roots plus `ca_file`'s certificates.
+fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let shown = path.display();
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("tls_ca_file {shown}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("tls_ca_file {shown}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("tls_ca_file {shown}: no PEM certificate in it"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("tls_ca_file {shown}: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// Drives `connection` on a task, handing its asynchronous messages to `on_message`.
+fn drive<S, T>(
+    (client, mut connection): (Client, tokio_postgres::Connection<S, T>),
+    mut on_message: impl FnMut(tokio_postgres::AsyncMessage) + Send + 'static,
+) -> Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(message) => on_message(message),
+                Err(e) => {
+                    tracing::warn!(error = %e, "database connection lost");
+                    break;
+                }
+            }
+        }
+    });
+    client
 }
 
 /// What a connection is for.
@@ -220,14 +306,8 @@ fn add<'a>(
     *entry = entry.saturating_add(amount);
 }
 
-async fn connect(url: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = url.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "spend ledger database connection lost");
-        }
-    });
-    Ok(client)
+async fn connect(url: &PostgresUrl) -> Result<Client, tokio_postgres::Error> {
+    url.connect(drop).await
 }
 
 /// Applies the schema migrations; replicas starting together take turns.
@@ -254,7 +334,7 @@ impl Store {
         shared: &Shared,
         access: Access,
     ) -> Result<Self, LedgerError> {
-        let url = url.0.clone();
+        let url = url.clone();
         let replica: Arc<str> = Arc::from(replica_id());
         let reserver = Arc::new(ArcSwapOption::empty());
         let (ops, queue) = mpsc::unbounded_channel();
@@ -499,7 +579,7 @@ struct WriterConn {
 /// The writer task's side: its connection, the rows it left open, the totals it
 /// publishes, the lease.
 struct Writer {
-    url: tokio_postgres::Config,
+    url: PostgresUrl,
     replica: Arc<str>,
     access: Access,
     spend: SpendMap,

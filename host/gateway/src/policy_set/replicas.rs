@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, Row};
 
 use super::{CandidateMode, PolicySet};
+use crate::ledger::PostgresUrl;
 use crate::policy::digest_of;
 use crate::time::now_ms;
 
@@ -148,7 +148,7 @@ impl SharedSlot {
 /// Shares `set`'s versions with every replica on the database at `url`: announces this
 /// replica's changes and applies the others'. Runs until the process ends, reconnecting
 /// after database outages (changes made meanwhile are written when it is back).
-pub fn share(set: Arc<PolicySet>, url: tokio_postgres::Config) {
+pub fn share(set: Arc<PolicySet>, url: PostgresUrl) {
     let (announce, changes) = mpsc::unbounded_channel();
     if set.announcer.set(announce).is_err() {
         tracing::warn!("policy versions are already shared");
@@ -169,7 +169,7 @@ pub fn share(set: Arc<PolicySet>, url: tokio_postgres::Config) {
 
 struct Sync {
     set: Arc<PolicySet>,
-    url: tokio_postgres::Config,
+    url: PostgresUrl,
     /// This process's name in `changed_by`.
     replica: String,
     /// The generation of each slot's state last written or applied here.
@@ -203,23 +203,15 @@ impl Sync {
     async fn connect(
         &self,
     ) -> Result<(Client, mpsc::UnboundedReceiver<String>), tokio_postgres::Error> {
-        let (client, mut connection) = self.url.connect(NoTls).await?;
         let (notify, notified) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) => {
-                        let _ = notify.send(n.payload().to_owned());
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "policy version connection ended");
-                        break;
-                    }
+        let client = self
+            .url
+            .connect(move |message| {
+                if let AsyncMessage::Notification(n) = message {
+                    let _ = notify.send(n.payload().to_owned());
                 }
-            }
-        });
+            })
+            .await?;
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         Ok((client, notified))
     }
