@@ -19,14 +19,19 @@
 #                    throwaway local server (initdb in the temp dir). Both gateways then
 #                    give the `default` tenant a hard cap, so every reservation is the
 #                    capped one (on PostgreSQL, a conditional statement per request).
+#   REPLICAS=N       (with LEDGER_URL) N gateways on the PostgreSQL ledger behind the
+#                    nginx load balancer, measured as `lb_1` (the balancer in front of one
+#                    of them) and `lb_N` (in front of all N): the aggregate RPS of N replicas
+#                    against one, each through the same balancer
 #   UI=1             give the gateway an admin token, so the dashboard and admin API are
 #                    mounted (what an operator runs); nobody watches unless WATCH=1
 #   WATCH=1          (implies UI=1) a dashboard watcher on /admin/events for the whole run;
 #                    the report counts the decisions it received and the ones it missed
 #   RATE=N           also send the gateway N requests/s for DURATION (oha -q, c=C_HIGH):
 #                    latency at a fixed load, e.g. RATE=1000 with and without WATCH=1
-#   NGINX_PORT / GW_PORT / LITELLM_PORT / GW_PG_PORT / PG_PORT
-#                    (defaults 18181 / 18182 / 18183 / 18184 / 18185)
+#   NGINX_PORT / GW_PORT / LITELLM_PORT / GW_PG_PORT / PG_PORT / LB_PORT
+#                    (defaults 18181 / 18182 / 18183 / 18184 / 18185 / 18186; replica i
+#                    listens on GW_PG_PORT + 10 + i, the balancers on LB_PORT and LB_PORT + 1)
 #
 # Installs what is missing: nginx (apt), oha (cargo install into target/bench-tools),
 # litellm[proxy] (venv in target/bench-venv). Writes target/bench-overhead.json.
@@ -45,6 +50,8 @@ WARM_INSTANCES="${WARM_INSTANCES:-16}"
 LEDGER_URL="${LEDGER_URL:-}"
 GW_PG_PORT="${GW_PG_PORT:-18184}"
 PG_PORT="${PG_PORT:-18185}"
+REPLICAS="${REPLICAS:-1}"
+LB_PORT="${LB_PORT:-18186}"
 WATCH="${WATCH:-0}"
 UI="${UI:-$WATCH}"
 RATE="${RATE:-}"
@@ -120,6 +127,26 @@ wait_http() { # url, seconds, [auth header]
 
 REPLY='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"positive"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}'
 
+[ "$REPLICAS" -gt 1 ] && [ -z "$LEDGER_URL" ] && die "REPLICAS needs LEDGER_URL (replicas share a PostgreSQL ledger)"
+# The load balancers in front of the replicas (REPLICAS > 1): LB_PORT to the first only,
+# LB_PORT + 1 to all of them; keep-alive connections to the gateways, as a deployment has.
+BALANCERS=""
+if [ "$REPLICAS" -gt 1 ]; then
+  all=""
+  for ((i = 1; i <= REPLICAS; i++)); do all+="server 127.0.0.1:$((GW_PG_PORT + 10 + i));"; done
+  BALANCERS="
+  upstream one_replica { server 127.0.0.1:$((GW_PG_PORT + 11)); keepalive 64; }
+  upstream all_replicas { $all keepalive 64; }
+  server {
+    listen 127.0.0.1:$LB_PORT;
+    location / { proxy_pass http://one_replica; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }
+  server {
+    listen 127.0.0.1:$((LB_PORT + 1));
+    location / { proxy_pass http://all_replicas; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }"
+fi
+
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -143,6 +170,7 @@ http {
       return 200 '$REPLY';
     }
   }
+$BALANCERS
 }
 EOF
 "$NGINX" -e "$TMP/nginx/logs/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
@@ -219,6 +247,15 @@ if [ -n "$LEDGER_URL" ]; then
   GWPG="http://127.0.0.1:$GW_PG_PORT"
   wait_http "$GWPG/readyz" 120 || { tail -20 "$TMP/gwpg/log" >&2; die "PostgreSQL gateway not ready"; }
   log "gateway on the PostgreSQL ledger on $GWPG"
+  for ((i = 1; i <= REPLICAS && REPLICAS > 1; i++)); do
+    mkdir -p "$TMP/replica$i"
+    sed -e "s#^listen = .*#listen = \"127.0.0.1:$((GW_PG_PORT + 10 + i))\"#" \
+        "$TMP/gwpg/switchyard.toml" >"$TMP/replica$i/switchyard.toml"
+    RUST_LOG=warn "$BIN" serve --config "$TMP/replica$i/switchyard.toml" >"$TMP/replica$i/log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$((GW_PG_PORT + 10 + i))/readyz" 120 || { tail -20 "$TMP/replica$i/log" >&2; die "replica $i not ready"; }
+  done
+  [ "$REPLICAS" -gt 1 ] && log "$REPLICAS replicas on the PostgreSQL ledger behind nginx on :$LB_PORT (one) and :$((LB_PORT + 1)) (all)"
 fi
 
 GW_BODY='{"model":"auto","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
@@ -299,6 +336,13 @@ gw_metrics pre_high
 run gateway "$C_HIGH" "$GW/v1/chat/completions" "$GW_BODY"
 gw_metrics high
 [ -n "$LEDGER_URL" ] && run gateway_pg "$C_HIGH" "$GWPG/v1/chat/completions" "$GW_BODY"
+if [ "$REPLICAS" -gt 1 ]; then
+  TARGETS+=(lb_1 "lb_$REPLICAS")
+  for c in 1 "$C_HIGH"; do
+    run lb_1 "$c" "http://127.0.0.1:$LB_PORT/v1/chat/completions" "$GW_BODY"
+    run "lb_$REPLICAS" "$c" "http://127.0.0.1:$((LB_PORT + 1))/v1/chat/completions" "$GW_BODY"
+  done
+fi
 [ "$SKIP_LITELLM" != 1 ] && run litellm "$C_HIGH" "$LL/v1/chat/completions" "$UP_BODY" "authorization: Bearer $LL_KEY"
 if [ -n "$RATE" ]; then
   log "measuring the gateway at $RATE requests/s for ${DURATION}s"
@@ -413,6 +457,14 @@ if "gateway_pg" in res:
     print(f"PostgreSQL ledger vs SQLite: added p50 {a['gateway_pg']['p50']:.0f} vs {a['gateway']['p50']:.0f} µs, "
           f"p99 {a['gateway_pg']['p99']:.0f} vs {a['gateway']['p99']:.0f} µs at c=1; "
           f"RPS at c={c_high} {r['gateway_pg_rps_over_gateway']*100:.1f} % of SQLite's")
+lbs = [t for t in targets if t.startswith("lb_") and t != "lb_1"]
+if lbs:
+    n = lbs[0]
+    r["replicas_rps_over_one"] = res[n][hi]["rps"] / max(res["lb_1"][hi]["rps"], 1e-9)
+    json.dump(report, open(out, "w"), indent=2)
+    print(f"{n[3:]} replicas behind nginx vs one: {res[n][hi]['rps']:.0f} vs {res['lb_1'][hi]['rps']:.0f} "
+          f"RPS at c={c_high} = {r['replicas_rps_over_one']:.2f} x  (on {cores} cores, shared with "
+          f"the load generator, nginx and PostgreSQL)")
 if "gateway_rps_over_litellm" in r:
     print(f"gateway RPS / LiteLLM RPS = {r['gateway_rps_over_litellm']:.1f} x   (target >= 100 x)")
 print(f"gateway added p99 at c=1  = {report['added_latency_us']['gateway']['p99']:.0f} µs   (target <= 400 µs)")
