@@ -1,8 +1,22 @@
-//! Client- and guest-controlled text made safe for one log line: control characters
-//! escaped (no forged lines), length capped (no log amplification).
+//! Text for log lines and error messages: client- and guest-controlled text made safe for
+//! one log line (control characters escaped: no forged lines; length capped: no log
+//! amplification), and an error with its causes.
 
 use std::borrow::Cow;
 use std::fmt::Write;
+
+/// `err` and its causes, joined by ": " (a library's own text often does not say what went
+/// wrong: tokio-postgres's "db error", reqwest's "error sending request").
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
 
 /// `s` with control characters escaped as `\n`, `\r`, `\t` or `\u{..}`, cut at a char
 /// boundary so the escaped text is at most `max` bytes, then `…[+N bytes]` naming the

@@ -180,22 +180,11 @@ impl BackendError {
         if err.is_timeout() {
             Self::Timeout(phase)
         } else if err.is_connect() {
-            Self::Connect(error_chain(&err))
+            Self::Connect(crate::log_text::with_causes(&err))
         } else {
-            Self::Protocol(error_chain(&err))
+            Self::Protocol(crate::log_text::with_causes(&err))
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// One backend. Object-safe: the gateway holds `Arc<dyn Backend>`.

@@ -32,7 +32,10 @@ use totals::{Nanos, SpendMap, lock, to_nanos, to_usd};
 pub enum LedgerError {
     #[error("spend ledger database: {0}")]
     Db(#[from] rusqlite::Error),
-    #[error("spend ledger database (PostgreSQL): {}", with_causes(.0))]
+    #[error(
+        "spend ledger database (PostgreSQL): {}",
+        crate::log_text::with_causes(.0)
+    )]
     Postgres(#[from] tokio_postgres::Error),
     #[error("spend ledger schema migration: {0}")]
     Migrate(String),
@@ -82,20 +85,6 @@ pub const MAX_HELD_WRITES: usize = 200_000;
 /// Whole seconds until a refused request would fit (at least 1), as `Retry-After` says it.
 pub fn retry_after_s(refused: &Refused) -> u64 {
     refused.retry_after.as_secs_f64().ceil().max(1.0) as u64
-}
-
-/// `err` and its causes ("db error: ERROR: no pg_hba.conf entry ...", "error performing TLS
-/// handshake: invalid peer certificate: UnknownIssuer"): tokio-postgres's own text alone
-/// does not say what went wrong.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Budgets of one tenant, USD. Daily and monthly budgets are shown to the policy (which
