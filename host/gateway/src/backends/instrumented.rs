@@ -152,21 +152,25 @@ impl Instrumented {
         }
     }
 
-    fn record(stats: &Mutex<Stats>, outcome: Result<Duration, ()>) {
+    /// Records a call's outcome: a success (with its latency as a sample, or `None` for a
+    /// call whose latency is not a completion's) or a failure.
+    fn record(stats: &Mutex<Stats>, outcome: Result<Option<Duration>, ()>) {
         let mut s = lock(stats);
         s.probe_in_flight = false;
         match outcome {
             Ok(latency) => {
-                let ms = latency.as_secs_f64() * 1000.0;
-                if s.window.len() == WINDOW {
-                    s.window.pop_front();
+                if let Some(latency) = latency {
+                    let ms = latency.as_secs_f64() * 1000.0;
+                    if s.window.len() == WINDOW {
+                        s.window.pop_front();
+                    }
+                    s.window.push_back(ms);
+                    s.percentiles = None;
+                    s.ewma_ms = Some(match s.ewma_ms {
+                        None => ms,
+                        Some(prev) => prev + ALPHA * (ms - prev),
+                    });
                 }
-                s.window.push_back(ms);
-                s.percentiles = None;
-                s.ewma_ms = Some(match s.ewma_ms {
-                    None => ms,
-                    Some(prev) => prev + ALPHA * (ms - prev),
-                });
                 s.error_rate *= 1.0 - ALPHA;
                 s.consecutive_failures = 0;
                 s.opened_at = None;
@@ -189,7 +193,8 @@ impl Instrumented {
     ) -> Option<Result<Duration, ()>> {
         match result {
             Ok(_) => Some(Ok(start.elapsed())),
-            Err(BackendError::ContextExceeded(_)) => None,
+            // The request, not the backend: too long for it, or asking what it cannot do.
+            Err(BackendError::ContextExceeded(_) | BackendError::Unsupported(_)) => None,
             Err(e) if e.is_failover() => Some(Err(())),
             // The upstream answered (4xx): healthy, but no latency sample.
             Err(_) => None,
@@ -206,13 +211,13 @@ impl Instrumented {
         let start = Instant::now();
         let result = self.inner.chat(request).await;
         match Self::outcome(&result, start) {
-            Some(o) => Self::record(&self.stats, o),
+            Some(o) => Self::record(&self.stats, o.map(Some)),
             None => lock(&self.stats).probe_in_flight = false,
         }
         result
     }
 
-    /// Embeddings, through the breaker and the statistics (as a whole completion).
+    /// Embeddings, through the breaker and the health statistics (not the latency window).
     pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, BackendError> {
         if !self.admit() {
             return Err(BackendError::Unavailable("circuit breaker open".into()));
@@ -221,8 +226,10 @@ impl Instrumented {
         let _guard = InFlight(self.in_flight.clone());
         let start = Instant::now();
         let result = self.inner.embed(request).await;
+        // Health and the breaker count it; the latency window stays the completions' (what
+        // policies compare backends by).
         match Self::outcome(&result, start) {
-            Some(o) => Self::record(&self.stats, o),
+            Some(o) => Self::record(&self.stats, o.map(|_| None)),
             None => lock(&self.stats).probe_in_flight = false,
         }
         result
@@ -239,7 +246,7 @@ impl Instrumented {
         let start = Instant::now();
         let result = self.inner.chat_stream(request).await;
         match Self::outcome(&result, start) {
-            Some(o) => Self::record(&self.stats, o),
+            Some(o) => Self::record(&self.stats, o.map(Some)),
             None => lock(&self.stats).probe_in_flight = false,
         }
         let stream = result?;
@@ -422,6 +429,72 @@ mod tests {
         assert_eq!(inst.status().in_flight, 0);
     }
 
+    /// Embeds (1 token); refuses every completion as unsupported.
+    struct Embedder;
+
+    impl Backend for Embedder {
+        fn name(&self) -> &str {
+            "embedder"
+        }
+        fn kind(&self) -> BackendKind {
+            BackendKind::Cloud
+        }
+        fn models(&self) -> &[String] {
+            &[]
+        }
+        fn chat(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, BackendError>> {
+            async { Err(BackendError::Unsupported("no chat here".into())) }.boxed()
+        }
+        fn chat_stream(&self, _: ChatRequest) -> BoxFuture<'_, Result<ChatStream, BackendError>> {
+            async { Err(BackendError::Unsupported("no chat here".into())) }.boxed()
+        }
+        fn embed(
+            &self,
+            _: crate::backends::EmbedRequest,
+        ) -> BoxFuture<'_, Result<crate::backends::EmbedResponse, BackendError>> {
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(crate::backends::EmbedResponse {
+                    body: bytes::Bytes::from_static(b"{}"),
+                    prompt_tokens: 1,
+                })
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_leave_the_breaker_closed_and_embeddings_stay_out_of_the_latency_window() {
+        let inst = Instrumented::new(
+            Arc::new(Embedder),
+            BackendFacts {
+                context_window: 1000,
+                usd_per_mtok_in: 1.0,
+                usd_per_mtok_out: 2.0,
+                labels: BTreeMap::new(),
+                capabilities: Vec::new(),
+            },
+        );
+        for _ in 0..BREAKER_FAILURES * 2 {
+            assert!(matches!(
+                inst.chat(req()).await,
+                Err(BackendError::Unsupported(_))
+            ));
+        }
+        assert_eq!(inst.breaker(), BreakerState::Closed);
+        assert_eq!(inst.status().error_rate, 0.0);
+        let request = crate::backends::EmbedRequest {
+            model: "e".into(),
+            fields: Default::default(),
+        };
+        for _ in 0..3 {
+            assert_eq!(inst.embed(request.clone()).await.unwrap().prompt_tokens, 1);
+        }
+        let status = inst.status();
+        assert!(status.healthy);
+        assert_eq!((status.latency_p50_ms, status.latency_p95_ms), (0.0, 0.0));
+    }
+
     #[test]
     fn percentiles_match_the_sorted_window_and_follow_new_samples() {
         let sorted_pct = |w: &VecDeque<f64>, q: f64| {
@@ -455,12 +528,12 @@ mod tests {
             },
         );
         for ms in [10, 20, 30] {
-            Instrumented::record(&inst.stats, Ok(Duration::from_millis(ms)));
+            Instrumented::record(&inst.stats, Ok(Some(Duration::from_millis(ms))));
         }
         let s = inst.status();
         assert_eq!((s.latency_p50_ms, s.latency_p95_ms), (20.0, 30.0));
         // A new sample is seen by the next status.
-        Instrumented::record(&inst.stats, Ok(Duration::from_millis(90)));
+        Instrumented::record(&inst.stats, Ok(Some(Duration::from_millis(90))));
         let s = inst.status();
         assert_eq!((s.latency_p50_ms, s.latency_p95_ms), (30.0, 90.0));
     }
