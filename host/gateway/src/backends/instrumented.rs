@@ -3,6 +3,7 @@
 //! policies read.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -201,55 +202,44 @@ impl Instrumented {
         }
     }
 
-    /// A whole completion, through the breaker and the statistics.
-    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, BackendError> {
-        if !self.admit() {
-            return Err(BackendError::Unavailable("circuit breaker open".into()));
-        }
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _guard = InFlight(self.in_flight.clone());
-        let start = Instant::now();
-        let result = self.inner.chat(request).await;
-        match Self::outcome(&result, start) {
-            Some(o) => Self::record(&self.stats, o.map(Some)),
-            None => lock(&self.stats).probe_in_flight = false,
-        }
-        result
-    }
-
-    /// Embeddings, through the breaker and the health statistics (not the latency window).
-    pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, BackendError> {
-        if !self.admit() {
-            return Err(BackendError::Unavailable("circuit breaker open".into()));
-        }
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _guard = InFlight(self.in_flight.clone());
-        let start = Instant::now();
-        let result = self.inner.embed(request).await;
-        // Health and the breaker count it; the latency window stays the completions' (what
-        // policies compare backends by).
-        match Self::outcome(&result, start) {
-            Some(o) => Self::record(&self.stats, o.map(|_| None)),
-            None => lock(&self.stats).probe_in_flight = false,
-        }
-        result
-    }
-
-    /// A streamed completion. Latency is time to the upstream's response; a stream that
-    /// breaks mid-way counts as a failure. In-flight lasts until the stream is dropped.
-    pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, BackendError> {
+    /// Runs `call` through the breaker: counted in flight while it runs (the guard comes back,
+    /// for a stream to hold) and its outcome recorded; `latency`: whether its time is a
+    /// sample of the latency window policies compare backends by.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, BackendError>>,
+        latency: bool,
+    ) -> Result<(T, InFlight), BackendError> {
         if !self.admit() {
             return Err(BackendError::Unavailable("circuit breaker open".into()));
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(self.in_flight.clone());
         let start = Instant::now();
-        let result = self.inner.chat_stream(request).await;
+        let result = call.await;
         match Self::outcome(&result, start) {
-            Some(o) => Self::record(&self.stats, o.map(Some)),
+            Some(o) => Self::record(&self.stats, o.map(|d| latency.then_some(d))),
             None => lock(&self.stats).probe_in_flight = false,
         }
-        let stream = result?;
+        result.map(|value| (value, guard))
+    }
+
+    /// A whole completion, through the breaker and the statistics.
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, BackendError> {
+        let (response, _) = self.guarded(self.inner.chat(request), true).await?;
+        Ok(response)
+    }
+
+    /// Embeddings, through the breaker and the health statistics (not the latency window).
+    pub async fn embed(&self, request: EmbedRequest) -> Result<EmbedResponse, BackendError> {
+        let (response, _) = self.guarded(self.inner.embed(request), false).await?;
+        Ok(response)
+    }
+
+    /// A streamed completion. Latency is time to the upstream's response; a stream that
+    /// breaks mid-way counts as a failure. In-flight lasts until the stream is dropped.
+    pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, BackendError> {
+        let (stream, guard) = self.guarded(self.inner.chat_stream(request), true).await?;
         let stats = self.stats.clone();
         Ok(stream
             .inspect(move |item| {
