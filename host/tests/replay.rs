@@ -529,24 +529,15 @@ fn cli_hardware_profile_from_config() {
     let config = dir.path().join("switchyard.toml");
     std::fs::write(
         &config,
-        r#"
+        format!(
+            r#"
 [hardware]
 name = "lab box"
 price_usd = 3600
 months = 36
 watts = 0
-
-[[backends]]
-name = "local"
-kind = "local"
-model_path = "m.gguf"
-models = ["smollm2"]
-
-[[backends]]
-name = "openai"
-kind = "openai"
-models = ["gpt-4o"]
-"#,
+{LOCAL_AND_OPENAI}"#
+        ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let replay = |extra: &[&str]| {
@@ -677,13 +668,7 @@ fn learned_policy_replays_with_the_configured_router_and_labels() {
         router,
     )]))
     .unwrap_or_else(|e| panic!("{e}"));
-    let fixture = workspace_root().join("host/tests/fixtures/routing_labelled_sample.jsonl");
-    let text = std::fs::read_to_string(fixture).unwrap_or_else(|e| panic!("{e}"));
-    let rows: Vec<serde_json::Value> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let rows = sample_rows();
     let mut lines = String::new();
     let mut labels = String::new();
     for (i, row) in rows.iter().enumerate() {
@@ -763,4 +748,311 @@ fn learned_policy_replays_with_the_configured_router_and_labels() {
     assert!((strong.share_of_best - 1.0).abs() < 1e-12);
     let (unscored, _) = replay_at("0.7", Arc::new(switchyard::embeddings::NoEmbeddings));
     assert_eq!(unscored, 1.0);
+}
+
+/// The labelled sample's rows: `prompt`, `weak_correct`, `strong_correct`.
+fn sample_rows() -> Vec<serde_json::Value> {
+    let fixture = workspace_root().join("host/tests/fixtures/routing_labelled_sample.jsonl");
+    let text = std::fs::read_to_string(fixture).unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    rows
+}
+
+/// The labelled sample as an untimed workload (OpenAI bodies with ids) and its labels for
+/// a `local` (weak) and an `openai` (strong) backend, written into `dir`; and the sample's
+/// rows.
+fn labelled_sample(dir: &std::path::Path) -> (PathBuf, PathBuf, Vec<serde_json::Value>) {
+    let rows = sample_rows();
+    let (mut lines, mut labels) = (String::new(), String::new());
+    for (i, row) in rows.iter().enumerate() {
+        let id = format!("q{i}");
+        let body = serde_json::json!({"id": id, "model": "auto",
+            "messages": [{"role": "user", "content": row["prompt"]}]});
+        lines.push_str(&format!("{body}\n"));
+        let q = |key: &str| if row[key] == true { 1.0 } else { 0.0 };
+        let label = serde_json::json!({"id": id,
+            "quality": {"local": q("weak_correct"), "openai": q("strong_correct")}});
+        labels.push_str(&format!("{label}\n"));
+    }
+    let (workload, labels_file) = (dir.join("prompts.jsonl"), dir.join("labels.jsonl"));
+    std::fs::write(&workload, lines).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&labels_file, labels).unwrap_or_else(|e| panic!("{e}"));
+    (workload, labels_file, rows)
+}
+
+/// Config backends: a local model and OpenAI's gpt-4o.
+const LOCAL_AND_OPENAI: &str = r#"
+[[backends]]
+name = "local"
+kind = "local"
+model_path = "m.gguf"
+models = ["smollm2"]
+
+[[backends]]
+name = "openai"
+kind = "openai"
+models = ["gpt-4o"]
+"#;
+
+/// A config with a local and an OpenAI backend and the shipped router as `router`.
+fn learned_config(dir: &std::path::Path) -> PathBuf {
+    let config = dir.join("switchyard.toml");
+    let router = workspace_root().join("policies/learned/router.bin");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{LOCAL_AND_OPENAI}
+[classifiers]
+router = "{}"
+"#,
+            router.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    config
+}
+
+fn switchyard(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn cli_without_a_policy_reports_baselines_and_spreads_an_untimed_workload() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (workload, _, rows) = labelled_sample(dir.path());
+    let out = switchyard(&[
+        "replay".as_ref(),
+        "--workload".as_ref(),
+        workload.as_os_str(),
+        "--per-day".as_ref(),
+        "100".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_ok(&out);
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}"));
+    assert_eq!(json["policies"].as_array().map(Vec::len), Some(0));
+    assert_eq!(json["workload"]["requests"], rows.len());
+    // 240 untimed requests at 100 a day: three days, not one.
+    assert_eq!(json["workload"]["days"], 3);
+    let baselines = json["baselines"].as_array().cloned().unwrap_or_default();
+    assert!(
+        baselines.iter().any(|b| b["name"] == "openai/gpt-4o"),
+        "{baselines:?}"
+    );
+    assert!(
+        json["break_even"]["rows"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    // --compare and --decisions need a policy.
+    for flag in ["--compare", "--decisions"] {
+        let out = switchyard(&[
+            "replay".as_ref(),
+            "--workload".as_ref(),
+            workload.as_os_str(),
+            flag.as_ref(),
+            dir.path().join("x").as_os_str(),
+        ]);
+        assert!(!out.status.success(), "{flag} without --policy");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--policy"), "{stderr}");
+    }
+}
+
+#[test]
+fn cli_writes_every_decision_of_both_policies_in_workload_order() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (workload, _, rows) = labelled_sample(dir.path());
+    let config = learned_config(dir.path());
+    let decisions = dir.path().join("decisions.jsonl");
+    let out = switchyard(&[
+        "replay".as_ref(),
+        "--policy".as_ref(),
+        policy_file("learned").as_os_str(),
+        "--compare".as_ref(),
+        policy_file("cost").as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--workload".as_ref(),
+        workload.as_os_str(),
+        "--decisions".as_ref(),
+        decisions.as_os_str(),
+        "--deadline-ms".as_ref(),
+        "10000".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_ok(&out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}"));
+    let text = std::fs::read_to_string(&decisions).unwrap_or_else(|e| panic!("{e}"));
+    let written: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(written.len(), 2 * rows.len());
+    for (p, policy) in report["policies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let mine: Vec<&serde_json::Value> = written.iter().skip(p).step_by(2).collect();
+        assert!(mine.iter().all(|d| d["policy"] == policy["policy"]));
+        for (i, d) in mine.iter().enumerate() {
+            assert_eq!(d["line"], i + 1);
+            assert_eq!(d["id"], format!("q{i}"));
+            assert_eq!(d["outcome"], "route");
+            assert_eq!(d["fallback"], false, "{d}");
+            // Nothing is down: the first target serves.
+            let first = d["targets"][0].as_str().unwrap_or_default();
+            let served = d["served_by"].as_str().unwrap_or_default();
+            assert!(!first.is_empty() && served.starts_with(first), "{d}");
+        }
+        let cost: f64 = mine.iter().filter_map(|d| d["cost_usd"].as_f64()).sum();
+        let reported = policy["cost_usd"].as_f64().unwrap_or(-1.0);
+        assert!((cost - reported).abs() < 1e-9, "{cost} vs {reported}");
+        let local = mine
+            .iter()
+            .filter(|d| {
+                d["served_by"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("local/"))
+            })
+            .count();
+        let share = policy["local_share"].as_f64().unwrap_or(-1.0);
+        assert!((local as f64 / rows.len() as f64 - share).abs() < 1e-12);
+    }
+    let reasons: std::collections::BTreeSet<&str> = written
+        .iter()
+        .step_by(2)
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["strong:learned", "weak:learned"].into_iter().collect(),
+        "the router scored every prompt"
+    );
+}
+
+#[test]
+fn cli_sweep_traces_the_learned_routers_cost_quality_curve() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (workload, labels, rows) = labelled_sample(dir.path());
+    let config = learned_config(dir.path());
+    let (csv, chart) = (dir.path().join("curve.csv"), dir.path().join("curve.svg"));
+    let learned = policy_file("learned");
+    let sweep = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "replay".as_ref(),
+            "--policy".as_ref(),
+            learned.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--workload".as_ref(),
+            workload.as_os_str(),
+            "--labels".as_ref(),
+            labels.as_os_str(),
+            "--sweep".as_ref(),
+            "strong_share=0:1:0.25".as_ref(),
+            "--deadline-ms".as_ref(),
+            "10000".as_ref(),
+        ];
+        args.extend_from_slice(extra);
+        let out = switchyard(&args);
+        assert_ok(&out);
+        out
+    };
+    let out = sweep(&[
+        "--json".as_ref(),
+        "--csv".as_ref(),
+        csv.as_os_str(),
+        "--chart".as_ref(),
+        chart.as_os_str(),
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}"));
+    let points = json["points"].as_array().cloned().unwrap_or_default();
+    let values: Vec<&str> = points.iter().filter_map(|p| p["value"].as_str()).collect();
+    assert_eq!(values, ["0.00", "0.25", "0.50", "0.75", "1.00"]);
+    let f = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+    let mean =
+        |key: &str| rows.iter().filter(|r| r[key] == true).count() as f64 / rows.len() as f64;
+    // All local at 0, all cloud at 1, and the weak and strong models' quality there.
+    assert_eq!(f(&points[0], "local_share"), 1.0);
+    assert!((f(&points[0], "quality") - mean("weak_correct")).abs() < 1e-12);
+    assert_eq!(f(&points[4], "local_share"), 0.0);
+    assert!((f(&points[4], "quality") - mean("strong_correct")).abs() < 1e-12);
+    assert_eq!(json["best_backend"], "openai");
+    for w in points.windows(2) {
+        assert!(f(&w[1], "local_share") <= f(&w[0], "local_share"), "{w:?}");
+        assert!(f(&w[1], "cost_usd") >= f(&w[0], "cost_usd"), "{w:?}");
+    }
+    // The router beats random routing with the same shares at 50 and 75 %. (This sample
+    // leans to subjects the weak model fails, so at 25 % it does not; the held-out
+    // figures are in policies/learned/README.md.)
+    for p in &points[2..4] {
+        assert!(f(p, "quality") > f(p, "random_same_shares"), "{p}");
+    }
+    let csv = std::fs::read_to_string(&csv).unwrap_or_else(|e| panic!("{e}"));
+    let csv_rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(csv_rows.len(), 6, "{csv}");
+    assert!(csv_rows[0].starts_with("param,value,cost_usd"));
+    let cells: Vec<&str> = csv_rows[3].split(',').collect();
+    assert_eq!(&cells[..2], ["strong_share", "0.50"]);
+    let csv_quality: f64 = cells[8].parse().unwrap_or(f64::NAN);
+    assert!((csv_quality - f(&points[2], "quality")).abs() < 1e-6);
+    let svg = std::fs::read_to_string(&chart).unwrap_or_else(|e| panic!("{e}"));
+    assert!(svg.contains("Cost against quality: strong_share swept"));
+    assert_eq!(
+        svg.matches("fill=\"white\" stroke").count(),
+        5,
+        "random points"
+    );
+    assert_eq!(
+        svg.matches("<title>strong_share=").count(),
+        5,
+        "policy points"
+    );
+    // The table, with progress on stderr.
+    let out = sweep(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Sweep of strong_share over 5 value(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("% of best: against all requests to openai"),
+        "{text}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sweep strong_share=1.00 (5/5)"), "{stderr}");
+    // A parameter the policy does not read is pointed out.
+    let out = switchyard(&[
+        "replay".as_ref(),
+        "--policy".as_ref(),
+        policy_file("learned").as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--workload".as_ref(),
+        workload.as_os_str(),
+        "--sweep".as_ref(),
+        "nonsense=1:2:1".as_ref(),
+        "--deadline-ms".as_ref(),
+        "10000".as_ref(),
+    ]);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does the policy read that parameter?"),
+        "{stderr}"
+    );
 }

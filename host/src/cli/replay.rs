@@ -15,9 +15,11 @@ use crate::domain::{BackendKind, BackendStatus, Decision};
 use crate::policy::{
     DecisionLimits, EngineConfig, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost,
 };
+use crate::replay::decisions::DecisionSink;
+use crate::replay::sweep::{Sweep, SweepPoint, SweepSpec};
 use crate::replay::{
-    self, DEFAULT_OUTPUT_RATIO, HardwareProfile, JsonlReader, Outage, ReplayOptions, Shape,
-    Synthetic, SyntheticSpec, WorkloadRecord,
+    self, DEFAULT_OUTPUT_RATIO, DEFAULT_UNTIMED_PER_DAY, HardwareProfile, JsonlReader, LineError,
+    Outage, ReplayOptions, Shape, Synthetic, SyntheticSpec, WorkloadRecord,
 };
 
 /// Arguments of `switchyard replay`.
@@ -26,13 +28,17 @@ use crate::replay::{
   switchyard replay --policy target/policies/hybrid.wasm --synthetic 1000
   switchyard replay --policy a.wasm --compare b.wasm --workload requests.jsonl --json
   switchyard replay --policy cost.wasm --config switchyard.toml --synthetic 5000 --days 30 \\
-      --outage openai:10-12 --hardware price=1800,months=36,watts=350 --chart cost.svg --html report.html")]
+      --outage openai:10-12 --hardware price=1800,months=36,watts=350 --chart cost.svg --html report.html
+  switchyard replay --policy learned.wasm --config router.toml --workload prompts.jsonl \\
+      --labels labels.jsonl --sweep strong_share=0.1:0.9:0.1 --csv curve.csv --chart curve.svg
+  switchyard replay --workload requests.jsonl --per-day 5000     # baselines and break-even only")]
 pub struct ReplayArgs {
-    /// Policy component to replay (A).
-    #[arg(long, required_unless_present = "emit_workload")]
+    /// Policy component to replay (A). Without one, the report has the workload, the
+    /// baselines and break-even only.
+    #[arg(long)]
     pub policy: Option<PathBuf>,
     /// A second policy component to compare with (B).
-    #[arg(long)]
+    #[arg(long, requires = "policy")]
     pub compare: Option<PathBuf>,
     /// Gateway config: backends, prices, tenant budgets, policy params, fallback and
     /// classifiers
@@ -61,6 +67,11 @@ pub struct ReplayArgs {
     /// Write the synthetic workload as OpenAI-body JSONL to FILE and exit.
     #[arg(long, value_name = "FILE", requires = "synthetic")]
     pub emit_workload: Option<PathBuf>,
+    /// Requests a day for workload records without a timestamp: each follows the previous
+    /// record by a day / N (the first starts the first day), so an untimed file spans days.
+    #[arg(long, default_value_t = DEFAULT_UNTIMED_PER_DAY, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub per_day: u64,
     /// Output tokens per input token where the workload has no observed usage.
     #[arg(long, default_value_t = DEFAULT_OUTPUT_RATIO)]
     pub output_ratio: f64,
@@ -105,6 +116,19 @@ pub struct ReplayArgs {
     /// at the same shares.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// Write every request's decision, one JSON line per policy (id, tenant, time, policy,
+    /// targets, reason, fallback, served by, failover, cost).
+    #[arg(long, value_name = "FILE", requires = "policy")]
+    pub decisions: Option<PathBuf>,
+    /// Replay the policy once per value of a parameter, PARAM=FROM:TO:STEP (e.g.
+    /// strong_share=0.1:0.9:0.1), and report the cost/quality curve (table; --csv, --chart,
+    /// --json).
+    #[arg(long, value_name = "PARAM=FROM:TO:STEP", requires = "policy",
+          conflicts_with_all = ["compare", "decisions", "html"])]
+    pub sweep: Option<SweepSpec>,
+    /// With --sweep: write the curve as CSV.
+    #[arg(long, value_name = "FILE", requires = "sweep")]
+    pub csv: Option<PathBuf>,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -209,19 +233,17 @@ pub fn openai_line(r: &WorkloadRecord) -> serde_json::Value {
 
 /// Runs `switchyard replay`.
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let synthetic = args.synthetic.map(|per_day| {
-        Synthetic::new(SyntheticSpec {
-            per_day,
-            days: args.days,
-            seed: args.seed,
-            shape: args.synthetic_shape,
-        })
+    let synthetic = args.synthetic.map(|per_day| SyntheticSpec {
+        per_day,
+        days: args.days,
+        seed: args.seed,
+        shape: args.synthetic_shape,
     });
     if let Some(path) = &args.emit_workload {
-        let Some(records) = synthetic else {
+        let Some(spec) = synthetic else {
             anyhow::bail!("--emit-workload needs --synthetic N");
         };
-        emit(records, path)?;
+        emit(Synthetic::new(spec), path)?;
         return Ok(ExitCode::SUCCESS);
     }
     let config = args
@@ -290,6 +312,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         },
         (None, None) => String::new(),
     };
+    let decisions = args
+        .decisions
+        .as_deref()
+        .map(|path| {
+            std::fs::File::create(path)
+                .map(|f| Arc::new(DecisionSink::new(Box::new(f))))
+                .with_context(|| format!("creating the decisions file {}", path.display()))
+        })
+        .transpose()?;
     let opts = ReplayOptions {
         backends,
         budgets,
@@ -307,22 +338,27 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             Some(c) => Arc::new(crate::classifiers::Classifiers::from_config(c)?),
             None => Arc::new(crate::embeddings::NoEmbeddings),
         },
+        untimed_per_day: args.per_day,
+        decisions,
     };
-    let report = match (synthetic, &args.workload) {
-        (Some(records), _) => replay::replay(&policies, records.map(Ok), &opts)?,
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let stdin = std::io::BufReader::with_capacity(1 << 20, std::io::stdin());
-            replay::replay(&policies, JsonlReader::new(stdin), &opts)?
-        }
-        (None, Some(path)) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("opening workload {}", path.display()))?;
-            let reader = std::io::BufReader::with_capacity(1 << 20, file);
-            replay::replay(&policies, JsonlReader::new(reader), &opts)
-                .with_context(|| format!("replaying {}", path.display()))?
-        }
+    let workload = match (synthetic, &args.workload) {
+        (Some(spec), _) => Workload::Synthetic(spec),
+        (None, Some(path)) if path.as_os_str() == "-" => Workload::Stdin(None),
+        (None, Some(path)) => Workload::File(path.clone()),
         (None, None) => anyhow::bail!("give --workload FILE or --synthetic N"),
     };
+    if let Some(spec) = &args.sweep {
+        let [policy] = policies.as_slice() else {
+            anyhow::bail!("--sweep replays one policy: give --policy FILE");
+        };
+        return sweep(&args, spec, policy, workload, &opts);
+    }
+    let report = workload
+        .replay(&policies, &opts)
+        .with_context(|| format!("replaying {}", opts.source))?;
+    if let Some(path) = &args.decisions {
+        tracing::info!(path = %path.display(), "decisions written");
+    }
     if let Some(path) = &args.chart {
         std::fs::write(path, replay::chart::daily_cost_svg(&report))
             .with_context(|| format!("writing chart {}", path.display()))?;
@@ -338,10 +374,141 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.render_text()
     };
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
+    Ok(())
+}
+
+/// Where the replay's records come from; a sweep reads them once per value (standard
+/// input is kept in memory for that).
+enum Workload {
+    Synthetic(SyntheticSpec),
+    File(PathBuf),
+    /// `--workload -`: read as it comes, or from memory once read.
+    Stdin(Option<Arc<[u8]>>),
+}
+
+type Records = Box<dyn Iterator<Item = Result<WorkloadRecord, LineError>> + Send>;
+
+impl Workload {
+    fn records(&self) -> anyhow::Result<Records> {
+        Ok(match self {
+            Self::Synthetic(spec) => Box::new(Synthetic::new(*spec).map(Ok)),
+            Self::File(path) => {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("opening workload {}", path.display()))?;
+                Box::new(JsonlReader::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    file,
+                )))
+            }
+            Self::Stdin(None) => Box::new(JsonlReader::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                std::io::stdin(),
+            ))),
+            Self::Stdin(Some(bytes)) => {
+                Box::new(JsonlReader::new(std::io::Cursor::new(bytes.clone())))
+            }
+        })
+    }
+
+    fn replay(
+        &self,
+        policies: &[LoadedPolicy],
+        opts: &ReplayOptions,
+    ) -> anyhow::Result<replay::Report> {
+        Ok(replay::replay(policies, self.records()?, opts)?)
+    }
+
+    /// Reads standard input into memory, so it can be replayed more than once.
+    fn buffered(self) -> anyhow::Result<Self> {
+        Ok(match self {
+            Self::Stdin(None) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .context("reading the workload from standard input")?;
+                Self::Stdin(Some(Arc::from(bytes)))
+            }
+            other => other,
+        })
+    }
+}
+
+/// `--sweep`: the policy replayed at each value of the parameter, with progress on stderr.
+fn sweep(
+    args: &ReplayArgs,
+    spec: &SweepSpec,
+    policy: &LoadedPolicy,
+    workload: Workload,
+    opts: &ReplayOptions,
+) -> anyhow::Result<ExitCode> {
+    let workload = workload.buffered()?;
+    let values = spec.values();
+    let mut points = Vec::with_capacity(values.len());
+    let (mut requests, mut best_backend, mut label) = (0, None, String::new());
+    for (i, value) in values.into_iter().enumerate() {
+        tracing::info!(
+            "sweep {}={value} ({}/{})",
+            spec.param,
+            i + 1,
+            points.capacity()
+        );
+        let mut params = policy.spec().clone();
+        params.params.insert(spec.param.clone(), value.clone());
+        let report = workload
+            .replay(&[policy.with_spec(params)], opts)
+            .with_context(|| format!("replaying {} at {}={value}", opts.source, spec.param))?;
+        let Some(p) = report.policies.first() else {
+            anyhow::bail!("the replay reported no policy");
+        };
+        requests = report.workload.requests;
+        label.clone_from(&p.policy);
+        if best_backend.is_none() {
+            best_backend = p.quality.as_ref().map(|q| q.best_backend.clone());
+        }
+        points.push(SweepPoint::new(value, p));
+    }
+    let sweep = Sweep {
+        param: spec.param.clone(),
+        policy: label,
+        source: opts.source.clone(),
+        requests,
+        best_backend,
+        points,
+    };
+    if let Some(path) = &args.csv {
+        std::fs::write(path, sweep.csv())
+            .with_context(|| format!("writing the CSV {}", path.display()))?;
+    }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, replay::chart::sweep_svg(&sweep))
+            .with_context(|| format!("writing chart {}", path.display()))?;
+    }
+    if sweep.points.len() > 1 && sweep.points.windows(2).all(|w| same_outcome(&w[0], &w[1])) {
+        tracing::warn!(
+            "every value of {} gave the same cost, local share and quality: does the policy read that parameter?",
+            spec.param
+        );
+    }
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&sweep)?;
+        s.push('\n');
+        s
+    } else {
+        sweep.render_text()
+    };
+    print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn same_outcome(a: &SweepPoint, b: &SweepPoint) -> bool {
+    a.cost_usd == b.cost_usd && a.local_share == b.local_share && a.quality == b.quality
 }
 
 /// The labels file `--labels` names; one with no labels is refused.

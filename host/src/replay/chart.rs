@@ -262,32 +262,30 @@ pub fn local_share_svg(report: &Report) -> String {
     out
 }
 
-/// Each policy's cost against its quality over the labelled requests (`--labels`), with
-/// random routing at the same shares per backend beside it; `None` without labels.
-pub fn cost_quality_svg(report: &Report) -> Option<String> {
-    let points: Vec<(&PolicyReport, &super::quality::QualityReport)> = report
-        .policies
-        .iter()
-        .filter_map(|p| p.quality.as_ref().map(|q| (p, q)))
-        .collect();
-    if points.is_empty() {
-        return None;
-    }
+/// Opens a chart of total cost (x, from 0) against a share (y, 0–100 %): the title, the
+/// percent grid, the cost ticks and the frame with its caption (all already escaped).
+/// Returns the x and y of a cost and a share.
+fn cost_percent_frame(
+    out: &mut String,
+    max_cost: f64,
+    aria: &str,
+    title: &str,
+    caption: &str,
+) -> (impl Fn(f64) -> f64 + use<>, impl Fn(f64) -> f64 + use<>) {
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = PANEL - TOP - BOTTOM;
-    let (xmax, xstep) = nice_axis(points.iter().map(|(p, _)| p.cost_usd).fold(0.0, f64::max));
-    let x_of = |usd: f64| LEFT + plot_w * usd / xmax;
-    let y_of = |q: f64| TOP + plot_h - plot_h * q;
-    let mut out = String::new();
+    let (xmax, xstep) = nice_axis(max_cost);
+    let x_of = move |usd: f64| LEFT + plot_w * usd / xmax;
+    let y_of = move |q: f64| TOP + plot_h - plot_h * q.clamp(0.0, 1.0);
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{PANEL}" viewBox="0 0 {WIDTH} {PANEL}" font-family="sans-serif" role="img" aria-label="Cost against quality">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{PANEL}" viewBox="0 0 {WIDTH} {PANEL}" font-family="sans-serif" role="img" aria-label="{aria}">"#
     );
     let _ = writeln!(
         out,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="15" font-weight="bold">Cost against quality (labelled requests)</text>"#
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="15" font-weight="bold">{title}</text>"#
     );
-    percent_grid(&mut out, y_of);
+    percent_grid(out, y_of);
     let mut v = 0.0;
     while v <= xmax + xstep / 2.0 {
         let _ = writeln!(
@@ -301,10 +299,33 @@ pub fn cost_quality_svg(report: &Report) -> Option<String> {
     }
     let _ = writeln!(
         out,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">total cost (USD); quality: mean over labelled requests</text>"##,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{caption}</text>"##,
         LEFT + plot_w / 2.0,
         PANEL - 8.0
     );
+    (x_of, y_of)
+}
+
+/// Each policy's cost against its quality over the labelled requests (`--labels`), with
+/// random routing at the same shares per backend beside it; `None` without labels.
+pub fn cost_quality_svg(report: &Report) -> Option<String> {
+    let points: Vec<(&PolicyReport, &super::quality::QualityReport)> = report
+        .policies
+        .iter()
+        .filter_map(|p| p.quality.as_ref().map(|q| (p, q)))
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    let (x_of, y_of) = cost_percent_frame(
+        &mut out,
+        points.iter().map(|(p, _)| p.cost_usd).fold(0.0, f64::max),
+        "Cost against quality",
+        "Cost against quality (labelled requests)",
+        "total cost (USD); quality: mean over labelled requests",
+    );
+    let plot_w = WIDTH - LEFT - RIGHT;
     for (n, (p, q)) in points.iter().enumerate() {
         let color = COLORS[n % COLORS.len()];
         let (x, y, yr) = (
@@ -330,6 +351,89 @@ pub fn cost_quality_svg(report: &Report) -> Option<String> {
     }
     out.push_str("</svg>\n");
     Some(out)
+}
+
+/// A sweep's curve: each value's total cost against its quality (`--labels`; random routing
+/// at the same shares beside it, hollow) or, without labels, its local share.
+pub fn sweep_svg(sweep: &super::sweep::Sweep) -> String {
+    let labelled = sweep.points.iter().any(|p| p.quality.is_some());
+    let what = if labelled { "quality" } else { "local share" };
+    let (param, policy) = (escape(&sweep.param), escape(&sweep.policy));
+    let mut out = String::new();
+    let (x_of, y_of) = cost_percent_frame(
+        &mut out,
+        sweep.points.iter().map(|p| p.cost_usd).fold(0.0, f64::max),
+        &format!("Cost against {what}, sweep of {param}"),
+        &format!("Cost against {what}: {param} swept ({policy})"),
+        &format!("total cost (USD); {what} per value of {param}"),
+    );
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let color = COLORS[0];
+    let curve = |y: &dyn Fn(&super::sweep::SweepPoint) -> Option<f64>| -> String {
+        sweep
+            .points
+            .iter()
+            .filter_map(|p| Some(format!("{:.1},{:.1}", x_of(p.cost_usd), y_of(y(p)?))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if labelled {
+        let _ = writeln!(
+            out,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5" stroke-dasharray="4 3"/>"#,
+            curve(&|p| p.random_same_shares)
+        );
+    }
+    let main = |p: &super::sweep::SweepPoint| {
+        if labelled {
+            p.quality
+        } else {
+            Some(p.local_share)
+        }
+    };
+    let _ = writeln!(
+        out,
+        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+        curve(&main)
+    );
+    for p in &sweep.points {
+        let x = x_of(p.cost_usd);
+        if let Some(r) = p.random_same_shares {
+            let _ = writeln!(
+                out,
+                r#"<circle cx="{x:.1}" cy="{:.1}" r="4" fill="white" stroke="{color}" stroke-width="2"/>"#,
+                y_of(r)
+            );
+        }
+        if let Some(y) = main(p) {
+            let y = y_of(y);
+            let _ = writeln!(
+                out,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{color}"><title>{}={}</title></circle><text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                escape(&sweep.param),
+                escape(&p.value),
+                y - 9.0,
+                escape(&p.value)
+            );
+        }
+    }
+    let lx = LEFT + plot_w + 14.0;
+    let _ = writeln!(
+        out,
+        r#"<text x="{lx:.1}" y="{:.1}" font-size="11">● {} by {}</text>"#,
+        TOP + 10.0,
+        escape(&sweep.policy),
+        escape(&sweep.param)
+    );
+    if labelled {
+        let _ = writeln!(
+            out,
+            r#"<text x="{lx:.1}" y="{:.1}" font-size="11">○ random routing, same shares</text>"#,
+            TOP + 26.0
+        );
+    }
+    out.push_str("</svg>\n");
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Stage 2, placing records in time: each prepared record gets its timestamp (its own,
-//! else the previous record's, else the start day), its replay day, and is counted into
-//! the workload summary; bad lines fail the replay or are skipped and counted.
+//! else the previous record's plus a day / `untimed_per_day`, the first at the start day),
+//! its replay day, and is counted into the workload summary; bad lines fail the replay or
+//! are skipped and counted.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -66,9 +67,13 @@ impl Ready {
 /// The replay clock and the workload summary, built as records are placed.
 pub(super) struct Intake<'a> {
     opts: &'a ReplayOptions,
-    /// The replay's first day when no record has a timestamp.
-    start_day: i64,
-    last_ts: Option<i64>,
+    /// Whether a record has been placed (the first sets the hosts' first day).
+    placed: bool,
+    /// The time the next untimed record takes: the previous record's plus the untimed
+    /// interval (the start of the first day before any record).
+    next_untimed_ts: i64,
+    /// A day / `untimed_per_day`, in ms.
+    untimed_interval_ms: i64,
     min_day: i64,
     max_day: i64,
     tenants: BTreeSet<String>,
@@ -79,8 +84,10 @@ impl<'a> Intake<'a> {
     pub(super) fn new(opts: &'a ReplayOptions, start_day: i64) -> Self {
         Self {
             opts,
-            start_day,
-            last_ts: None,
+            placed: false,
+            next_untimed_ts: start_day * time::DAY_MS,
+            untimed_interval_ms: time::DAY_MS
+                / i64::try_from(opts.untimed_per_day.max(1)).unwrap_or(i64::MAX),
             min_day: i64::MAX,
             max_day: i64::MIN,
             tenants: BTreeSet::new(),
@@ -115,16 +122,14 @@ impl<'a> Intake<'a> {
     }
 
     fn place(&mut self, prepared: Prepared, hosts: &[Arc<SimHost>]) -> Ready {
-        let ts = prepared
-            .timestamp_ms
-            .or(self.last_ts)
-            .unwrap_or(self.start_day * time::DAY_MS);
-        if self.last_ts.is_none() {
+        let ts = prepared.timestamp_ms.unwrap_or(self.next_untimed_ts);
+        self.next_untimed_ts = ts.saturating_add(self.untimed_interval_ms);
+        if !self.placed {
+            self.placed = true;
             for host in hosts {
                 host.set_first_day(time::day_of(ts));
             }
         }
-        self.last_ts = Some(ts);
         let day = time::day_of(ts);
         self.min_day = self.min_day.min(day);
         self.max_day = self.max_day.max(day);
@@ -182,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn untimed_records_take_the_previous_time_and_days_span_the_dates() {
+    fn untimed_records_follow_the_previous_time_and_days_span_the_dates() {
         let msg = r#""messages":[{"role":"user","content":"hi"}]"#;
         let input = format!(
             "{{{msg}}}\n{{{msg},\"timestamp\":\"2026-01-03T10:00:00Z\"}}\n{{oops\n{{{msg},\"tenant\":\"acme\"}}\n"
@@ -198,7 +203,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let days: Vec<i64> = ready.iter().map(|r| r.day - start_day).collect();
         assert_eq!(days, [0, 2, 2]);
-        assert_eq!(ready[2].ts, ready[1].ts);
+        assert_eq!(ready[0].ts, start_day * time::DAY_MS);
+        // 1,000 a day by default: 86.4 s after the timed record.
+        assert_eq!(ready[2].ts, ready[1].ts + 86_400);
         let w = intake.finish().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (w.requests, w.days, w.tenants, w.skipped_lines),
@@ -213,6 +220,24 @@ mod tests {
             "{:?}",
             w.skipped_examples
         );
+    }
+
+    #[test]
+    fn an_untimed_workload_spreads_over_days_at_the_given_rate() {
+        let line = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n";
+        let opts = ReplayOptions {
+            untimed_per_day: 400,
+            ..ReplayOptions::default()
+        };
+        let start_day = time::days_from_civil(2026, 1, 1);
+        let mut intake = Intake::new(&opts, start_day);
+        let ready = intake
+            .admit(batch(&line.repeat(1000)), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let per_day = |d: i64| ready.iter().filter(|r| r.day == start_day + d).count();
+        assert_eq!((per_day(0), per_day(1), per_day(2)), (400, 400, 200));
+        let w = intake.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((w.days, w.last_date.as_str()), (3, "2026-01-03"));
     }
 
     #[test]

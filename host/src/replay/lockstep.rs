@@ -10,13 +10,13 @@ use std::thread::{Scope, ScopedJoinHandle};
 use super::intake::{Intake, Ready};
 use super::prepare::spawn_producer;
 use super::report::{DiffSample, Differences};
-use super::run::PolicyRun;
+use super::run::{Decided, PolicyRun};
 use super::sim::SimHost;
 use super::workload::{LineError, WorkloadRecord};
 use super::{ReplayError, ReplayOptions};
 
-/// Per record: the decision's comparison key and how it is shown.
-type Keys = Vec<(String, String)>;
+/// Per record: the policy's decision.
+type Keys = Vec<Decided>;
 
 /// Replays `records` through `runs` (none, one, or two in policy order, left in that
 /// order), placing them with `intake`; with two policies, returns their differences.
@@ -49,9 +49,11 @@ where
             };
             let keys_a: Keys = ready.iter().map(|r| run_a.step(r, opts)).collect();
             let Some(worker) = &worker else {
+                write_rows(opts, &keys_a, &[]);
                 continue;
             };
             let keys_b = worker.recv()?;
+            write_rows(opts, &keys_a, &keys_b);
             compare(&ready, keys_a, keys_b, &mut diff, opts.diff_samples);
         }
         if let Some(worker) = worker {
@@ -109,11 +111,23 @@ impl<'scope> Worker<'scope> {
     }
 }
 
+/// Writes the batch's `--decisions` rows, per record A's then B's.
+fn write_rows(opts: &ReplayOptions, a: &[Decided], b: &[Decided]) {
+    let Some(sink) = &opts.decisions else {
+        return;
+    };
+    let paired = a
+        .iter()
+        .enumerate()
+        .flat_map(|(i, da)| std::iter::once(da).chain(b.get(i)));
+    sink.write(paired.filter_map(|d| d.row.as_ref()));
+}
+
 /// Counts the records A and B decided differently (by comparison key) and keeps the
 /// first `samples` of them.
 fn compare(ready: &[Ready], keys_a: Keys, keys_b: Keys, diff: &mut Differences, samples: usize) {
-    for ((r, (ka, sa)), (kb, sb)) in ready.iter().zip(keys_a).zip(keys_b) {
-        if ka == kb {
+    for ((r, a), b) in ready.iter().zip(keys_a).zip(keys_b) {
+        if a.key == b.key {
             continue;
         }
         diff.count += 1;
@@ -122,8 +136,8 @@ fn compare(ready: &[Ready], keys_a: Keys, keys_b: Keys, diff: &mut Differences, 
                 line: r.line,
                 id: r.request.id.clone(),
                 tenant: r.request.tenant.clone(),
-                a: sa,
-                b: sb,
+                a: a.shown,
+                b: b.shown,
             });
         }
     }
@@ -146,7 +160,11 @@ mod tests {
         let ready = intake.admit(batch, &[]).unwrap_or_else(|e| panic!("{e}"));
         let keys = |ks: [&str; 3]| -> Keys {
             ks.iter()
-                .map(|k| ((*k).to_owned(), format!("{k} (why)")))
+                .map(|k| Decided {
+                    key: (*k).to_owned(),
+                    shown: format!("{k} (why)"),
+                    row: None,
+                })
                 .collect()
         };
         let mut diff = Differences::default();

@@ -20,6 +20,7 @@
 
 mod assemble;
 pub mod chart;
+pub mod decisions;
 pub mod html;
 mod intake;
 mod lockstep;
@@ -28,6 +29,7 @@ pub mod quality;
 pub mod report;
 mod run;
 pub mod sim;
+pub mod sweep;
 pub mod synthetic;
 pub mod workload;
 
@@ -51,6 +53,10 @@ pub use workload::{JsonlReader, LineError, WorkloadRecord};
 /// guide's 500 in / 200 out).
 pub const DEFAULT_OUTPUT_RATIO: f64 = 0.4;
 
+/// Requests a day at which records without a timestamp are spread (the decision guide's
+/// volume), so an untimed workload spans days as traffic would.
+pub const DEFAULT_UNTIMED_PER_DAY: u64 = 1000;
+
 /// How to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -73,6 +79,11 @@ pub struct ReplayOptions {
     /// Quality per backend of labelled requests (`--labels`): the report then measures
     /// each policy's quality.
     pub labels: Option<Arc<quality::Labels>>,
+    /// Records without a timestamp follow the previous one at this many a day (the first,
+    /// at the start of the replay's first day).
+    pub untimed_per_day: u64,
+    /// Where each policy's decision on each request is written (`--decisions`).
+    pub decisions: Option<Arc<decisions::DecisionSink>>,
 }
 
 impl Default for ReplayOptions {
@@ -88,6 +99,8 @@ impl Default for ReplayOptions {
             diff_samples: 10,
             scorer: Arc::new(crate::embeddings::NoEmbeddings),
             labels: None,
+            untimed_per_day: DEFAULT_UNTIMED_PER_DAY,
+            decisions: None,
         }
     }
 }
@@ -107,6 +120,10 @@ pub enum ReplayError {
     Worker,
     #[error("output ratio must be a non-negative number, got {0}")]
     OutputRatio(f64),
+    #[error("untimed requests a day must be at least 1")]
+    UntimedPerDay,
+    #[error("writing the decisions: {0}")]
+    Decisions(std::io::Error),
 }
 
 /// Replays `records` through each policy (one, or two to compare; none reports the
@@ -134,6 +151,9 @@ where
     let started = Instant::now();
     let diff = lockstep::simulate(records.into_iter(), &mut runs, &mut intake, opts)?;
     let elapsed_s = started.elapsed().as_secs_f64();
+    if let Some(sink) = &opts.decisions {
+        sink.finish().map_err(ReplayError::Decisions)?;
+    }
     let workload = intake.finish()?;
     Ok(assemble::assemble(
         runs, workload, diff, elapsed_s, opts, &hardware,
@@ -148,6 +168,9 @@ fn check(policies: usize, opts: &ReplayOptions) -> Result<(), ReplayError> {
     }
     if !(opts.output_ratio.is_finite() && opts.output_ratio >= 0.0) {
         return Err(ReplayError::OutputRatio(opts.output_ratio));
+    }
+    if opts.untimed_per_day == 0 {
+        return Err(ReplayError::UntimedPerDay);
     }
     for o in &opts.outages {
         if !opts.backends.iter().any(|b| b.name == o.backend) {

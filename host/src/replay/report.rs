@@ -281,7 +281,7 @@ fn small_usd(x: f64) -> String {
     }
 }
 
-fn pct(x: f64) -> String {
+pub fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 

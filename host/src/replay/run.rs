@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::ReplayOptions;
+use super::decisions::DecisionRow;
 use super::intake::{Ready, output_tokens};
 use super::quality::QualityAcc;
 use super::report::{
@@ -29,6 +30,8 @@ struct TenantAcc {
 /// One policy replaying the workload: its sandbox, its simulated host and its totals.
 pub(super) struct PolicyRun {
     policy: LoadedPolicy,
+    /// `name@digest`, as reports and decision rows name the policy.
+    label: String,
     pub(super) host: Arc<SimHost>,
     dyn_host: Arc<dyn HostState>,
     requests: u64,
@@ -45,6 +48,14 @@ pub(super) struct PolicyRun {
     tenants: BTreeMap<String, TenantAcc>,
     pub(super) decision_ns: u128,
     quality: QualityAcc,
+}
+
+/// One request decided by one policy: the comparison key and display of its decision
+/// (for `--compare`), and its `--decisions` row when the replay writes them.
+pub(super) struct Decided {
+    pub(super) key: String,
+    pub(super) shown: String,
+    pub(super) row: Option<DecisionRow>,
 }
 
 /// One replayed day of one policy.
@@ -78,6 +89,7 @@ impl PolicyRun {
         );
         let dyn_host: Arc<dyn HostState> = host.clone();
         Self {
+            label: format!("{}@{}", policy.name(), policy.short_digest()),
             policy,
             host,
             dyn_host,
@@ -98,8 +110,9 @@ impl PolicyRun {
         }
     }
 
-    /// Decides and accounts one request; returns (comparison key, display) of the decision.
-    pub(super) fn step(&mut self, ready: &Ready, opts: &ReplayOptions) -> (String, String) {
+    /// Decides and accounts one request: the decision's comparison key and display, and
+    /// its `--decisions` row when the replay writes them.
+    pub(super) fn step(&mut self, ready: &Ready, opts: &ReplayOptions) -> Decided {
         let (req, ctx) = (&ready.request, &ready.ctx(opts));
         let label = opts.labels.as_deref().and_then(|l| l.get(&req.id));
         let served_by = |quality: &mut QualityAcc, backend: Option<&str>| {
@@ -118,26 +131,55 @@ impl PolicyRun {
         self.daily.entry(ctx.day).or_default().requests += 1;
         let tenant = self.tenants.entry(req.tenant.clone()).or_default();
         tenant.requests += 1;
+        let mut row = opts.decisions.is_some().then(|| DecisionRow {
+            line: ready.line,
+            id: req.id.clone(),
+            tenant: req.tenant.clone(),
+            timestamp: time::rfc3339(ready.ts),
+            policy: self.label.clone(),
+            outcome: "route",
+            targets: Vec::new(),
+            reason: String::new(),
+            fallback: eval.failure.is_some(),
+            failure: eval.failure.as_ref().map(|f| f.kind.as_str()),
+            status: None,
+            served_by: None,
+            failover: false,
+            capped: false,
+            cost_usd: 0.0,
+        });
         let decision = match eval.verdict {
             Verdict::Reject(r) => {
                 served_by(&mut self.quality, None);
                 *self.rejected.entry(r.status).or_default() += 1;
                 let key = format!("reject {}", r.status);
                 let shown = format!("{key}: {}", r.message);
-                return (key, shown);
+                if let Some(row) = &mut row {
+                    row.outcome = "reject";
+                    row.status = Some(r.status);
+                    row.reason = r.message;
+                }
+                return Decided { key, shown, row };
             }
             Verdict::Route(d) => d,
         };
-        let first = decision.targets.first();
-        let key = first.map_or_else(String::new, |t| match &t.model {
+        let target_name = |t: &crate::domain::Target| match &t.model {
             Some(m) => format!("{}/{m}", t.backend),
             None => t.backend.clone(),
-        });
+        };
+        let key = decision
+            .targets
+            .first()
+            .map_or_else(String::new, target_name);
         let shown = if eval.failure.is_some() {
             format!("{key} (policy failed; fallback)")
         } else {
             format!("{key} ({})", decision.reason)
         };
+        if let Some(row) = &mut row {
+            row.targets = decision.targets.iter().map(target_name).collect();
+            row.reason.clone_from(&decision.reason);
+        }
         let served = decision.targets.iter().enumerate().find_map(|(i, t)| {
             let b = ctx.backends.iter().find(|b| b.name == t.backend)?;
             (!self.host.is_down(&b.name, ctx.day)).then_some((i, t, b))
@@ -145,7 +187,7 @@ impl PolicyRun {
         let Some((index, target, backend)) = served else {
             served_by(&mut self.quality, None);
             self.unserved += 1;
-            return (key, shown);
+            return Decided { key, shown, row };
         };
         if index > 0 {
             self.failovers += 1;
@@ -168,7 +210,10 @@ impl PolicyRun {
             self.capped += 1;
             tenant.capped += 1;
             served_by(&mut self.quality, None);
-            return (key, shown);
+            if let Some(row) = &mut row {
+                row.capped = true;
+            }
+            return Decided { key, shown, row };
         }
         if cost > 0.0 {
             let budget = self.host.budget(&req.tenant);
@@ -185,6 +230,11 @@ impl PolicyRun {
         served_by(&mut self.quality, Some(&backend.name));
         self.routed += 1;
         let label = format!("{}/{model}", backend.name);
+        if let Some(row) = &mut row {
+            row.served_by = Some(label.clone());
+            row.failover = index > 0;
+            row.cost_usd = cost;
+        }
         let stats = self
             .targets
             .entry(label.clone())
@@ -219,7 +269,7 @@ impl PolicyRun {
                 }
             }
         }
-        (key, shown)
+        Decided { key, shown, row }
     }
 
     /// The policy's report over the whole workload.
@@ -282,7 +332,7 @@ impl PolicyRun {
             }
         };
         PolicyReport {
-            policy: format!("{}@{}", self.policy.name(), self.policy.short_digest()),
+            policy: self.label,
             info: format!("{} {}: {}", info.name, info.version, info.description),
             requests: self.requests,
             routed: self.routed,
