@@ -12,6 +12,11 @@
 #   DURATION         seconds per measurement (default 10)
 #   C_HIGH           concurrency of the throughput runs (default 32)
 #   SKIP_LITELLM=1   leave LiteLLM out
+#   POLICY           shipped policy the gateway runs (default hybrid; a name from
+#                    target/policies); `learned` also loads its trained router
+#                    (policies/learned/router.bin) as the `router` classifier
+#   PROMPT           the user message every request sends (default "Classify: great
+#                    product")
 #   WARM_INSTANCES   the policy's warm_instances (default 16, what the embedded default
 #                    gives the shipped hybrid policy; 0 = a fresh instance per decision)
 #   LEDGER_URL       also run a second gateway on this PostgreSQL ledger (`[ledger] url`),
@@ -58,7 +63,12 @@ RATE="${RATE:-}"
 ADMIN_TOKEN=""
 [ "$UI" = 1 ] && ADMIN_TOKEN="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 BIN="${SWITCHYARD_BIN:-$ROOT/target/debug/switchyard}"
-POLICY="$ROOT/target/policies/hybrid.wasm"
+POLICY_NAME="${POLICY:-hybrid}"
+POLICY="$ROOT/target/policies/$POLICY_NAME.wasm"
+PROMPT="${PROMPT:-Classify: great product}"
+CLASSIFIERS=""
+[ "$POLICY_NAME" = learned ] && CLASSIFIERS=$'[classifiers]\nrouter = "'"$ROOT"$'/policies/learned/router.bin"'
+
 TOOLS="$ROOT/target/bench-tools"
 VENV="$ROOT/target/bench-venv"
 OUT_JSON="$ROOT/target/bench-overhead.json"
@@ -101,6 +111,7 @@ if [ ! -x "$BIN" ]; then
   esac
 fi
 [ -f "$POLICY" ] || bash policies/build.sh rust >&2
+[ -f "$POLICY" ] || die "no policy component $POLICY (POLICY names one in target/policies)"
 
 # ------------------------------------------------------------------ processes
 TMP="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
@@ -219,6 +230,8 @@ models = ["gpt-4o-mini"]
 path = "$TMP/gw/ledger.db"
 
 $TENANTS
+
+$CLASSIFIERS
 EOF
 SWITCHYARD_ADMIN_TOKEN="$ADMIN_TOKEN" RUST_LOG=warn "$BIN" serve --config "$TMP/gw/switchyard.toml" \
   >"$TMP/gw/log" 2>&1 &
@@ -258,8 +271,9 @@ if [ -n "$LEDGER_URL" ]; then
   [ "$REPLICAS" -gt 1 ] && log "$REPLICAS replicas on the PostgreSQL ledger behind nginx on :$LB_PORT (one) and :$((LB_PORT + 1)) (all)"
 fi
 
-GW_BODY='{"model":"auto","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
-UP_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Classify: great product"}],"max_tokens":16}'
+PROMPT_JSON="$(printf '%s' "$PROMPT" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')"
+GW_BODY='{"model":"auto","messages":[{"role":"user","content":'"$PROMPT_JSON"'}],"max_tokens":16}'
+UP_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":'"$PROMPT_JSON"'}],"max_tokens":16}'
 probe="$(curl -sS -w ' HTTP %{http_code}' -H 'content-type: application/json' -d "$GW_BODY" "$GW/v1/chat/completions")"
 case "$probe" in *"HTTP 200") ;; *) tail -20 "$TMP/gw/log" >&2; die "gateway probe failed: $probe" ;; esac
 
@@ -355,12 +369,13 @@ RSS_AFTER_KB="$(awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 
 # ------------------------------------------------------------------ report
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
-UI="$UI" WATCH="$WATCH" RATE="$RATE" \
+UI="$UI" WATCH="$WATCH" RATE="$RATE" POLICY_NAME="$POLICY_NAME" PROMPT="$PROMPT" \
 python3 - "$TMP" "$C_HIGH" "$OUT_JSON" "$RSS_IDLE_KB" "$RSS_AFTER_KB" "$RSS_IDLE_ANON_KB" "$BIN" "$PROFILE" "$LOAD" "$(nproc)" "$WARM_INSTANCES" "${TARGETS[@]}" <<'PY'
 import json, os, sys
 tmp, c_high, out, rss_idle, rss_after, rss_anon, binary, profile, load, cores, warm = sys.argv[1:12]
 targets = sys.argv[12:]
 ui, watch, rate = os.environ["UI"] == "1", os.environ["WATCH"] == "1", os.environ["RATE"]
+policy, prompt = os.environ["POLICY_NAME"], os.environ["PROMPT"]
 
 def stats(name, c):
     d = json.load(open(f"{tmp}/{name}.c{c}.json"))
@@ -380,7 +395,7 @@ hi = f"c{c_high}"
 d1 = res["direct"]["c1"]
 report = {
     "binary": binary, "profile": profile, "cores": int(cores), "loadavg_at_end": load,
-    "warm_instances": int(warm),
+    "warm_instances": int(warm), "policy": policy, "prompt_chars": len(prompt),
     "concurrency_high": int(c_high), "results": res,
     "gateway_idle_rss_kb": int(rss_idle), "gateway_rss_after_load_kb": int(rss_after),
     "gateway_idle_rss_anon_kb": int(rss_anon),
@@ -436,6 +451,7 @@ json.dump(report, open(out, "w"), indent=2)
 print(f"\nSwitchyard overhead benchmark  UI {'on' if ui else 'off'}, "
       f"{'one dashboard watcher' if watch else 'nobody watching'}")
 print(f"\nSwitchyard overhead benchmark  binary={binary} [{profile}]  cores={cores}  load={load}")
+print(f"policy {policy} (warm_instances {warm}), prompt of {len(prompt)} characters")
 print(f"{'target':<11}{'c=1 p50 µs':>12}{'c=1 p99 µs':>12}{'added p50':>11}{'added p99':>11}"
       f"{f'c={c_high} RPS':>12}{f'c={c_high} p99 ms':>14}{'non-200':>9}")
 for t in targets:

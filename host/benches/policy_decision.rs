@@ -1,7 +1,8 @@
 //! Policy decision latency: a fresh store per decision (instantiate + `route`) for a ~1 KB
 //! request, p50/p99 and decisions/s on 1 and 2 threads, for every built policy found in
 //! `${SWITCHYARD_POLICY_OUT:-target/policies}` (Rust, Python, JS), with and without the
-//! warm-instance pool, against the same decision computed natively.
+//! warm-instance pool, against the same decision computed natively; `learned` with the
+//! shipped router (the host's scoring included) and the router's score alone.
 //!
 //! Run: `cargo bench -p switchyard --bench policy_decision` (build the policies first with
 //! `bash policies/build.sh`; a missing one is skipped with a note). `BENCH_SECONDS`
@@ -18,10 +19,13 @@ use std::time::{Duration, Instant};
 use hybrid::Hybrid;
 use policy_misbehave::Misbehave;
 use policy_sdk::Policy;
+use switchyard::classifiers::Classifiers;
 use switchyard::domain::{ChatMessage, Decision, PolicyRequest, Role, Target, Verdict};
 use switchyard::policy::{
     EngineConfig, HostState, LoadedPolicy, PolicyEngine, PolicySpec, StaticHost,
 };
+use switchyard::replay::SimHost;
+use switchyard::router_model::RouterModel;
 
 /// (label, file stem, language)
 const POLICIES: &[(&str, &str, &str)] = &[
@@ -186,6 +190,64 @@ fn engine(warm: usize, cache: &std::path::Path) -> PolicyEngine {
     .expect("engine")
 }
 
+/// `learned` with the shipped router loaded as `router`: each decision includes the host
+/// scoring the prompt; and the score alone, natively.
+fn learned_rows(
+    out: &std::path::Path,
+    engines: [(&str, &PolicyEngine); 2],
+    request: &PolicyRequest,
+    budget: Duration,
+) {
+    let label = "learned [rust, router]";
+    let path = out.join("learned.wasm");
+    if !path.is_file() {
+        println!(
+            "| {label:<26} | skipped: {} missing (run `bash policies/build.sh`)",
+            path.display()
+        );
+        return;
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let router = manifest.join("../policies/learned/router.bin");
+    let model = RouterModel::load(&router).expect("the shipped router");
+    let classifiers =
+        Classifiers::from_models(BTreeMap::from([("router".to_owned(), model.clone())]));
+    let host: Arc<dyn HostState> = Arc::new(
+        SimHost::new(
+            StaticHost::default().backends,
+            Vec::new(),
+            BTreeMap::new(),
+            0,
+        )
+        .with_scorer(Arc::new(classifiers)),
+    );
+    for (mode, engine) in engines {
+        let policy = engine.load_file(spec("learned"), &path).expect("learned");
+        let check = policy.decide_blocking(request, host.clone());
+        if let (None, Verdict::Route(d)) = (&check.failure, &check.verdict)
+            && mode == "fresh"
+        {
+            println!("| {label:<26} | decides ({})", d.reason);
+        }
+        let stats = measure(1, budget, || {
+            policy
+                .decide_blocking(request, host.clone())
+                .failure
+                .is_none()
+        });
+        row(label, mode, 1, &stats);
+    }
+    let text = request
+        .messages
+        .last()
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let stats = measure(1, budget, || {
+        (0.0..=1.0).contains(&model.rank_text(std::hint::black_box(&text)))
+    });
+    row("router score [native]", "native", 1, &stats);
+}
+
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let budget = if smoke {
@@ -271,6 +333,10 @@ fn main() {
                 row(&label, mode, threads, &stats);
             }
         }
+    }
+
+    if selected("learned") {
+        learned_rows(&out, [("fresh", &fresh), ("warm", &warm)], &request, budget);
     }
 
     // The same decisions natively, through the SDK's mock host (same PII detector).
