@@ -750,6 +750,12 @@ async fn embeddings_endpoint_serves_the_local_model_in_openai_shape() {
             StatusCode::BAD_REQUEST,
             "",
         ),
+        (json!({"input": "x"}), StatusCode::BAD_REQUEST, ""),
+        (
+            json!({"model": "all-minilm-l6-v2"}),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
     ] {
         let (got, body) = post_embeddings(gw, &bad).await;
         assert_eq!(got, status, "{bad} -> {body}");

@@ -19,13 +19,14 @@ use crate::dispatch::Embedded;
 /// Most texts one request may embed (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
+/// A request for the local model (its `model` already matched; other keys, such as `user`,
+/// are ignored).
 #[derive(Debug, Deserialize)]
 struct EmbeddingsRequest {
-    model: String,
     input: Value,
     #[serde(default)]
     encoding_format: Option<String>,
-    /// Only 384 (the model's one size) is accepted. Other keys (`user`) are ignored.
+    /// Only 384 (the model's one size) is accepted.
     #[serde(default)]
     dimensions: Option<u64>,
 }
@@ -70,19 +71,15 @@ fn upstream_response(embedded: Embedded) -> Response {
     response
 }
 
-/// Sends the request to the backends serving `model`, billed to the request's tenant.
+/// Sends the request's `fields` (all but `model`) to the backends serving `model`, billed
+/// to the request's tenant.
 async fn upstream(
     state: &AppState,
     headers: &HeaderMap,
     key_tenant: Option<String>,
-    body: &[u8],
+    model: &str,
+    fields: Map<String, Value>,
 ) -> Result<Served, ApiError> {
-    let mut fields: Map<String, Value> = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid embeddings request: {e}")))?;
-    let model = match fields.remove("model") {
-        Some(Value::String(model)) => model,
-        _ => return Err(ApiError::invalid("`model` must be a string")),
-    };
     let texts = inputs(fields.get("input").cloned().unwrap_or(Value::Null))?;
     let user = fields
         .get("user")
@@ -101,7 +98,7 @@ async fn upstream(
         .fold(0u32, u32::saturating_add);
     let embedded = state
         .dispatcher
-        .embed(&tenant, &model, fields, tokens)
+        .embed(&tenant, model, fields, tokens)
         .await?;
     Ok(Served::Upstream(embedded))
 }
@@ -113,13 +110,19 @@ async fn serve(
 ) -> Result<Served, ApiError> {
     let body = read_body(state, body)?;
     let key_tenant = authenticate(state, headers)?;
-    let request: EmbeddingsRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("invalid embeddings request: {e}")))?;
+    let invalid =
+        |e: serde_json::Error| ApiError::invalid(format!("invalid embeddings request: {e}"));
+    let mut fields: Map<String, Value> = serde_json::from_slice(&body).map_err(invalid)?;
+    let Some(Value::String(asked)) = fields.get("model") else {
+        return Err(ApiError::invalid("`model` must be a string"));
+    };
     let scorer = state.dispatcher.text_scorer();
     let local = scorer.embedding_model().map(str::to_owned);
-    let Some(model) = local.filter(|m| request.model.eq_ignore_ascii_case(m)) else {
-        if state.dispatcher.serves_model(&request.model) {
-            return upstream(state, headers, key_tenant, &body).await;
+    let Some(model) = local.filter(|m| asked.eq_ignore_ascii_case(m)) else {
+        if state.dispatcher.serves_model(asked) {
+            let model = asked.clone();
+            fields.remove("model");
+            return upstream(state, headers, key_tenant, &model, fields).await;
         }
         let served_here = match scorer.embedding_model() {
             Some(local) => format!("embeddings are served by {local:?} and the backends' models"),
@@ -132,11 +135,13 @@ async fn serve(
             "invalid_request_error",
             format!(
                 "the model {:?} does not exist here; {served_here}",
-                crate::log_text::sanitize(&request.model, super::LOG_VALUE_MAX)
+                crate::log_text::sanitize(asked, super::LOG_VALUE_MAX)
             ),
         )
         .with_code("model_not_found"));
     };
+    let request: EmbeddingsRequest =
+        serde_json::from_value(Value::Object(fields)).map_err(invalid)?;
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
