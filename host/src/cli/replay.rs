@@ -88,7 +88,8 @@ pub struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Write an SVG chart of daily cost per target.
+    /// Write an SVG chart of daily cost per target (with --sweep: cost against quality, or
+    /// against local share without --labels, one point per value).
     #[arg(long, value_name = "FILE")]
     pub chart: Option<PathBuf>,
     /// Write the report as one self-contained HTML page: tables, charts of daily cost and
