@@ -1022,6 +1022,28 @@ fn cli_sweep_traces_the_learned_routers_cost_quality_curve() {
         5,
         "policy points"
     );
+    // Standard input is replayed once per value too (spooled to a temporary file).
+    let piped = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["replay", "--policy"])
+        .arg(&learned)
+        .arg("--config")
+        .arg(&config)
+        .args(["--workload", "-", "--labels"])
+        .arg(&labels)
+        .args([
+            "--sweep",
+            "strong_share=0:1:0.25",
+            "--deadline-ms",
+            "10000",
+            "--json",
+        ])
+        .stdin(std::fs::File::open(&workload).unwrap_or_else(|e| panic!("{e}")))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ok(&piped);
+    let from_stdin: serde_json::Value =
+        serde_json::from_slice(&piped.stdout).unwrap_or_else(|e| panic!("json: {e}"));
+    assert_eq!(from_stdin["points"], json["points"]);
     // The table, with progress on stderr.
     let out = sweep(&[]);
     let text = String::from_utf8_lossy(&out.stdout);

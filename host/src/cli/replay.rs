@@ -344,7 +344,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let workload = match (synthetic, &args.workload) {
         (Some(spec), _) => Workload::Synthetic(spec),
-        (None, Some(path)) if path.as_os_str() == "-" => Workload::Stdin(None),
+        (None, Some(path)) if path.as_os_str() == "-" => Workload::Stdin,
         (None, Some(path)) => Workload::File(path.clone()),
         (None, None) => anyhow::bail!("give --workload FILE or --synthetic N"),
     };
@@ -387,34 +387,38 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 /// Where the replay's records come from; a sweep reads them once per value (standard
-/// input is kept in memory for that).
+/// input is first copied to an anonymous temporary file for that).
 enum Workload {
     Synthetic(SyntheticSpec),
     File(PathBuf),
-    /// `--workload -`: read as it comes, or from memory once read.
-    Stdin(Option<Arc<[u8]>>),
+    /// `--workload -`, read as it comes.
+    Stdin,
+    /// Standard input copied to a temporary file, read from its start each time.
+    Spooled(std::fs::File),
 }
 
 type Records = Box<dyn Iterator<Item = Result<WorkloadRecord, LineError>> + Send>;
 
 impl Workload {
     fn records(&self) -> anyhow::Result<Records> {
+        let reader = |input: Box<dyn std::io::Read + Send>| -> Records {
+            Box::new(JsonlReader::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                input,
+            )))
+        };
         Ok(match self {
             Self::Synthetic(spec) => Box::new(Synthetic::new(*spec).map(Ok)),
             Self::File(path) => {
-                let file = std::fs::File::open(path)
-                    .with_context(|| format!("opening workload {}", path.display()))?;
-                Box::new(JsonlReader::new(std::io::BufReader::with_capacity(
-                    1 << 20,
-                    file,
-                )))
+                reader(Box::new(std::fs::File::open(path).with_context(|| {
+                    format!("opening workload {}", path.display())
+                })?))
             }
-            Self::Stdin(None) => Box::new(JsonlReader::new(std::io::BufReader::with_capacity(
-                1 << 20,
-                std::io::stdin(),
-            ))),
-            Self::Stdin(Some(bytes)) => {
-                Box::new(JsonlReader::new(std::io::Cursor::new(bytes.clone())))
+            Self::Stdin => reader(Box::new(std::io::stdin())),
+            Self::Spooled(file) => {
+                let mut file = file.try_clone().context("reopening the spooled workload")?;
+                std::io::Seek::rewind(&mut file).context("rewinding the spooled workload")?;
+                reader(Box::new(file))
             }
         })
     }
@@ -427,14 +431,15 @@ impl Workload {
         Ok(replay::replay(policies, self.records()?, opts)?)
     }
 
-    /// Reads standard input into memory, so it can be replayed more than once.
-    fn buffered(self) -> anyhow::Result<Self> {
+    /// Copies standard input to an anonymous temporary file (memory stays bounded however
+    /// large it is), so it can be replayed more than once.
+    fn rereadable(self) -> anyhow::Result<Self> {
         Ok(match self {
-            Self::Stdin(None) => {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
-                    .context("reading the workload from standard input")?;
-                Self::Stdin(Some(Arc::from(bytes)))
+            Self::Stdin => {
+                let mut file = tempfile::tempfile().context("creating a temporary file")?;
+                std::io::copy(&mut std::io::stdin().lock(), &mut file)
+                    .context("copying the workload from standard input")?;
+                Self::Spooled(file)
             }
             other => other,
         })
@@ -449,7 +454,7 @@ fn sweep(
     workload: Workload,
     opts: &ReplayOptions,
 ) -> anyhow::Result<ExitCode> {
-    let workload = workload.buffered()?;
+    let workload = workload.rereadable()?;
     let values = spec.values();
     let mut points = Vec::with_capacity(values.len());
     let (mut requests, mut best_backend, mut label) = (0, None, String::new());
